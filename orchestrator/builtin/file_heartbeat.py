@@ -1,0 +1,32 @@
+"""``file``: the heartbeat as a ``.heartbeat`` file holding the last tick's ISO-8601 UTC time."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import ClassVar
+
+from orchestrator.clock import iso, parse_iso
+from orchestrator.contracts import HeartbeatOptions, RunLocation, SlotContext
+from orchestrator.fsutil import atomic_write_bytes
+
+
+class FileHeartbeat:
+    options_model: ClassVar[type[HeartbeatOptions]] = HeartbeatOptions
+
+    def __init__(self, options: HeartbeatOptions, context: SlotContext) -> None:
+        self.options = options
+
+    def beat(self, run: RunLocation, at: datetime) -> None:
+        # Renamed into place, so a reader never sees a torn time; not fsynced (it is rewritten
+        # every few seconds and only ever read as "how recent").
+        atomic_write_bytes(run.heartbeat_path, f"{iso(at)}\n".encode(), durable=False)
+
+    def last_beat(self, run: RunLocation) -> datetime | None:
+        try:
+            text = run.heartbeat_path.read_text(encoding="utf-8").strip()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        try:
+            return parse_iso(text)
+        except ValueError:
+            return None

@@ -1,0 +1,220 @@
+"""``filesystem``: run records as JSON files (interface.md 4), written atomically.
+
+The task's state snapshot and metrics are shared by every run of the task, so they are written
+under a lock on a separate ``.lock`` file (flock: a holder that dies frees it), taken with
+bounded retries and exponential backoff. Each run's own files have a single writer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, ClassVar
+
+from filelock import FileLock, Timeout
+from pydantic import Field
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+
+from orchestrator.contracts import PersistenceOptions, RunLocation, SlotContext
+from orchestrator.errors import CorruptRecordError, LockTimeoutError, RunNotFoundError
+from orchestrator.fsutil import append_line, atomic_write_bytes, atomic_write_json
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.json"
+METRICS_FILE = "metrics.json"
+LOCK_SUFFIX = ".lock"
+
+
+class FilesystemOptions(PersistenceOptions):
+    lock_attempts: int = Field(5, ge=1, le=100, description="state-snapshot lock: attempts")
+    lock_initial_delay_ms: int = Field(100, ge=0, le=60_000, description="first backoff wait")
+    lock_max_total_ms: int = Field(3000, ge=0, le=600_000, description="all waits stay under this")
+    lock_attempt_timeout_ms: int = Field(
+        2000, ge=0, le=600_000, description="how long one attempt waits for the lock"
+    )
+    fsync: bool = Field(True, description="fsync files and folders (off only for throwaway runs)")
+
+
+def _backoff(options: FilesystemOptions):  # type: ignore[no-untyped-def]
+    """First wait ``lock_initial_delay_ms``, doubling, all waits together under the budget."""
+
+    def wait(state: RetryCallState) -> float:
+        planned = options.lock_initial_delay_ms / 1000 * 2 ** (state.attempt_number - 1)
+        budget = options.lock_max_total_ms / 1000 - state.idle_for
+        return max(0.0, min(planned, budget))
+
+    return wait
+
+
+class FilesystemPersistence:
+    options_model: ClassVar[type[PersistenceOptions]] = FilesystemOptions
+
+    def __init__(self, options: FilesystemOptions, context: SlotContext) -> None:
+        self.options = options
+        self.context = context
+
+    # ------------------------------------------------------------------ locations
+
+    def _location(self, task_id: str, run_id: str) -> RunLocation:
+        return RunLocation(self.context.runs_dir, self.context.out_dir, task_id, run_id)
+
+    def manifest_ref(self, run: RunLocation) -> Path:
+        return run.manifest_path
+
+    def resolve_manifest_ref(self, ref: Path) -> RunLocation | None:
+        path = ref if ref.is_absolute() else self.context.root / ref
+        try:
+            relative = path.resolve().relative_to(self.context.runs_dir)
+        except ValueError:
+            return None
+        parts = relative.parts
+        if len(parts) != 4 or parts[1] != "cli" or parts[3] != "manifest.json":
+            return None
+        if not path.is_file():
+            return None
+        return self._location(parts[0], parts[2])
+
+    # ------------------------------------------------------------------ run records
+
+    def create_run(self, run: RunLocation) -> None:
+        run.run_dir.parent.mkdir(parents=True, exist_ok=True)
+        run.run_dir.mkdir()  # FileExistsError when the id is taken
+        run.commands_dir.mkdir()
+        run.errors_dir.mkdir()
+
+    def write_manifest(self, run: RunLocation, manifest: bytes) -> None:
+        atomic_write_bytes(run.manifest_path, manifest, durable=self.options.fsync)
+
+    def read_manifest(self, run: RunLocation) -> dict[str, Any]:
+        path = run.manifest_path
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise RunNotFoundError(
+                f"run {run.run_id} of task {run.task_id} has no manifest at {path}"
+            ) from None
+        try:
+            document = json.loads(text)
+        except ValueError as exc:
+            raise CorruptRecordError(f"manifest {path} does not parse: {exc}") from None
+        if not isinstance(document, dict):
+            raise CorruptRecordError(f"manifest {path} is not a JSON object")
+        return document
+
+    def find_run(self, run_id: str, task_id: str | None) -> RunLocation:
+        if task_id is not None:
+            run = self._location(task_id, run_id)
+            if run.run_dir.is_dir():
+                return run
+            raise RunNotFoundError(f"no run {run_id} for task {task_id}")
+        for candidate in sorted(self.context.runs_dir.glob(f"*/cli/{run_id}")):
+            if candidate.is_dir():
+                return self._location(candidate.parent.parent.name, run_id)
+        raise RunNotFoundError(f"no run {run_id} under {self.context.runs_dir}")
+
+    def list_runs(self, task_id: str) -> list[RunLocation]:
+        folder = self.context.runs_dir / task_id / "cli"
+        try:
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            return []
+        return [self._location(task_id, name) for name in names if not name.startswith(".")]
+
+    def write_error_file(self, run: RunLocation, name: str, document: dict[str, Any]) -> Path:
+        path = run.errors_dir / f"{name}.json"
+        run.errors_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, document, durable=self.options.fsync)
+        return path
+
+    @contextmanager
+    def run_lock(self, run: RunLocation) -> Iterator[bool]:
+        lock = FileLock(run.run_dir / f".run{LOCK_SUFFIX}", preserve_lock_file=True)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            lock.release()
+
+    # ------------------------------------------------------------------ task state
+
+    def _state_path(self, task_id: str) -> Path:
+        return self.context.out_dir / task_id / STATE_FILE
+
+    @contextmanager
+    def _task_lock(self, task_id: str) -> Iterator[None]:
+        folder = self.context.out_dir / task_id
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(folder / f"{STATE_FILE}{LOCK_SUFFIX}", preserve_lock_file=True)
+        attempt_timeout = self.options.lock_attempt_timeout_ms / 1000
+
+        def take() -> None:
+            lock.acquire(timeout=attempt_timeout, poll_interval=0.005)
+
+        def before_sleep(state: RetryCallState) -> None:
+            log.warning(
+                "state lock %s busy (attempt %d of %d); retrying",
+                lock.lock_file,
+                state.attempt_number,
+                self.options.lock_attempts,
+            )
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.options.lock_attempts),
+            wait=_backoff(self.options),
+            retry=retry_if_exception_type((Timeout, OSError)),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            retrying(take)
+        except (Timeout, OSError) as exc:
+            raise LockTimeoutError(
+                f"could not lock {lock.lock_file} after {self.options.lock_attempts} attempts "
+                f"({type(exc).__name__}); raise [persistence] lock_attempts or lock_max_total_ms"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def read_state(self, task_id: str) -> dict[str, Any] | None:
+        path = self._state_path(task_id)
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except ValueError as exc:
+            raise CorruptRecordError(f"state snapshot {path} does not parse: {exc}") from None
+        return document if isinstance(document, dict) else None
+
+    def record_run(self, task_id: str, entry: dict[str, Any]) -> None:
+        with self._task_lock(task_id):
+            try:
+                state = self.read_state(task_id) or {}
+            except CorruptRecordError as exc:
+                log.warning("%s; starting a new snapshot (the old one is kept beside it)", exc)
+                path = self._state_path(task_id)
+                os.replace(path, path.with_suffix(".json.corrupt"))
+                state = {}
+            runs = [r for r in state.get("runs", []) if r.get("run_id") != entry["run_id"]]
+            runs.append(entry)
+            runs.sort(key=lambda r: (r.get("started_at") or "", r.get("run_id") or ""))
+            last = max((r.get("started_at") or "" for r in runs), default=None)
+            document = {"task_id": task_id, "last_run_at": last, "runs": runs}
+            atomic_write_json(self._state_path(task_id), document, durable=self.options.fsync)
+
+    def append_metrics(self, task_id: str, line: dict[str, Any]) -> None:
+        folder = self.context.runs_dir / task_id
+        folder.mkdir(parents=True, exist_ok=True)
+        data = (json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        with self._task_lock(task_id):
+            append_line(folder / METRICS_FILE, data)

@@ -1,0 +1,46 @@
+"""``strict``: the default ID sanitizer. It rejects unsafe identifiers and never rewrites them."""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar
+
+from orchestrator.contracts import IdentifierRejected, IdKind, IdSanitizerOptions, SlotContext
+
+MAX_LENGTH = 128
+FORBIDDEN_CHARACTERS = '<>:"/\\|?*'
+_DEVICE_NAME = re.compile(r"^(CON|PRN|AUX|NUL|COM[1-9]|LPT[1-9])(\..*)?$", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def rejection_reason(value: str) -> str | None:
+    """Why ``value`` is not a safe identifier (interface.md 6), or None when it is."""
+    if not value or not value.strip():
+        return "must not be empty or blank"
+    if _CONTROL.search(value):
+        return "must not contain control characters"
+    bad = sorted({ch for ch in value if ch in FORBIDDEN_CHARACTERS})
+    if bad:
+        return f"must not contain {' '.join(bad)}"
+    if value.startswith("."):
+        return "must not start with '.'"
+    if value.endswith((".", " ")):
+        return "must not end with '.' or a space"
+    if _DEVICE_NAME.match(value):
+        return "must not be a Windows device name (CON, PRN, AUX, NUL, COM1-9, LPT1-9)"
+    if len(value) > MAX_LENGTH:
+        return f"must be at most {MAX_LENGTH} characters (got {len(value)})"
+    return None
+
+
+class StrictSanitizer:
+    options_model: ClassVar[type[IdSanitizerOptions]] = IdSanitizerOptions
+
+    def __init__(self, options: IdSanitizerOptions, context: SlotContext) -> None:
+        self.options = options
+
+    def sanitize(self, value: str, kind: IdKind) -> str:
+        reason = rejection_reason(value)
+        if reason is not None:
+            raise IdentifierRejected(reason)
+        return value

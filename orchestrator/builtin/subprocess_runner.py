@@ -1,0 +1,200 @@
+"""``subprocess``: runs a stage as a child process in a process group of its own.
+
+Output is read from both pipes as it comes and handed to the kernel chunk by chunk; nothing is
+buffered here. On timeout or cancel the whole group gets SIGTERM, then SIGKILL after the grace
+period; when the stage's main process ends, anything it left running in its group is ended the
+same way, so no stage leaves processes behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import selectors
+import signal
+import subprocess
+import time
+from typing import ClassVar
+
+from orchestrator.contracts import (
+    CommandOutcome,
+    CommandRequest,
+    CommandRunnerOptions,
+    OutputCallback,
+    SlotContext,
+)
+
+READ_SIZE = 1 << 20
+PIPE_SIZE = 1 << 20
+POLL_SECONDS = 0.1
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"SIG{number}"
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def end_group(pgid: int, grace: float) -> None:
+    """SIGTERM the group, then SIGKILL whatever is left after ``grace`` seconds."""
+    if not group_alive(pgid):
+        return
+    signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not group_alive(pgid):
+            return
+        time.sleep(0.01)
+    signal_group(pgid, signal.SIGKILL)
+
+
+class SubprocessRunner:
+    options_model: ClassVar[type[CommandRunnerOptions]] = CommandRunnerOptions
+    merged_streams: ClassVar[bool] = False
+
+    def __init__(self, options: CommandRunnerOptions, context: SlotContext) -> None:
+        self.options = options
+
+    def run(self, request: CommandRequest, on_output: OutputCallback) -> CommandOutcome:
+        argv = request.argv if request.argv is not None else ["/bin/sh", "-c", request.shell or ""]
+        try:
+            process = subprocess.Popen(
+                argv,
+                cwd=request.cwd,
+                env=request.env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            code = 127 if exc.errno == errno.ENOENT else 126
+            return CommandOutcome(exit_code=code, error=f"cannot run {argv[0]!r}: {exc.strerror}")
+        return _Supervisor(process, request, on_output).supervise()
+
+
+class _Supervisor:
+    """Reads a running process's pipes and enforces its timeout and cancellation."""
+
+    def __init__(
+        self, process: subprocess.Popen[bytes], request: CommandRequest, on_output: OutputCallback
+    ) -> None:
+        self.process = process
+        self.request = request
+        self.on_output = on_output
+        self.pgid = process.pid
+        self.timed_out = False
+        self.cancelled = False
+        self.kill_at: float | None = None
+        start = time.monotonic()
+        self.deadline = start + request.timeout_seconds if request.timeout_seconds > 0 else None
+
+    def _begin_ending(self, now: float) -> None:
+        if self.kill_at is None:
+            signal_group(self.pgid, signal.SIGTERM)
+            self.kill_at = now + self.request.kill_grace_seconds
+
+    def _check_limits(self) -> None:
+        now = time.monotonic()
+        if self.deadline is not None and now >= self.deadline and not self.timed_out:
+            self.timed_out = True
+            self._begin_ending(now)
+        if self.request.cancel.is_set() and not self.cancelled:
+            self.cancelled = True
+            self._begin_ending(now)
+        if self.kill_at is not None and now >= self.kill_at:
+            signal_group(self.pgid, signal.SIGKILL)
+            self.kill_at = now + 3600  # sent once
+
+    def _wait_seconds(self) -> float:
+        now = time.monotonic()
+        candidates = [POLL_SECONDS]
+        if self.deadline is not None and not self.timed_out:
+            candidates.append(self.deadline - now)
+        if self.kill_at is not None:
+            candidates.append(self.kill_at - now)
+        return max(0.0, min(candidates))
+
+    def supervise(self) -> CommandOutcome:
+        process = self.process
+        assert process.stdout is not None and process.stderr is not None
+        selector = selectors.DefaultSelector()
+        for pipe, stream in ((process.stdout, "stdout"), (process.stderr, "stderr")):
+            fd = pipe.fileno()
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
+            os.set_blocking(fd, False)
+            selector.register(fd, selectors.EVENT_READ, stream)
+        pidfd = None
+        with contextlib.suppress(AttributeError, OSError):
+            pidfd = os.pidfd_open(process.pid)
+            selector.register(pidfd, selectors.EVENT_READ, "exit")
+        open_pipes = 2
+        leader_done = False
+        try:
+            while open_pipes or not leader_done:
+                self._check_limits()
+                for key, _ in selector.select(self._wait_seconds()):
+                    if key.data == "exit":
+                        selector.unregister(key.fd)
+                        leader_done = True
+                        continue
+                    try:
+                        data = os.read(key.fd, READ_SIZE)
+                    except BlockingIOError:
+                        continue
+                    if data:
+                        self.on_output(key.data, data)
+                    else:
+                        selector.unregister(key.fd)
+                        open_pipes -= 1
+                if pidfd is None and not leader_done:
+                    leader_done = process.poll() is not None
+                if leader_done and open_pipes and self.kill_at is None:
+                    # The main process is gone but something it started still holds the pipes.
+                    self._begin_ending(time.monotonic())
+            returncode = process.wait()
+        finally:
+            selector.close()
+            if pidfd is not None:
+                os.close(pidfd)
+            process.stdout.close()
+            process.stderr.close()
+            end_group(self.pgid, self.request.kill_grace_seconds)
+            if process.returncode is None:
+                process.kill()
+                process.wait()
+        if returncode < 0:
+            return CommandOutcome(
+                exit_code=None,
+                signal=signal_name(-returncode),
+                timed_out=self.timed_out,
+                cancelled=self.cancelled,
+                pid=process.pid,
+            )
+        return CommandOutcome(
+            exit_code=returncode,
+            timed_out=self.timed_out,
+            cancelled=self.cancelled,
+            pid=process.pid,
+        )

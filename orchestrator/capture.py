@@ -1,0 +1,154 @@
+"""Capturing a stage's output: every byte to its log on disk, only a bounded tail in memory.
+
+One :class:`StageCapture` per stage. The command runner hands it chunks as they come; it writes
+each chunk as one ``exec:chunk`` line of ``commands/NN-<id>.ndjson`` (UTF-8 text as ``data``,
+anything else as ``data_b64``, so no byte is lost), keeps the newest ``stream_cap_bytes`` of each
+stream for summaries and error files, and tells observers.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from orchestrator.clock import now_iso
+
+STREAMS = ("stdout", "stderr")
+
+
+class BoundedTail:
+    """The newest ``cap`` bytes of a stream; amortised O(1) per byte whatever the volume."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.total = 0
+        self._buffer = bytearray()
+
+    def add(self, data: bytes) -> None:
+        self.total += len(data)
+        if len(data) >= self.cap:
+            self._buffer[:] = data[-self.cap :]
+            return
+        self._buffer += data
+        if len(self._buffer) > 2 * self.cap:
+            del self._buffer[: len(self._buffer) - self.cap]
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > self.cap
+
+    def value(self, limit: int | None = None) -> bytes:
+        keep = self.cap if limit is None else min(limit, self.cap)
+        return bytes(self._buffer[-keep:]) if keep else b""
+
+
+class Utf8Splitter:
+    """Turns a byte stream into text chunks, holding back a character split across chunks."""
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def feed(self, data: bytes) -> tuple[str | None, bytes | None]:
+        """Return ``(text, None)`` for valid UTF-8, else ``(None, raw)`` to be kept as base64."""
+        buffer = self._pending + data if self._pending else data
+        self._pending = b""
+        try:
+            return buffer.decode("utf-8"), None
+        except UnicodeDecodeError as exc:
+            incomplete_tail = exc.reason == "unexpected end of data" and len(buffer) - exc.start <= 3
+            if incomplete_tail:
+                self._pending = buffer[exc.start :]
+                return buffer[: exc.start].decode("utf-8"), None
+            return None, buffer
+
+    def flush(self) -> bytes:
+        pending, self._pending = self._pending, b""
+        return pending
+
+
+def chunk_event(stream: str, sequence: int, text: str | None, raw: bytes | None) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "type": "exec:chunk",
+        "timestamp": now_iso(),
+        "stream": stream,
+        "sequence": sequence,
+    }
+    if text is not None:
+        event["data"] = text
+    else:
+        event["data_b64"] = base64.b64encode(raw or b"").decode("ascii")
+    return event
+
+
+def encode_line(event: dict[str, Any]) -> bytes:
+    return (json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+
+
+class NdjsonLog:
+    """An append-only event log; each event is one ``write`` (no buffering in this process)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def write(self, event: dict[str, Any]) -> None:
+        os.write(self._fd, encode_line(event))
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+
+
+ChunkListener = Callable[[dict[str, Any]], None]
+"""Called with each ``exec:chunk`` event after it reached the log."""
+
+
+def event_bytes(event: dict[str, Any]) -> bytes:
+    """The raw bytes a chunk event carries."""
+    if "data" in event:
+        return str(event["data"]).encode("utf-8")
+    return base64.b64decode(event["data_b64"])
+
+
+class StageCapture:
+    def __init__(
+        self,
+        log_path: Path,
+        stream_cap_bytes: int,
+        listener: ChunkListener | None = None,
+    ) -> None:
+        self.log = NdjsonLog(log_path)
+        self.tails = {stream: BoundedTail(stream_cap_bytes) for stream in STREAMS}
+        self._splitters = {stream: Utf8Splitter() for stream in STREAMS}
+        self.sequence = 0
+        self.listener = listener
+
+    def event(self, type_: str, **fields: Any) -> None:
+        self.log.write({"type": type_, "timestamp": now_iso(), **fields})
+
+    def on_output(self, stream: str, data: bytes) -> None:
+        self.tails[stream].add(data)
+        text, raw = self._splitters[stream].feed(data)
+        if text == "" and raw is None:
+            return  # only part of a character so far
+        self._emit(stream, text, raw)
+
+    def _emit(self, stream: str, text: str | None, raw: bytes | None) -> None:
+        self.sequence += 1
+        event = chunk_event(stream, self.sequence, text, raw)
+        self.log.write(event)
+        if self.listener is not None:
+            self.listener(event)
+
+    def close(self) -> None:
+        for stream, splitter in self._splitters.items():
+            rest = splitter.flush()
+            if rest:
+                self._emit(stream, None, rest)
+        self.log.close()

@@ -1,0 +1,68 @@
+"""Options every command takes, and the helpers commands share to load the kernel and print."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from cyclopts import Parameter
+
+if False:  # typing only; keep the kernel out of import time
+    from orchestrator.kernel import Kernel
+
+OutputFormat = Literal["text", "json"]
+
+
+@Parameter(name="*")
+@dataclass
+class Common:
+    task: Annotated[str | None, Parameter(help="Task id (else $MCP_RUNNER_TASK_ID, "
+                                          "$CODEX_ORCHESTRATOR_TASK_ID, else 0101).")] = None
+    format: Annotated[OutputFormat, Parameter(help="Output format.")] = "text"
+    config: Annotated[Path | None, Parameter(help="Config file used instead of "
+                                             "codex.orchestrator.toml.")] = None
+    set: Annotated[
+        list[str],
+        Parameter(name="--set", consume_multiple=False, negative=(),
+                  help="Override one key: TABLE.KEY=VALUE (repeatable; wins over all)."),
+    ] = field(default_factory=list)
+    debug: Annotated[bool, Parameter(help="Show tracebacks of internal errors.", negative=())] = False
+
+
+def setup_logging(debug: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+    for noisy in ("stevedore",):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    logging.addLevelName(logging.WARNING, "warning")
+    logging.addLevelName(logging.ERROR, "error")
+
+
+def load_kernel(common: Common) -> Kernel:
+    from orchestrator.kernel import Kernel
+
+    setup_logging(common.debug)
+    return Kernel.load(config_file=common.config, assignments=common.set)
+
+
+def task_id(kernel: Kernel, common: Common) -> str:
+    from orchestrator.identifiers import resolve_task_id
+
+    return resolve_task_id(kernel.sanitizer, common.task, os.environ)
+
+
+def print_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def use_color() -> bool:
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")

@@ -1,0 +1,78 @@
+"""The application object and the one place where errors become exit codes."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from cyclopts import App
+
+from orchestrator import __version__
+from orchestrator.errors import EXIT_RUN_FAILED, EXIT_USAGE
+
+COMMANDS: list[tuple[str, str, str]] = [
+    ("orchestrator.cli.run_commands:start", "start", "Run a pipeline as a new run."),
+    ("orchestrator.cli.run_commands:plan", "plan", "Show a pipeline's resolved stages; run nothing."),
+    ("orchestrator.cli.run_commands:pipelines", "pipelines", "List the pipelines the config defines."),
+    ("orchestrator.cli.info_commands:plugins", "plugins",
+     "List installed implementations of each slot and the observers."),
+    ("orchestrator.cli.info_commands:config", "config",
+     "Show the effective config and the layer each value came from."),
+]
+"""(import path, command name, one-line help). Other modules append their commands here."""
+
+
+def build_app() -> App:
+    app = App(
+        name="codex-orchestrator",
+        version=__version__,
+        help="Run project pipelines (lint, test, guard, review) as runs with trustworthy manifests.",
+        version_flags=["--version"],
+        help_flags=["--help", "-h"],
+    )
+    for target, name, help_text in COMMANDS:
+        app.command(target, name=name, help=help_text)
+    return app
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from cyclopts import CycloptsError
+
+    from orchestrator.errors import OrchestratorError
+
+    tokens = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in tokens
+    app = build_app()
+    try:
+        result = app(tokens, exit_on_error=False, print_error=False, result_action="return_value")
+    except CycloptsError as exc:
+        print(f"error: {_one_line(str(exc))} (see --help)", file=sys.stderr)
+        return EXIT_USAGE
+    except OrchestratorError as exc:
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        print(
+            f"internal error: {type(exc).__name__}: {_one_line(str(exc))} "
+            "(rerun with --debug for a traceback and report it)",
+            file=sys.stderr,
+        )
+        return EXIT_RUN_FAILED
+    return result if isinstance(result, int) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,103 @@
+"""Text-mode progress: an internal observer. Live on a terminal (rich), plain lines otherwise."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+from orchestrator.hookspecs import hookimpl
+
+MARKS = {"succeeded": "ok", "failed": "FAILED", "skipped": "skipped"}
+
+
+def _seconds(ms: int | None) -> str:
+    return f"{(ms or 0) / 1000:.2f} s"
+
+
+class PlainReporter:
+    """One line when a stage starts and one when it ends; safe for logs and pipes."""
+
+    def __init__(self, stream: TextIO | None = None, total: int | None = None) -> None:
+        self.stream = stream or sys.stdout
+
+    def _write(self, text: str) -> None:
+        self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def _prefix(self, run: Any) -> str:
+        return f"[{run.pipeline_id}] " if run.parent_run_id else ""
+
+    @hookimpl
+    def orchestrator_run_started(self, run: Any) -> None:
+        verb = "resuming" if run.resumed else "starting"
+        self._write(f"{self._prefix(run)}{verb} {run.pipeline_id} as run {run.run_id}")
+
+    @hookimpl
+    def orchestrator_stage_started(self, run: Any, stage: Any) -> None:
+        self._write(f"{self._prefix(run)}[{stage.index}] {stage.id}: {stage.title}")
+
+    @hookimpl
+    def orchestrator_stage_finished(self, run: Any, stage: Any) -> None:
+        mark = MARKS.get(stage.status, stage.status)
+        if stage.status == "failed" and stage.allow_failure:
+            mark = "failed (allowed)"
+        summary = f" - {stage.summary}" if stage.summary else ""
+        self._write(f"{self._prefix(run)}[{stage.index}] {stage.id} {mark} "
+                    f"in {_seconds(stage.duration_ms)}{summary}")
+
+    @hookimpl
+    def orchestrator_command_retry(self, run: Any, stage: Any, attempt: int,
+                                   delay_seconds: float) -> None:
+        self._write(f"{self._prefix(run)}[{stage.index}] {stage.id}: retrying "
+                    f"(attempt {attempt}) in {delay_seconds:.1f} s")
+
+
+class LiveReporter(PlainReporter):
+    """On a terminal: a spinner with the running stage and its elapsed time, coloured results."""
+
+    def __init__(self, color: bool) -> None:
+        from rich.console import Console
+
+        self.console = Console(no_color=not color, highlight=False)
+        self._status: Any = None
+        super().__init__(sys.stdout)
+
+    def _write(self, text: str) -> None:
+        self.console.print(text, markup=False)
+
+    @hookimpl
+    def orchestrator_stage_started(self, run: Any, stage: Any) -> None:
+        self._stop()
+        label = f"{self._prefix(run)}[{stage.index}] {stage.id}: {stage.title}"
+        self._status = self.console.status(label.replace("[", "\\["), spinner="dots")
+        self._status.start()
+
+    def _stop(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    @hookimpl
+    def orchestrator_stage_finished(self, run: Any, stage: Any) -> None:
+        self._stop()
+        styles = {"succeeded": "green", "failed": "red", "skipped": "yellow"}
+        style = styles.get(stage.status, "")
+        mark = {"succeeded": "✓", "failed": "✗"}.get(stage.status, "-")
+        if stage.status == "failed" and stage.allow_failure:
+            style, mark = "yellow", "✗ (allowed)"
+        summary = f" — {stage.summary}" if stage.summary else ""
+        self.console.print(
+            f"{self._prefix(run)}{mark} {stage.id} in {_seconds(stage.duration_ms)}{summary}",
+            style=style,
+            markup=False,
+        )
+
+    @hookimpl
+    def orchestrator_run_completed(self, run: Any, summary: dict[str, Any]) -> None:
+        self._stop()
+
+
+def make_reporter(color: bool) -> PlainReporter:
+    if sys.stdout.isatty():
+        return LiveReporter(color)
+    return PlainReporter(sys.stdout)

@@ -1,0 +1,151 @@
+"""``start``, ``plan`` and ``pipelines``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+from cyclopts import Parameter
+
+from orchestrator.cli.common import Common, load_kernel, print_json, task_id, use_color
+from orchestrator.errors import UsageError
+
+
+def _pipeline_id(kernel: Any, pipeline: str | None) -> str:
+    chosen = pipeline or kernel.config.settings.default_pipeline
+    if not chosen:
+        from orchestrator.pipeline import known_pipelines
+
+        raise UsageError(
+            "no pipeline given and no default_pipeline in config; "
+            f"name one of: {known_pipelines(kernel.config.settings)}"
+        )
+    return chosen
+
+
+def start(
+    pipeline: str | None = None,
+    /,
+    *,
+    parent_run: Annotated[str | None, Parameter(help="Record this run as a child of RUN_ID.")] = None,
+    common: Common | None = None,
+) -> int:
+    """Run a pipeline as a new run.
+
+    Parameters
+    ----------
+    pipeline
+        Pipeline to run (default: ``default_pipeline`` from config).
+    """
+    from orchestrator.cli.signals import cancel_on_signals
+    from orchestrator.engine import RunEngine
+    from orchestrator.identifiers import check_id
+    from orchestrator.pipeline import resolve_pipeline
+
+    common = common or Common()
+    kernel = load_kernel(common)
+    task = task_id(kernel, common)
+    pipeline_id = _pipeline_id(kernel, pipeline)
+    parent = check_id(kernel.sanitizer, parent_run, "run", "run ID") if parent_run else None
+    resolved = resolve_pipeline(
+        kernel.config.settings, pipeline_id, kernel.root, kernel.sanitizer, kernel.where
+    )
+    if common.format == "text":
+        from orchestrator.cli.reporter import make_reporter
+
+        kernel.observers.register(make_reporter(use_color()), "codex-orchestrator:reporter")
+    with cancel_on_signals(kernel.cancel):
+        result = RunEngine(kernel, task).start(resolved, parent_run_id=parent)
+    summary = result.summary(kernel.root)
+    if common.format == "json":
+        print_json(summary)
+    else:
+        print(f"run {summary['run_id']} {summary['status']}: {summary['summary']}")
+        print(f"manifest: {summary['manifest']}")
+    return result.exit_code
+
+
+def plan(pipeline: str | None = None, /, *, common: Common | None = None) -> int:
+    """Show the resolved stages of a pipeline; nothing is run.
+
+    Parameters
+    ----------
+    pipeline
+        Pipeline to show (default: ``default_pipeline`` from config).
+    """
+    from orchestrator.pipeline import command_text, resolve_pipeline
+
+    common = common or Common()
+    kernel = load_kernel(common)
+    pipeline_id = _pipeline_id(kernel, pipeline)
+
+    def describe(pid: str) -> dict[str, Any]:
+        resolved = resolve_pipeline(
+            kernel.config.settings, pid, kernel.root, kernel.sanitizer, kernel.where
+        )
+        stages = []
+        for stage in resolved.stages:
+            item: dict[str, Any] = {
+                "index": stage.index,
+                "id": stage.id,
+                "title": stage.title,
+                "kind": stage.kind,
+                "command": stage.command,
+                "cwd": stage.cwd,
+                "env": stage.env,
+                "timeout_seconds": stage.timeout_seconds,
+                "allow_failure": stage.allow_failure,
+            }
+            if stage.pipeline:
+                item["pipeline"] = describe(stage.pipeline)
+            stages.append(item)
+        return {"pipeline_id": resolved.id, "title": resolved.title,
+                "fingerprint": resolved.fingerprint, "stages": stages}
+
+    document = describe(pipeline_id)
+    if common.format == "json":
+        print_json(document)
+        return 0
+
+    def show(doc: dict[str, Any], indent: str) -> None:
+        for stage in doc["stages"]:
+            flags = " (allow_failure)" if stage["allow_failure"] else ""
+            if stage["kind"] == "subpipeline":
+                sub = stage["pipeline"]
+                print(f"{indent}{stage['index']:>2}. {stage['id']}: pipeline {sub['pipeline_id']}{flags}")
+                show(sub, indent + "    ")
+            else:
+                print(f"{indent}{stage['index']:>2}. {stage['id']}: {command_text(stage['command'])}{flags}")
+
+    print(f"{document['title']} ({document['pipeline_id']}), {len(document['stages'])} stages:")
+    show(document, "  ")
+    return 0
+
+
+def pipelines(*, common: Common | None = None) -> int:
+    """List the pipelines the configuration defines."""
+    common = common or Common()
+    kernel = load_kernel(common)
+    settings = kernel.config.settings
+    rows = [
+        {
+            "pipeline_id": pid,
+            "title": config.title or pid,
+            "stages": len(config.stages),
+            "default": pid == settings.default_pipeline,
+            "defined_in": kernel.where(f"pipelines.{pid}"),
+        }
+        for pid, config in sorted(settings.pipelines.items())
+    ]
+    if common.format == "json":
+        print_json(rows)
+        return 0
+    if not rows:
+        print("no pipelines defined; add [pipelines.<name>] to codex.orchestrator.toml",
+              file=sys.stderr)
+        return 0
+    width = max(len(r["pipeline_id"]) for r in rows)
+    for row in rows:
+        mark = " (default)" if row["default"] else ""
+        print(f"{row['pipeline_id']:<{width}}  {row['title']}{mark}  [{row['stages']} entries]")
+    return 0

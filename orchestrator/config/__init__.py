@@ -1,0 +1,6 @@
+"""Layered configuration (interface.md 2): defaults < user < project < local < env < command line."""
+
+from orchestrator.config.loader import LoadedConfig, load_config
+from orchestrator.config.model import PipelineConfig, Settings, StageConfig
+
+__all__ = ["LoadedConfig", "PipelineConfig", "Settings", "StageConfig", "load_config"]

@@ -1,0 +1,155 @@
+"""Resolving the project root and folders, reading every layer, and validating the result."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from orchestrator.config.layers import (
+    LOCAL_FILE,
+    PROJECT_FILE,
+    Layer,
+    cli_layer,
+    describe_loc,
+    env_layer,
+    merge_layers,
+    origin_of,
+    read_toml_layer,
+    user_config_path,
+)
+from orchestrator.config.model import Settings, build_settings
+from orchestrator.errors import ConfigError
+
+DEFAULTS_LAYER = Layer(name="defaults", origin="built-in defaults", base_dir=Path("."), data={})
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    root: Path
+    runs_dir: Path
+    out_dir: Path
+    settings: Settings
+    layers: tuple[Layer, ...]
+    provenance: dict[str, Layer]
+    raw: dict[str, Any]
+
+    def origin(self, dotted_key: str) -> str:
+        layer = origin_of(dotted_key.split("."), self.provenance)
+        return layer.origin if layer else DEFAULTS_LAYER.origin
+
+    def validate_options(self, table: str, model: type[BaseModel]) -> BaseModel:
+        """Validate a slot's (or observer's) options table with the implementation's model."""
+        data = getattr(self.settings, table)
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            raise config_error(exc, self.provenance, prefix=(table,), model=model) from None
+
+
+def resolve_dir(environ: Mapping[str, str], name: str, root: Path, default: str) -> Path:
+    value = environ.get(name) or default
+    path = Path(value).expanduser()
+    return (path if path.is_absolute() else root / path).resolve()
+
+
+def config_error(
+    exc: ValidationError,
+    provenance: Mapping[str, Layer],
+    prefix: tuple[str, ...] = (),
+    model: type[BaseModel] = Settings,
+) -> ConfigError:
+    """One line: where, which key, what was wrong, what was expected."""
+    first = exc.errors(include_url=False)[0]
+    loc = prefix + tuple(first["loc"])
+    layer = origin_of(loc, provenance)
+    where = layer.origin if layer else "built-in defaults"
+    key = describe_loc(loc) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        owner = _model_at(model, tuple(first["loc"])[:-1])
+        hint = f"; known keys: {', '.join(sorted(owner.model_fields))}" if owner else ""
+        message = f"{where}: unknown key '{key}'{hint}"
+    else:
+        got = first.get("input")
+        shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+        message = f"{where}: {key}: {first['msg']}{shown}"
+    more = len(exc.errors()) - 1
+    if more:
+        message += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return ConfigError(message)
+
+
+def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that owns the keys at ``loc`` (for listing the known keys)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
+            if isinstance(part, int):
+                continue
+            current = _inner_model(current)
+            if current is None:
+                return None
+        field = current.model_fields.get(str(part))
+        if field is None:
+            current = _inner_model(current)
+            continue
+        current = _inner_model(field.annotation)
+        if current is None:
+            return None
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def load_config(
+    *,
+    environ: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+    assignments: Sequence[str] = (),
+    root: Path | None = None,
+) -> LoadedConfig:
+    environ = os.environ if environ is None else environ
+    root = (root or Path(environ.get("CODEX_ORCHESTRATOR_ROOT") or os.getcwd())).resolve()
+    layers: list[Layer] = [DEFAULTS_LAYER]
+    user = read_toml_layer("user", user_config_path(environ), required=False)
+    if user:
+        layers.append(user)
+    if config_file is not None:
+        path = config_file if config_file.is_absolute() else Path.cwd() / config_file
+        project = read_toml_layer("project", path, required=True)
+    else:
+        project = read_toml_layer("project", root / PROJECT_FILE, required=False)
+    if project:
+        layers.append(project)
+    local = read_toml_layer("local", root / LOCAL_FILE, required=False)
+    if local:
+        layers.append(local)
+    for extra in (env_layer(environ, root), cli_layer(assignments, root)):
+        if extra:
+            layers.append(extra)
+    raw, provenance = merge_layers(layers)
+    try:
+        settings = build_settings([layer.data for layer in layers])
+    except ValidationError as exc:
+        raise config_error(exc, provenance) from None
+    return LoadedConfig(
+        root=root,
+        runs_dir=resolve_dir(environ, "CODEX_ORCHESTRATOR_RUNS_DIR", root, ".runs"),
+        out_dir=resolve_dir(environ, "CODEX_ORCHESTRATOR_OUT_DIR", root, "out"),
+        settings=settings,
+        layers=tuple(layers),
+        provenance=provenance,
+        raw=raw,
+    )

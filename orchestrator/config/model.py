@@ -1,0 +1,162 @@
+"""The configuration model. Slot option tables stay plain tables here: the active implementation
+of each slot validates its own table (``orchestrator.slots``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+EnvValue = str | int | float | bool
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StageConfig(_Strict):
+    """One entry of a pipeline's ``stages``: a command, a stage set, or a subpipeline."""
+
+    id: str | None = Field(None, description="unique within the expanded pipeline")
+    title: str | None = Field(None, description="defaults to the command")
+    command: str | list[str] | None = Field(
+        None, description="a string runs through /bin/sh -c; a list runs as argv with no shell"
+    )
+    env: dict[str, EnvValue] = Field(default_factory=dict, description="overrides the environment")
+    cwd: str | None = Field(None, description="relative to the project root; must stay inside it")
+    timeout_seconds: float | None = Field(None, ge=0, description="0 = none; default from [command_runner]")
+    allow_failure: bool = Field(False, description="the run goes on and can still succeed")
+    summary_hint: str | None = Field(
+        None, description="regular expression: the last output line matching it is the summary"
+    )
+    stage_set: str | None = Field(None, description="expand the named [stage_sets] list here")
+    pipeline: str | None = Field(None, description="run the named pipeline as a child run")
+    requires_approval: bool = Field(False, description="ask once per task and project before running")
+    retry_attempts: int | None = Field(None, ge=0, le=20, description="extra attempts on failure")
+    retry_on_exit_codes: list[int] | None = Field(None, description="exit codes worth a retry")
+
+    @field_validator("command")
+    @classmethod
+    def _command_not_empty(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if value is not None and (not value or (isinstance(value, str) and not value.strip())):
+            raise ValueError("command must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> StageConfig:
+        kinds = [k for k in ("command", "stage_set", "pipeline") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(
+                "a stage needs exactly one of 'command', 'stage_set' or 'pipeline'"
+                + (f" (got {', '.join(kinds)})" if kinds else "")
+            )
+        if self.stage_set is not None:
+            others = self.model_fields_set - {"stage_set"}
+            if others:
+                raise ValueError(
+                    f"a stage_set entry takes no other keys (got {', '.join(sorted(others))})"
+                )
+        elif self.id is None:
+            raise ValueError("a stage needs an 'id'")
+        return self
+
+
+class PipelineConfig(_Strict):
+    title: str | None = None
+    stages: list[StageConfig] = Field(min_length=1)
+
+
+class PluginsConfig(_Strict):
+    persistence: str = "filesystem"
+    heartbeat: str = "file"
+    command_runner: str = "subprocess"
+    id_sanitizer: str = "strict"
+    disabled: list[str] = Field(default_factory=list, description="observer plugins not to load")
+
+
+class NotificationsConfig(_Strict):
+    targets: list[str] = Field(default_factory=list, description="http(s) URLs sent the run summary")
+    timeout_seconds: float = Field(5, gt=0, le=300)
+    retry_attempts: int = Field(3, ge=1, le=10)
+
+
+class TelemetryConfig(_Strict):
+    otel_endpoint: str | None = Field(None, description="OTLP/HTTP traces endpoint")
+    export_timeout_seconds: float = Field(5, gt=0, le=120)
+
+
+class SpecGuardConfig(_Strict):
+    paths: list[str] = Field(
+        default_factory=lambda: ["tasks/*.md", "docs/TASKS.md", ".agent/task/*.md"],
+        description="glob patterns, relative to the project root",
+    )
+
+
+class InstructionsConfig(_Strict):
+    sources: list[str] = Field(
+        default_factory=lambda: ["AGENTS.md", "docs/AGENTS.md", ".agent/AGENTS.md"],
+        description="instruction files combined in this order (those that exist)",
+    )
+
+
+class Settings(BaseSettings):
+    """The effective configuration. Built only by :func:`orchestrator.config.load_config`."""
+
+    model_config = SettingsConfigDict(extra="forbid", nested_model_default_partial_update=True)
+
+    default_pipeline: str | None = Field(None, description="used by `start` with no pipeline")
+    plugins: PluginsConfig = Field(default_factory=PluginsConfig)
+    persistence: dict[str, Any] = Field(default_factory=dict)
+    heartbeat: dict[str, Any] = Field(default_factory=dict)
+    command_runner: dict[str, Any] = Field(default_factory=dict)
+    id_sanitizer: dict[str, Any] = Field(default_factory=dict)
+    stage_sets: dict[str, list[StageConfig]] = Field(default_factory=dict)
+    pipelines: dict[str, PipelineConfig] = Field(default_factory=dict)
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
+    spec_guard: SpecGuardConfig = Field(default_factory=SpecGuardConfig)
+    instructions: InstructionsConfig = Field(default_factory=InstructionsConfig)
+    observers: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="option tables of third-party observers, by name"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Layers are read by orchestrator.config.layers (to keep provenance) and handed over as
+        # one source each, highest precedence first; pydantic-settings deep-merges them.
+        return tuple(_LAYER_SOURCES.get(settings_cls, ())) or (init_settings,)
+
+
+class LayerSource(PydanticBaseSettingsSource):
+    """One already-parsed layer as a pydantic-settings source."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return self._data
+
+
+_LAYER_SOURCES: dict[type[BaseSettings], list[PydanticBaseSettingsSource]] = {}
+
+
+def build_settings(layer_data: list[dict[str, Any]]) -> Settings:
+    """Validate layers (lowest precedence first) into :class:`Settings`."""
+    sources = [LayerSource(Settings, data) for data in reversed(layer_data)]
+    _LAYER_SOURCES[Settings] = sources
+    try:
+        return Settings()
+    finally:
+        _LAYER_SOURCES.pop(Settings, None)

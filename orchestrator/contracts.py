@@ -1,0 +1,282 @@
+"""The contracts of the four strategy slots (interface.md 1).
+
+Each slot is a small ``typing.Protocol``. An implementation is a class registered under the
+slot's entry-point group; the kernel builds it as ``cls(options, context)`` where ``options`` is
+an instance of the class's own ``options_model`` (validated from the slot's table in
+``codex.orchestrator.toml``) and ``context`` is a :class:`SlotContext`.
+
+Option models of the heartbeat and command-runner slots must subclass the base models below,
+because the kernel itself reads those fields (throttling, staleness, capture bounds). An
+implementation adds its own fields by subclassing; unknown keys are rejected.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SLOT_GROUPS: dict[str, str] = {
+    "persistence": "codex_orchestrator.persistence",
+    "heartbeat": "codex_orchestrator.heartbeat",
+    "command_runner": "codex_orchestrator.command_runner",
+    "id_sanitizer": "codex_orchestrator.id_sanitizer",
+}
+"""Slot name -> entry-point group."""
+
+OBSERVER_GROUP = "codex_orchestrator.plugins"
+
+IdKind = Literal["task", "run", "stage"]
+
+
+# ---------------------------------------------------------------------------- options models
+
+
+class SlotOptions(BaseModel):
+    """Base of every slot's options model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PersistenceOptions(SlotOptions):
+    """Options every persistence implementation accepts (none yet; subclass to add yours)."""
+
+
+class HeartbeatOptions(SlotOptions):
+    interval_seconds: float = Field(5, gt=0, le=3600, description=".heartbeat written every tick")
+    manifest_throttle_seconds: float = Field(
+        30, ge=0, le=86400, description="manifest heartbeat writes at most this often"
+    )
+    stale_after_seconds: float = Field(
+        60, gt=0, le=7 * 86400, description="an in-progress run with no heartbeat for longer is stale"
+    )
+
+
+class CommandRunnerOptions(SlotOptions):
+    stream_cap_bytes: int = Field(
+        65536, ge=1024, le=64 * 1024 * 1024, description="newest bytes of each stream kept in memory"
+    )
+    error_detail_cap_bytes: int = Field(
+        8192, ge=0, le=8192, description="newest bytes of stderr kept in an error file"
+    )
+    timeout_seconds: float = Field(0, ge=0, description="default per-stage timeout; 0 = none")
+    kill_grace_seconds: float = Field(5, ge=0, le=3600, description="SIGTERM, then SIGKILL after this")
+    retry_attempts: int = Field(0, ge=0, le=20, description="extra attempts for a failed command")
+    retry_on_exit_codes: list[int] = Field(
+        default_factory=list, description="exit codes that are retried; empty = any non-zero"
+    )
+    retry_initial_delay_ms: int = Field(200, ge=0, le=600_000, description="first retry wait")
+
+
+class IdSanitizerOptions(SlotOptions):
+    """Options every ID sanitizer accepts (none yet; subclass to add yours)."""
+
+
+BASE_OPTIONS: dict[str, type[SlotOptions]] = {
+    "persistence": PersistenceOptions,
+    "heartbeat": HeartbeatOptions,
+    "command_runner": CommandRunnerOptions,
+    "id_sanitizer": IdSanitizerOptions,
+}
+
+
+# ---------------------------------------------------------------------------- shared values
+
+
+@dataclass(frozen=True)
+class SlotContext:
+    """What every slot implementation is told about where it works."""
+
+    root: Path
+    runs_dir: Path
+    out_dir: Path
+
+
+@dataclass(frozen=True)
+class RunLocation:
+    """Where one run lives (interface.md 4). Built only from sanitized ids."""
+
+    runs_dir: Path
+    out_dir: Path
+    task_id: str
+    run_id: str
+
+    @property
+    def run_dir(self) -> Path:
+        return self.runs_dir / self.task_id / "cli" / self.run_id
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.run_dir / "manifest.json"
+
+    @property
+    def heartbeat_path(self) -> Path:
+        return self.run_dir / ".heartbeat"
+
+    @property
+    def runner_log_path(self) -> Path:
+        return self.run_dir / "runner.ndjson"
+
+    @property
+    def commands_dir(self) -> Path:
+        return self.run_dir / "commands"
+
+    @property
+    def errors_dir(self) -> Path:
+        return self.run_dir / "errors"
+
+    @property
+    def task_runs_dir(self) -> Path:
+        return self.runs_dir / self.task_id
+
+    @property
+    def state_dir(self) -> Path:
+        return self.out_dir / self.task_id
+
+    def stage_file_stem(self, index: int, stage_id: str) -> str:
+        return f"{index:02d}-{stage_id}"
+
+
+# ---------------------------------------------------------------------------- slot contracts
+
+
+class IdentifierRejected(ValueError):
+    """Raised by an ID sanitizer; ``reason`` is shown to the user after the offending value."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@runtime_checkable
+class IdSanitizer(Protocol):
+    """Checks (or rewrites) identifiers before they become file names.
+
+    ``sanitize`` returns the identifier to use. It raises :class:`IdentifierRejected` to refuse
+    one. Whatever it returns must be a single safe path component: the kernel re-checks that the
+    result cannot leave the runs folder and refuses the implementation's answer otherwise.
+    """
+
+    options_model: ClassVar[type[IdSanitizerOptions]]
+
+    def sanitize(self, value: str, kind: IdKind) -> str: ...
+
+
+@dataclass
+class CommandRequest:
+    """One command to run. ``argv`` runs with no shell; a ``shell`` string runs via /bin/sh -c."""
+
+    argv: list[str] | None
+    shell: str | None
+    cwd: Path
+    env: dict[str, str]
+    timeout_seconds: float = 0.0
+    kill_grace_seconds: float = 5.0
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class CommandOutcome:
+    """How a command ended. ``exit_code`` is None when it was ended by a signal."""
+
+    exit_code: int | None
+    signal: str | None = None
+    timed_out: bool = False
+    cancelled: bool = False
+    pid: int | None = None
+    error: str | None = None  # the command could not be started at all (e.g. not found)
+
+
+OutputCallback = Callable[[str, bytes], None]
+"""``callback(stream, data)`` with stream ``"stdout"`` or ``"stderr"``; called as output comes."""
+
+
+@runtime_checkable
+class CommandRunner(Protocol):
+    """Runs one command, handing its output over as it comes.
+
+    The runner must not keep output itself: the kernel logs every chunk to disk and keeps only a
+    bounded tail in memory. It must end the command's whole process group on timeout or when
+    ``request.cancel`` is set (SIGTERM, then SIGKILL after ``kill_grace_seconds``), and must not
+    leave processes of the command behind when it returns.
+    """
+
+    options_model: ClassVar[type[CommandRunnerOptions]]
+    merged_streams: ClassVar[bool]
+    """True when stdout and stderr arrive as one stream (e.g. under a pseudo-terminal)."""
+
+    def run(self, request: CommandRequest, on_output: OutputCallback) -> CommandOutcome: ...
+
+
+@runtime_checkable
+class Heartbeat(Protocol):
+    """Records that a run is alive. ``beat`` may raise: the kernel logs it and beats again later."""
+
+    options_model: ClassVar[type[HeartbeatOptions]]
+
+    def beat(self, run: RunLocation, at: datetime) -> None: ...
+
+    def last_beat(self, run: RunLocation) -> datetime | None: ...
+
+
+@runtime_checkable
+class Persistence(Protocol):
+    """Stores run records: manifests, error files, the task's state snapshot and metrics.
+
+    Documents cross this boundary as JSON-ready ``dict`` values. Every write must be atomic: a
+    reader never sees a half-written record, even if the process is killed at any instant.
+    """
+
+    options_model: ClassVar[type[PersistenceOptions]]
+
+    def create_run(self, run: RunLocation) -> None:
+        """Reserve the run (folders for logs included); raise FileExistsError if it exists."""
+
+    def write_manifest(self, run: RunLocation, manifest: bytes) -> None:
+        """Store the manifest, given as UTF-8 JSON text (serialized once, by the kernel)."""
+
+    def read_manifest(self, run: RunLocation) -> dict[str, Any]:
+        """Raise ``RunNotFoundError`` when absent, ``CorruptRecordError`` when unreadable."""
+
+    def manifest_ref(self, run: RunLocation) -> Path:
+        """The absolute path users cite for this run's manifest."""
+
+    def resolve_manifest_ref(self, ref: Path) -> RunLocation | None:
+        """The run a cited manifest path names, or None when no such run is stored."""
+
+    def find_run(self, run_id: str, task_id: str | None) -> RunLocation:
+        """Locate a run by id (across tasks when ``task_id`` is None) or raise RunNotFoundError."""
+
+    def list_runs(self, task_id: str) -> list[RunLocation]:
+        """Every run of the task (no order promised)."""
+
+    def write_error_file(self, run: RunLocation, name: str, document: dict[str, Any]) -> Path:
+        """Store a failed stage's error file ``errors/<name>.json``; return its path."""
+
+    def record_run(self, task_id: str, entry: dict[str, Any]) -> None:
+        """Insert or replace ``entry`` (keyed by run_id) in the task's state snapshot.
+
+        Raise ``LockTimeoutError`` when the snapshot lock could not be taken in time.
+        """
+
+    def read_state(self, task_id: str) -> dict[str, Any] | None: ...
+
+    def append_metrics(self, task_id: str, line: dict[str, Any]) -> None:
+        """Append one line to the task's metrics, once."""
+
+    def run_lock(self, run: RunLocation) -> AbstractContextManager[bool]:
+        """An exclusive, non-blocking lock on the run, held while it executes.
+
+        Entering yields True when the lock was taken, False when another live process holds it.
+        A lock held by a process that died must be free again.
+        """
+
+
+def iter_slots() -> Iterator[tuple[str, str]]:
+    yield from SLOT_GROUPS.items()

@@ -1,0 +1,728 @@
+"""The run engine: one run's data path, top to bottom.
+
+resolve (done by the caller) -> create run -> first manifest -> lock -> history entry ->
+heartbeat -> for each stage: run command, log every chunk, keep bounded tails, update the
+manifest -> finish -> history and metrics -> observers -> final manifest flush.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.capture import NdjsonLog, StageCapture, event_bytes
+from orchestrator.clock import duration_ms, iso, new_run_id, now_iso, parse_iso, utcnow
+from orchestrator.contracts import (
+    CommandOutcome,
+    CommandRequest,
+    CommandRunnerOptions,
+    RunLocation,
+)
+from orchestrator.errors import EXIT_CANCELLED, EXIT_OK, EXIT_RUN_FAILED, RunStateError
+from orchestrator.identifiers import check_id
+from orchestrator.kernel import Kernel
+from orchestrator.manifest import (
+    ChildRun,
+    CommandRecord,
+    Manifest,
+    PluginInfo,
+    RunnerProcess,
+)
+from orchestrator.manifest_writer import ManifestWriter
+from orchestrator.pipeline import ResolvedPipeline, ResolvedStage, command_text, resolve_pipeline
+from orchestrator.process_identity import current_process_identity
+from orchestrator.run_context import RunView
+
+log = logging.getLogger(__name__)
+
+ERROR_FILE_LIMIT = 10 * 1024
+SUMMARY_LIMIT = 240
+CREATE_ATTEMPTS = 5
+
+
+@dataclass
+class RunResult:
+    run: RunLocation
+    manifest: Manifest
+    manifest_path: Path
+    exit_code: int
+
+    def summary(self, root: Path) -> dict[str, Any]:
+        return run_summary(self.manifest, self.manifest_path, root, self.exit_code)
+
+
+def run_exit_code(status: str) -> int:
+    return {"succeeded": EXIT_OK, "cancelled": EXIT_CANCELLED}.get(status, EXIT_RUN_FAILED)
+
+
+def relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def run_summary(manifest: Manifest, manifest_path: Path, root: Path, exit_code: int) -> dict[str, Any]:
+    """What ``start --format json`` prints (interface.md 3)."""
+    return {
+        "run_id": manifest.run_id,
+        "task_id": manifest.task_id,
+        "pipeline_id": manifest.pipeline_id,
+        "parent_run_id": manifest.parent_run_id,
+        "status": manifest.status,
+        "status_detail": manifest.status_detail,
+        "summary": manifest.summary,
+        "manifest": relative(manifest_path, root),
+        "artifact_root": manifest.artifact_root,
+        "started_at": manifest.started_at,
+        "completed_at": manifest.completed_at,
+        "exit_code": exit_code,
+        "commands": [
+            {
+                "index": c.index,
+                "id": c.id,
+                "status": c.status,
+                "exit_code": c.exit_code,
+                "duration_ms": c.duration_ms,
+                "summary": c.summary,
+                "sub_run_id": c.sub_run_id,
+            }
+            for c in manifest.commands
+        ],
+    }
+
+
+def stage_summary(stage: ResolvedStage, capture: StageCapture, outcome: CommandOutcome) -> str:
+    """The last output line matching ``summary_hint`` (else the last line), and how it ended."""
+    lines: list[str] = []
+    for stream in ("stdout", "stderr"):
+        tail = capture.tails[stream].value(8192).decode("utf-8", "replace")
+        lines.extend(line.strip() for line in tail.splitlines() if line.strip())
+    chosen = ""
+    if stage.summary_hint:
+        pattern = re.compile(stage.summary_hint)
+        chosen = next((line for line in reversed(lines) if pattern.search(line)), "")
+    if not chosen:
+        stdout_lines = capture.tails["stdout"].value(8192).decode("utf-8", "replace").splitlines()
+        stdout_lines = [line.strip() for line in stdout_lines if line.strip()]
+        chosen = stdout_lines[-1] if stdout_lines else (lines[-1] if lines else "")
+    if outcome.error:
+        ending = outcome.error
+    elif outcome.timed_out:
+        ending = "timed out"
+    elif outcome.cancelled:
+        ending = "cancelled"
+    elif outcome.signal:
+        ending = f"killed by {outcome.signal}"
+    elif outcome.exit_code == 0:
+        ending = ""
+    else:
+        ending = f"exit {outcome.exit_code}"
+    text = f"{ending}: {chosen}" if ending and chosen else (ending or chosen)
+    return text if len(text) <= SUMMARY_LIMIT else text[: SUMMARY_LIMIT - 1] + "…"
+
+
+def error_document(
+    manifest: Manifest, record: CommandRecord, outcome: CommandOutcome, capture: StageCapture,
+    reason: str, cap: int,
+) -> dict[str, Any]:
+    """An error file (interface.md 4), shrunk until it fits in 10 KB whatever the stderr holds."""
+    stderr_tail = capture.tails["stderr"]
+    keep = min(cap, stderr_tail.cap)
+    while True:
+        text = stderr_tail.value(keep).decode("utf-8", "replace")
+        document = {
+            "run_id": manifest.run_id,
+            "task_id": manifest.task_id,
+            "command_index": record.index,
+            "command_id": record.id,
+            "command": record.command,
+            "reason": reason,
+            "details": {
+                "exit_code": outcome.exit_code,
+                "signal": outcome.signal,
+                "timed_out": outcome.timed_out,
+                "stderr": text,
+                "stderr_truncated": stderr_tail.total > keep,
+                "stdout_truncated": capture.tails["stdout"].truncated,
+            },
+            "created_at": now_iso(),
+        }
+        import json
+
+        size = len(json.dumps(document, indent=2, ensure_ascii=False).encode("utf-8"))
+        if size <= ERROR_FILE_LIMIT - 512 or keep == 0:
+            return document
+        keep = max(0, keep - (size - (ERROR_FILE_LIMIT - 512)) - 16)
+
+
+class _Heartbeat:
+    """Ticks every ``interval`` seconds on its own thread; a failing tick never stops the run."""
+
+    def __init__(self, engine: RunEngine, run: RunLocation, writer: ManifestWriter) -> None:
+        self.engine = engine
+        self.run = run
+        self.writer = writer
+        self.interval = engine.kernel.heartbeat_options.interval_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
+        self.failures = 0
+
+    def tick(self) -> None:
+        at = utcnow()
+        try:
+            self.engine.kernel.heartbeat.beat(self.run, at)
+        except Exception as exc:
+            self.failures += 1
+            self.engine.warn(f"heartbeat failed ({type(exc).__name__}: {exc}); next tick retries")
+        with self.writer.lock:
+            self.writer.manifest.heartbeat_at = iso(at)
+        self.writer.request(force=False)
+        self.engine.kernel.observers.heartbeat(self.engine.view, at)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.tick()
+
+    def start(self) -> None:
+        self.tick()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+
+class RunEngine:
+    """Runs one pipeline as one run (and its subpipelines as child runs)."""
+
+    def __init__(self, kernel: Kernel, task_id: str) -> None:
+        self.kernel = kernel
+        self.task_id = task_id
+        self.view: RunView | None = None
+        self.run_log: NdjsonLog | None = None
+        self.notes: list[str] = []
+
+    # ---------------------------------------------------------------- helpers
+
+    def warn(self, message: str) -> None:
+        log.warning(message)
+        print(f"warning: {message}", file=__import__("sys").stderr)
+        if self.run_log is not None:
+            self.run_log.write({"type": "run:warning", "timestamp": now_iso(), "message": message})
+
+    def _new_location(self) -> RunLocation:
+        persistence = self.kernel.persistence
+        for _ in range(CREATE_ATTEMPTS):
+            run_id = check_id(self.kernel.sanitizer, new_run_id(), "run", "run ID")
+            location = RunLocation(
+                self.kernel.config.runs_dir, self.kernel.config.out_dir, self.task_id, run_id
+            )
+            try:
+                persistence.create_run(location)
+            except FileExistsError:
+                continue
+            return location
+        raise RunStateError("could not allocate a new run id; try again")
+
+    def _plugins_info(self) -> dict[str, PluginInfo]:
+        return {
+            slot: PluginInfo(
+                name=self.kernel.slot(slot).name,
+                distribution=self.kernel.slot(slot).info.distribution,
+                version=self.kernel.slot(slot).info.version,
+            )
+            for slot in ("persistence", "heartbeat", "command_runner", "id_sanitizer")
+        }
+
+    def _new_manifest(
+        self, location: RunLocation, pipeline: ResolvedPipeline, parent_run_id: str | None
+    ) -> Manifest:
+        root = self.kernel.root
+        now = now_iso()
+        heartbeat = self.kernel.heartbeat_options
+        merged = bool(getattr(self.kernel.command_runner, "merged_streams", False))
+        commands = [
+            CommandRecord(
+                index=stage.index,
+                id=stage.id,
+                title=stage.title,
+                command=stage.command if stage.kind == "command" else None,
+                kind=stage.kind,
+                allow_failure=stage.allow_failure,
+                merged_streams=merged and stage.kind == "command",
+                log_path=relative(
+                    location.commands_dir / f"{location.stage_file_stem(stage.index, stage.id)}.ndjson",
+                    root,
+                )
+                if stage.kind == "command"
+                else None,
+            )
+            for stage in pipeline.stages
+        ]
+        return Manifest(
+            task_id=location.task_id,
+            run_id=location.run_id,
+            parent_run_id=parent_run_id,
+            pipeline_id=pipeline.id,
+            pipeline_title=pipeline.title,
+            pipeline_fingerprint=pipeline.fingerprint,
+            status="in_progress",
+            status_detail="starting",
+            started_at=now,
+            updated_at=now,
+            heartbeat_interval_seconds=heartbeat.interval_seconds,
+            heartbeat_stale_after_seconds=heartbeat.stale_after_seconds,
+            artifact_root=relative(location.run_dir, root),
+            log_path=relative(location.runner_log_path, root),
+            plugins=self._plugins_info(),
+            runner=RunnerProcess(**current_process_identity()),
+            commands=commands,
+        )
+
+    def _state_entry(self, manifest: Manifest, manifest_path: Path) -> dict[str, Any]:
+        return {
+            "run_id": manifest.run_id,
+            "pipeline_id": manifest.pipeline_id,
+            "status": manifest.status,
+            "started_at": manifest.started_at,
+            "completed_at": manifest.completed_at,
+            "manifest": relative(manifest_path, self.kernel.root),
+        }
+
+    def _record_state(self, manifest: Manifest, manifest_path: Path) -> None:
+        started = time.monotonic()
+        try:
+            self.kernel.persistence.record_run(
+                self.task_id, self._state_entry(manifest, manifest_path)
+            )
+        except Exception as exc:
+            note = f"state snapshot skipped: {type(exc).__name__}: {exc}"
+            self.notes.append(note)
+            self.warn(note)
+            return
+        if self.run_log is not None:
+            self.run_log.write(
+                {
+                    "type": "state:recorded",
+                    "timestamp": now_iso(),
+                    "status": manifest.status,
+                    "duration_ms": round((time.monotonic() - started) * 1000, 3),
+                }
+            )
+
+    # ---------------------------------------------------------------- public API
+
+    def start(
+        self,
+        pipeline: ResolvedPipeline,
+        parent_run_id: str | None = None,
+        existing_run: RunLocation | None = None,
+    ) -> RunResult:
+        location = self._new_location()
+        manifest = self._new_manifest(location, pipeline, parent_run_id)
+        return self._execute(location, manifest, pipeline, resumed=False)
+
+    def resume(
+        self, location: RunLocation, manifest: Manifest, pipeline: ResolvedPipeline, event: dict[str, Any]
+    ) -> RunResult:
+        return self._execute(location, manifest, pipeline, resumed=True, resume_event=event)
+
+    @contextmanager
+    def _locked(self, location: RunLocation) -> Iterator[None]:
+        with self.kernel.persistence.run_lock(location) as taken:
+            if not taken:
+                raise RunStateError(
+                    f"run {location.run_id} is being run by another live process; "
+                    f"see `codex-orchestrator status {location.run_id}`"
+                )
+            yield
+
+    def _execute(
+        self,
+        location: RunLocation,
+        manifest: Manifest,
+        pipeline: ResolvedPipeline,
+        *,
+        resumed: bool,
+        resume_event: dict[str, Any] | None = None,
+    ) -> RunResult:
+        kernel = self.kernel
+        persistence = kernel.persistence
+        manifest_path = persistence.manifest_ref(location)
+        with ExitStack() as stack:
+            stack.enter_context(self._locked(location))
+            self.run_log = NdjsonLog(location.runner_log_path)
+            stack.callback(self.run_log.close)
+            writer = ManifestWriter(
+                manifest,
+                persistence,
+                location,
+                kernel.heartbeat_options.manifest_throttle_seconds,
+                on_error=lambda message: self.run_log.write(  # type: ignore[union-attr]
+                    {"type": "manifest:write_failed", "timestamp": now_iso(), "message": message}
+                ),
+            )
+            self.view = RunView(
+                run_id=location.run_id,
+                task_id=location.task_id,
+                pipeline_id=pipeline.id,
+                parent_run_id=manifest.parent_run_id,
+                root=kernel.root,
+                run_dir=location.run_dir,
+                manifest_path=manifest_path,
+                config=kernel.effective_config(),
+                resumed=resumed,
+                _annotate=lambda name, value: self._annotate(writer, name, value),
+            )
+            if resumed:
+                self._prepare_resume(manifest, resume_event or {})
+            writer.start()
+            self.run_log.write(
+                {
+                    "type": "run:resume" if resumed else "run:start",
+                    "timestamp": now_iso(),
+                    "run_id": location.run_id,
+                    "pipeline_id": pipeline.id,
+                    "pid": os.getpid(),
+                }
+            )
+            self._record_state(manifest, manifest_path)
+            heartbeat = _Heartbeat(self, location, writer)
+            heartbeat.start()
+            failure: BaseException | None = None
+            try:
+                kernel.observers.run_started(self.view)
+                self._run_stages(location, manifest, pipeline, writer)
+            except BaseException as exc:  # a bug or KeyboardInterrupt: the run still ends cleanly
+                failure = exc
+            finally:
+                heartbeat.stop()
+                self._finish(location, manifest, manifest_path, writer, failure)
+            exit_code = run_exit_code(manifest.status)
+            result = RunResult(location, manifest, manifest_path, exit_code)
+            try:
+                kernel.observers.run_completed(self.view, result.summary(kernel.root))
+            finally:
+                if not writer.close():
+                    self.warn(f"final manifest flush of {manifest_path} failed")
+            if failure is not None and not isinstance(failure, KeyboardInterrupt | Exception):
+                raise failure
+            if failure is not None and not isinstance(failure, KeyboardInterrupt):
+                log.debug("run ended by an internal error", exc_info=failure)
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _annotate(self, writer: ManifestWriter, name: str, value: Any) -> None:
+        with writer.lock:
+            writer.manifest.observers[name] = value
+        writer.request()
+
+    def _prepare_resume(self, manifest: Manifest, event: dict[str, Any]) -> None:
+        manifest.status = "in_progress"
+        manifest.status_detail = "resuming"
+        manifest.completed_at = None
+        manifest.runner = RunnerProcess(**current_process_identity())
+        manifest.resume_events.append(event)  # type: ignore[arg-type]
+        for record in manifest.commands:
+            if record.status != "succeeded":
+                record.status = "pending"
+                for name in ("started_at", "completed_at", "duration_ms", "exit_code", "signal",
+                             "summary", "error_file", "sub_run_id"):
+                    setattr(record, name, None)
+                record.timed_out = False
+                record.stdout_bytes = record.stderr_bytes = 0
+                record.stdout_truncated = record.stderr_truncated = False
+                record.attempts = 0
+
+    # ---------------------------------------------------------------- stages
+
+    def _run_stages(
+        self, location: RunLocation, manifest: Manifest, pipeline: ResolvedPipeline,
+        writer: ManifestWriter,
+    ) -> None:
+        stopped = False
+        for stage, record in zip(pipeline.stages, manifest.commands, strict=True):
+            if record.status == "succeeded":
+                continue  # done by an earlier attempt of this run (resume)
+            if stopped or self.kernel.cancel.is_set():
+                with writer.lock:
+                    record.status = "skipped"
+                continue
+            if stage.kind == "subpipeline":
+                ok = self._run_subpipeline(location, manifest, stage, record, writer)
+            else:
+                ok = self._run_command(location, manifest, stage, record, writer)
+            if not ok and not stage.allow_failure:
+                stopped = True
+            if self.kernel.cancel.is_set():
+                stopped = True
+        writer.request()
+
+    def _begin_stage(self, record: CommandRecord, writer: ManifestWriter) -> None:
+        with writer.lock:
+            record.status = "running"
+            record.started_at = now_iso()
+            writer.manifest.status_detail = f"stage:{record.id}:running"
+        writer.request()
+        self.run_log.write(  # type: ignore[union-attr]
+            {"type": "stage:start", "timestamp": record.started_at, "index": record.index,
+             "id": record.id}
+        )
+        self.kernel.observers.stage_started(self.view, record)
+
+    def _end_stage(self, record: CommandRecord, writer: ManifestWriter, ok: bool) -> None:
+        with writer.lock:
+            record.status = "succeeded" if ok else "failed"
+            record.completed_at = now_iso()
+            if record.started_at:
+                record.duration_ms = duration_ms(
+                    parse_iso(record.started_at), parse_iso(record.completed_at)
+                )
+            writer.manifest.status_detail = f"stage:{record.id}:{record.status}"
+        writer.request()
+        self.run_log.write(  # type: ignore[union-attr]
+            {"type": "stage:end", "timestamp": record.completed_at, "index": record.index,
+             "id": record.id, "status": record.status, "exit_code": record.exit_code}
+        )
+        self.kernel.observers.stage_finished(self.view, record)
+
+    def _stage_env(self, location: RunLocation, manifest_path: Path, stage: ResolvedStage) -> dict[str, str]:
+        config = self.kernel.config
+        env = dict(self.kernel.environ)
+        env.update(
+            {
+                "MCP_RUNNER_TASK_ID": location.task_id,
+                "CODEX_ORCHESTRATOR_TASK_ID": location.task_id,
+                "CODEX_ORCHESTRATOR_RUN_ID": location.run_id,
+                "CODEX_ORCHESTRATOR_PIPELINE_ID": self.view.pipeline_id if self.view else "",
+                "CODEX_ORCHESTRATOR_MANIFEST_PATH": str(manifest_path.resolve()),
+                "CODEX_ORCHESTRATOR_RUN_DIR": str(location.run_dir),
+                "CODEX_ORCHESTRATOR_RUNS_DIR": str(config.runs_dir),
+                "CODEX_ORCHESTRATOR_OUT_DIR": str(config.out_dir),
+                "CODEX_ORCHESTRATOR_ROOT": str(config.root),
+            }
+        )
+        env.update(stage.env)
+        return env
+
+    def _run_command(
+        self, location: RunLocation, manifest: Manifest, stage: ResolvedStage,
+        record: CommandRecord, writer: ManifestWriter,
+    ) -> bool:
+        kernel = self.kernel
+        options: CommandRunnerOptions = kernel.slot("command_runner").options  # type: ignore[assignment]
+        log_path = location.commands_dir / f"{location.stage_file_stem(stage.index, stage.id)}.ndjson"
+        self._begin_stage(record, writer)
+        observers = kernel.observers
+        wants_chunks = observers.has("orchestrator_output_chunk")
+        view = self.view
+
+        def on_chunk(event: dict[str, Any]) -> None:
+            if wants_chunks:
+                observers.output_chunk(view, record, event["stream"], event["sequence"],
+                                       event_bytes(event))
+
+        capture = StageCapture(log_path, options.stream_cap_bytes, on_chunk)
+        timeout = stage.timeout_seconds if stage.timeout_seconds is not None else options.timeout_seconds
+        attempts_allowed = 1 + (stage.retry_attempts if stage.retry_attempts is not None
+                                else options.retry_attempts)
+        retry_codes = (stage.retry_on_exit_codes if stage.retry_on_exit_codes is not None
+                       else options.retry_on_exit_codes)
+        request = CommandRequest(
+            argv=list(stage.command) if isinstance(stage.command, list) else None,
+            shell=stage.command if isinstance(stage.command, str) else None,
+            cwd=stage.working_dir(kernel.root),
+            env=self._stage_env(location, self.view.manifest_path if self.view else location.manifest_path, stage),
+            timeout_seconds=timeout or 0.0,
+            kill_grace_seconds=options.kill_grace_seconds,
+            cancel=kernel.cancel,
+        )
+        outcome = CommandOutcome(exit_code=None, error="not started")
+        attempt = 0
+        try:
+            while True:
+                attempt += 1
+                capture.event("command:start", attempt=attempt, command=stage.command,
+                              cwd=str(request.cwd))
+                try:
+                    outcome = kernel.command_runner.run(request, capture.on_output)
+                except Exception as exc:  # a runner plugin's bug fails the stage, not the run
+                    outcome = CommandOutcome(
+                        exit_code=None, error=f"command runner failed: {type(exc).__name__}: {exc}"
+                    )
+                capture.event("command:end", attempt=attempt, exit_code=outcome.exit_code,
+                              signal=outcome.signal, timed_out=outcome.timed_out,
+                              cancelled=outcome.cancelled, error=outcome.error)
+                if outcome.exit_code == 0 or attempt >= attempts_allowed or kernel.cancel.is_set():
+                    break
+                if outcome.timed_out or (retry_codes and outcome.exit_code not in retry_codes):
+                    break
+                delay = options.retry_initial_delay_ms / 1000 * 2 ** (attempt - 1)
+                capture.event("command:retry", attempt=attempt + 1, delay_ms=round(delay * 1000),
+                              previous_exit_code=outcome.exit_code)
+                observers.command_retry(view, record, attempt + 1, delay)
+                if kernel.cancel.wait(delay):
+                    break
+        finally:
+            capture.close()
+        ok = outcome.exit_code == 0 and not outcome.cancelled
+        with writer.lock:
+            record.attempts = attempt
+            record.exit_code = outcome.exit_code
+            record.signal = outcome.signal
+            record.timed_out = outcome.timed_out
+            record.stdout_bytes = capture.tails["stdout"].total
+            record.stderr_bytes = capture.tails["stderr"].total
+            record.stdout_truncated = capture.tails["stdout"].truncated
+            record.stderr_truncated = capture.tails["stderr"].truncated
+            record.summary = stage_summary(stage, capture, outcome)
+        if not ok:
+            self._write_error_file(location, manifest, stage, record, outcome, capture, options)
+        self._end_stage(record, writer, ok)
+        return ok
+
+    def _write_error_file(
+        self, location: RunLocation, manifest: Manifest, stage: ResolvedStage,
+        record: CommandRecord, outcome: CommandOutcome, capture: StageCapture,
+        options: CommandRunnerOptions,
+    ) -> None:
+        if outcome.error:
+            reason = outcome.error
+        elif outcome.timed_out:
+            reason = f"timed out after {stage.timeout_seconds or options.timeout_seconds} s"
+        elif outcome.cancelled:
+            reason = "cancelled"
+        elif outcome.signal:
+            reason = f"killed by {outcome.signal}"
+        else:
+            reason = f"exited with code {outcome.exit_code}"
+        document = error_document(manifest, record, outcome, capture, reason,
+                                  options.error_detail_cap_bytes)
+        try:
+            path = self.kernel.persistence.write_error_file(
+                location, location.stage_file_stem(stage.index, stage.id), document
+            )
+        except Exception as exc:
+            self.warn(f"error file for stage {stage.id} not written: {type(exc).__name__}: {exc}")
+            return
+        record.error_file = relative(path, self.kernel.root)
+
+    def _run_subpipeline(
+        self, location: RunLocation, manifest: Manifest, stage: ResolvedStage,
+        record: CommandRecord, writer: ManifestWriter,
+    ) -> bool:
+        assert stage.pipeline is not None
+        self._begin_stage(record, writer)
+        child_pipeline = resolve_pipeline(
+            self.kernel.config.settings, stage.pipeline, self.kernel.root, self.kernel.sanitizer,
+            self.kernel.where,
+        )
+        child = RunEngine(self.kernel, self.task_id)
+        result = child.start(child_pipeline, parent_run_id=location.run_id)
+        ok = result.manifest.status == "succeeded"
+        with writer.lock:
+            record.sub_run_id = result.run.run_id
+            record.exit_code = result.exit_code
+            record.summary = f"child run {result.manifest.status}: {result.manifest.summary or ''}".strip()
+            entry = ChildRun(
+                run_id=result.run.run_id,
+                pipeline_id=child_pipeline.id,
+                status=result.manifest.status,
+                manifest=relative(result.manifest_path, self.kernel.root),
+            )
+            manifest.child_runs = [c for c in manifest.child_runs if c.run_id != entry.run_id] + [entry]
+        self._end_stage(record, writer, ok)
+        return ok
+
+    # ---------------------------------------------------------------- finish
+
+    def _finish(
+        self, location: RunLocation, manifest: Manifest, manifest_path: Path,
+        writer: ManifestWriter, failure: BaseException | None,
+    ) -> None:
+        with writer.lock:
+            for record in manifest.commands:
+                if record.status in ("pending", "running"):
+                    record.status = "skipped" if record.status == "pending" else "failed"
+            failed = [c for c in manifest.commands if c.status == "failed" and not c.allow_failure]
+            if self.kernel.cancel.is_set() or isinstance(failure, KeyboardInterrupt):
+                manifest.status = "cancelled"
+                running = next((c for c in manifest.commands if c.status == "failed"), None)
+                manifest.status_detail = f"stage:{running.id}:cancelled" if running else "cancelled"
+            elif failure is not None:
+                manifest.status = "failed"
+                manifest.status_detail = f"internal-error:{type(failure).__name__}"
+                self.notes.append(f"internal error: {type(failure).__name__}: {failure}")
+            elif failed:
+                manifest.status = "failed"
+                manifest.status_detail = f"stage:{failed[0].id}:failed"
+            else:
+                manifest.status = "succeeded"
+                manifest.status_detail = None
+            manifest.completed_at = now_iso()
+            manifest.summary = self._run_summary_text(manifest)
+        writer.request()
+        self._record_state(manifest, manifest_path)
+        self._record_metrics(manifest, writer)
+        with writer.lock:
+            manifest.summary = self._run_summary_text(manifest)
+        self.run_log.write(  # type: ignore[union-attr]
+            {"type": "run:end", "timestamp": manifest.completed_at, "status": manifest.status}
+        )
+
+    def _run_summary_text(self, manifest: Manifest) -> str:
+        counts: dict[str, int] = {}
+        for record in manifest.commands:
+            counts[record.status] = counts.get(record.status, 0) + 1
+        total = len(manifest.commands)
+        text = f"{counts.get('succeeded', 0)} of {total} stages succeeded"
+        if counts.get("failed"):
+            text += f", {counts['failed']} failed"
+        if counts.get("skipped"):
+            text += f", {counts['skipped']} skipped"
+        if manifest.status_detail and manifest.status != "succeeded":
+            text += f" ({manifest.status_detail})"
+        for note in self.notes:
+            text += f"; {note}"
+        return text
+
+    def _record_metrics(self, manifest: Manifest, writer: ManifestWriter) -> None:
+        counts = {"succeeded": 0, "failed": 0, "skipped": 0}
+        for record in manifest.commands:
+            if record.status in counts:
+                counts[record.status] += 1
+        line = {
+            "run_id": manifest.run_id,
+            "task_id": manifest.task_id,
+            "pipeline_id": manifest.pipeline_id,
+            "status": manifest.status,
+            "started_at": manifest.started_at,
+            "completed_at": manifest.completed_at,
+            "duration_ms": duration_ms(parse_iso(manifest.started_at),
+                                       parse_iso(manifest.completed_at or manifest.started_at)),
+            "stages_total": len(manifest.commands),
+            "stages_succeeded": counts["succeeded"],
+            "stages_failed": counts["failed"],
+            "stages_skipped": counts["skipped"],
+            "resumed": bool(manifest.resume_events),
+        }
+        try:
+            self.kernel.persistence.append_metrics(self.task_id, line)
+        except Exception as exc:
+            note = f"metrics not recorded: {type(exc).__name__}: {exc}"
+            self.notes.append(note)
+            self.warn(note)
+            return
+        with writer.lock:
+            manifest.metrics_recorded = True

@@ -1,0 +1,56 @@
+"""Kernel errors, each carrying the exit code the CLI maps it to (interface.md 3).
+
+The CLI turns any ``OrchestratorError`` into one line on standard error and its exit code; every
+other exception is a bug and is shown with a traceback only under ``--debug``.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_RUN_FAILED = 1
+EXIT_USAGE = 2
+EXIT_CANCELLED = 130
+
+
+class OrchestratorError(Exception):
+    """An error a user can mend; ``str(err)`` is the one line shown on standard error."""
+
+    exit_code: int = EXIT_USAGE
+
+
+class UsageError(OrchestratorError):
+    """Bad command-line usage."""
+
+
+class ConfigError(OrchestratorError):
+    """A configuration file, environment variable or ``--set`` value is wrong."""
+
+
+class IdentifierError(OrchestratorError):
+    """A task, run or stage identifier was rejected by the active ID sanitizer."""
+
+
+class UnknownPipelineError(OrchestratorError):
+    """The named pipeline is not defined in the configuration."""
+
+
+class PluginLoadError(OrchestratorError):
+    """A slot implementation could not be found or loaded."""
+
+
+class RunNotFoundError(OrchestratorError):
+    """No run with that id exists."""
+
+
+class RunStateError(OrchestratorError):
+    """The run exists but the requested action does not fit its state (e.g. resume a live run)."""
+
+
+class CorruptRecordError(OrchestratorError):
+    """A stored record (manifest, state snapshot) does not parse."""
+
+
+class LockTimeoutError(OrchestratorError):
+    """A persistence lock could not be taken within the configured attempts."""
+
+    exit_code = EXIT_RUN_FAILED

@@ -1,0 +1,100 @@
+"""The kernel: configuration, the four slots and the observers, loaded once per command.
+
+Slots are built on first use, so a command that needs only the ID sanitizer (``plan``) does not
+import a persistence implementation.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator.config import LoadedConfig, load_config
+from orchestrator.contracts import (
+    CommandRunner,
+    Heartbeat,
+    HeartbeatOptions,
+    IdSanitizer,
+    Persistence,
+    SlotContext,
+)
+from orchestrator.observers import Observers, load_observers
+from orchestrator.slots import LoadedSlot, instantiate, load_class
+
+
+@dataclass
+class Kernel:
+    config: LoadedConfig
+    environ: Mapping[str, str]
+    cancel: threading.Event = field(default_factory=threading.Event)
+    _slots: dict[str, LoadedSlot] = field(default_factory=dict)
+    _observers: Observers | None = None
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        config_file: Path | None = None,
+        assignments: Sequence[str] = (),
+        environ: Mapping[str, str] | None = None,
+    ) -> Kernel:
+        environ = os.environ if environ is None else environ
+        config = load_config(environ=environ, config_file=config_file, assignments=assignments)
+        return cls(config=config, environ=environ)
+
+    @property
+    def root(self) -> Path:
+        return self.config.root
+
+    @property
+    def context(self) -> SlotContext:
+        return SlotContext(self.config.root, self.config.runs_dir, self.config.out_dir)
+
+    def where(self, dotted_key: str) -> str:
+        return self.config.origin(dotted_key)
+
+    def slot(self, slot: str) -> LoadedSlot:
+        loaded = self._slots.get(slot)
+        if loaded is None:
+            name = getattr(self.config.settings.plugins, slot)
+            implementation_cls, info = load_class(slot, name)
+            options = self.config.validate_options(slot, implementation_cls.options_model)
+            implementation = instantiate(slot, name, implementation_cls, options, self.context)
+            loaded = LoadedSlot(slot, name, implementation, options, info)
+            self._slots[slot] = loaded
+        return loaded
+
+    @property
+    def persistence(self) -> Persistence:
+        return self.slot("persistence").implementation  # type: ignore[no-any-return]
+
+    @property
+    def heartbeat(self) -> Heartbeat:
+        return self.slot("heartbeat").implementation  # type: ignore[no-any-return]
+
+    @property
+    def heartbeat_options(self) -> HeartbeatOptions:
+        return self.slot("heartbeat").options  # type: ignore[return-value]
+
+    @property
+    def command_runner(self) -> CommandRunner:
+        return self.slot("command_runner").implementation  # type: ignore[no-any-return]
+
+    @property
+    def sanitizer(self) -> IdSanitizer:
+        return self.slot("id_sanitizer").implementation  # type: ignore[no-any-return]
+
+    @property
+    def observers(self) -> Observers:
+        if self._observers is None:
+            self._observers = load_observers(
+                self.config.settings.plugins.disabled, environ=dict(self.environ)
+            )
+        return self._observers
+
+    def effective_config(self) -> dict[str, Any]:
+        return self.config.settings.model_dump(mode="json")

@@ -1,0 +1,108 @@
+"""The run manifest model (interface.md 5). ``schemas/manifest.schema.json`` is generated from it."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MANIFEST_VERSION = 1
+
+RunStatus = Literal["queued", "in_progress", "succeeded", "failed", "cancelled"]
+StageStatus = Literal["pending", "running", "succeeded", "failed", "skipped"]
+FINISHED_RUN_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow", validate_assignment=False)
+
+
+class ResumeEvent(_Model):
+    timestamp: str
+    actor: str
+    reason: str
+    outcome: str
+
+
+class ChildRun(_Model):
+    run_id: str
+    pipeline_id: str
+    status: RunStatus
+    manifest: str
+
+
+class PluginInfo(_Model):
+    name: str
+    distribution: str | None
+    version: str | None
+
+
+class RunnerProcess(_Model):
+    pid: int
+    host: str
+    started_at: str = Field(description="start time of the orchestrator process (ISO-8601 UTC)")
+    boot_id: str | None = Field(None, description="kernel boot id, to tell reused pids apart")
+    process_start_ticks: int | None = Field(
+        None, description="the process start time in clock ticks since boot (/proc/<pid>/stat)"
+    )
+
+
+class CommandRecord(_Model):
+    index: int = Field(ge=1)
+    id: str
+    title: str
+    command: str | list[str] | None
+    kind: Literal["command", "subpipeline"] = "command"
+    status: StageStatus = "pending"
+    started_at: str | None = None
+    completed_at: str | None = None
+    duration_ms: int | None = None
+    exit_code: int | None = None
+    signal: str | None = None
+    timed_out: bool = False
+    allow_failure: bool = False
+    summary: str | None = None
+    stdout_bytes: int = 0
+    stderr_bytes: int = 0
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    merged_streams: bool = False
+    attempts: int = 0
+    log_path: str | None = None
+    error_file: str | None = None
+    sub_run_id: str | None = None
+
+
+class Manifest(_Model):
+    version: int = MANIFEST_VERSION
+    task_id: str
+    run_id: str
+    parent_run_id: str | None = None
+    pipeline_id: str
+    pipeline_title: str
+    pipeline_fingerprint: str | None = Field(
+        None, description="SHA-256 of the resolved stage list, to detect config changes on resume"
+    )
+    status: RunStatus = "queued"
+    status_detail: str | None = None
+    started_at: str
+    completed_at: str | None = None
+    updated_at: str
+    heartbeat_at: str | None = None
+    heartbeat_interval_seconds: float
+    heartbeat_stale_after_seconds: float
+    artifact_root: str
+    log_path: str
+    summary: str | None = None
+    metrics_recorded: bool = False
+    resume_events: list[ResumeEvent] = Field(default_factory=list)
+    approvals: list[dict[str, Any]] = Field(default_factory=list)
+    child_runs: list[ChildRun] = Field(default_factory=list)
+    instructions_hash: str | None = None
+    instructions_sources: list[str] = Field(default_factory=list)
+    plugins: dict[str, PluginInfo] = Field(default_factory=dict)
+    runner: RunnerProcess
+    observers: dict[str, Any] = Field(
+        default_factory=dict, description="values observers recorded with run.annotate()"
+    )
+    commands: list[CommandRecord] = Field(default_factory=list)

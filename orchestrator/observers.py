@@ -1,0 +1,161 @@
+"""Observer plugins (pluggy): loading them one by one and calling them in isolation.
+
+A broken observer never breaks a run: one that fails to import is reported and skipped, and a
+hook implementation that raises is reported and the remaining observers still hear the event.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pluggy
+
+from orchestrator import hookspecs
+from orchestrator.contracts import OBSERVER_GROUP
+
+AUTOLOAD_SWITCH = "CODEX_ORCHESTRATOR_DISABLE_PLUGIN_AUTOLOAD"
+"""Set to 1 to load no third-party observer (the built-in ones still load)."""
+
+BUILTIN_DISTRIBUTION = "codex-orchestrator"
+
+ErrorReporter = Callable[[str, str, BaseException], None]
+
+
+@dataclass(frozen=True)
+class ObserverInfo:
+    name: str
+    distribution: str | None
+    version: str | None
+    status: str  # "active" | "disabled" | "not loaded (autoload off)" | "error"
+    error: str | None = None
+
+
+def _report_to_stderr(observer: str, hook: str, exc: BaseException) -> None:
+    print(
+        f"warning: observer {observer!r} failed in {hook}: {type(exc).__name__}: {exc} "
+        f"(the run goes on; disable it with [plugins] disabled = [{observer!r}])",
+        file=sys.stderr,
+    )
+
+
+@dataclass
+class Observers:
+    """A typed facade over the plugin manager: one method per hook."""
+
+    manager: pluggy.PluginManager
+    infos: list[ObserverInfo] = field(default_factory=list)
+    on_error: ErrorReporter = _report_to_stderr
+    _impls: dict[str, list[Any]] = field(default_factory=dict)
+
+    def register(self, plugin: object, name: str) -> None:
+        self.manager.register(plugin, name=name)
+        self._impls.clear()
+
+    def _hook_impls(self, hook: str) -> list[Any]:
+        impls = self._impls.get(hook)
+        if impls is None:
+            # pluggy keeps implementations last-registered-first; call them first-registered-first
+            impls = list(reversed(getattr(self.manager.hook, hook).get_hookimpls()))
+            self._impls[hook] = impls
+        return impls
+
+    def _call(self, hook: str, **kwargs: Any) -> None:
+        for impl in self._hook_impls(hook):
+            try:
+                impl.function(*[kwargs[name] for name in impl.argnames])
+            except Exception as exc:
+                self.on_error(impl.plugin_name, hook, exc)
+
+    def has(self, hook: str) -> bool:
+        """Whether any observer implements ``hook`` (lets hot paths skip building arguments)."""
+        return bool(self._hook_impls(hook))
+
+    def run_started(self, run: Any) -> None:
+        self._call("orchestrator_run_started", run=run)
+
+    def stage_started(self, run: Any, stage: Any) -> None:
+        self._call("orchestrator_stage_started", run=run, stage=stage)
+
+    def output_chunk(self, run: Any, stage: Any, stream: str, sequence: int, data: bytes) -> None:
+        self._call(
+            "orchestrator_output_chunk",
+            run=run,
+            stage=stage,
+            stream=stream,
+            sequence=sequence,
+            data=data,
+        )
+
+    def command_retry(self, run: Any, stage: Any, attempt: int, delay_seconds: float) -> None:
+        self._call(
+            "orchestrator_command_retry",
+            run=run,
+            stage=stage,
+            attempt=attempt,
+            delay_seconds=delay_seconds,
+        )
+
+    def stage_finished(self, run: Any, stage: Any) -> None:
+        self._call("orchestrator_stage_finished", run=run, stage=stage)
+
+    def heartbeat(self, run: Any, at: Any) -> None:
+        self._call("orchestrator_heartbeat", run=run, at=at)
+
+    def run_completed(self, run: Any, summary: dict[str, Any]) -> None:
+        self._call("orchestrator_run_completed", run=run, summary=summary)
+
+
+def new_manager() -> pluggy.PluginManager:
+    manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
+    manager.add_hookspecs(hookspecs)
+    return manager
+
+
+def load_observers(
+    disabled: Iterable[str] = (),
+    environ: dict[str, str] | None = None,
+    on_error: ErrorReporter = _report_to_stderr,
+) -> Observers:
+    """Register every observer entry point that is not disabled, each in isolation."""
+    from importlib import metadata
+
+    environ = dict(os.environ) if environ is None else environ
+    autoload = environ.get(AUTOLOAD_SWITCH, "").strip().lower() not in {"1", "true", "yes", "on"}
+    blocked = set(disabled)
+    observers = Observers(new_manager(), on_error=on_error)
+    for entry_point in sorted(metadata.entry_points(group=OBSERVER_GROUP), key=lambda e: e.name):
+        dist = getattr(entry_point, "dist", None)
+        dist_name = dist.metadata["Name"] if dist is not None else None
+        version = dist.version if dist is not None else None
+        if entry_point.name in blocked:
+            observers.infos.append(ObserverInfo(entry_point.name, dist_name, version, "disabled"))
+            continue
+        if not autoload and dist_name != BUILTIN_DISTRIBUTION:
+            observers.infos.append(
+                ObserverInfo(entry_point.name, dist_name, version, f"not loaded ({AUTOLOAD_SWITCH})")
+            )
+            continue
+        plugin: object = None
+        try:
+            plugin = entry_point.load()
+            observers.manager.register(plugin, name=entry_point.name)
+            observers.manager.check_pending()
+        except Exception as exc:
+            if plugin is not None and observers.manager.is_registered(plugin):
+                observers.manager.unregister(plugin)
+            message = f"{type(exc).__name__}: {exc}"
+            observers.infos.append(
+                ObserverInfo(entry_point.name, dist_name, version, "error", message)
+            )
+            print(
+                f"warning: observer plugin {entry_point.name!r} ({OBSERVER_GROUP}) not loaded: "
+                f"{message}",
+                file=sys.stderr,
+            )
+            continue
+        observers.infos.append(ObserverInfo(entry_point.name, dist_name, version, "active"))
+    return observers

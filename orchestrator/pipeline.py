@@ -1,0 +1,184 @@
+"""Turning configured pipelines into the ordered, checked stage list a run executes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from orchestrator.config.model import Settings, StageConfig
+from orchestrator.contracts import IdSanitizer
+from orchestrator.errors import ConfigError, UnknownPipelineError
+from orchestrator.identifiers import check_id
+
+Where = Callable[[str], str]
+
+
+@dataclass(frozen=True)
+class ResolvedStage:
+    index: int
+    id: str
+    title: str
+    kind: Literal["command", "subpipeline"]
+    command: str | list[str] | None
+    pipeline: str | None
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    timeout_seconds: float | None = None
+    allow_failure: bool = False
+    summary_hint: str | None = None
+    requires_approval: bool = False
+    retry_attempts: int | None = None
+    retry_on_exit_codes: list[int] | None = None
+
+    def working_dir(self, root: Path) -> Path:
+        return (root / self.cwd).resolve() if self.cwd else root
+
+
+@dataclass(frozen=True)
+class ResolvedPipeline:
+    id: str
+    title: str
+    stages: tuple[ResolvedStage, ...]
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of what the stages do, to tell on resume whether the pipeline changed."""
+        payload = [asdict(stage) | {"title": None} for stage in self.stages]
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def command_text(command: str | list[str] | None) -> str:
+    if command is None:
+        return ""
+    return command if isinstance(command, str) else shlex.join(command)
+
+
+def known_pipelines(settings: Settings) -> str:
+    return ", ".join(sorted(settings.pipelines)) or "none defined"
+
+
+def pipeline_exists(settings: Settings, pipeline_id: str) -> None:
+    if pipeline_id not in settings.pipelines:
+        raise UnknownPipelineError(
+            f"unknown pipeline {pipeline_id!r}; known pipelines: {known_pipelines(settings)} "
+            "(define it under [pipelines] in codex.orchestrator.toml)"
+        )
+
+
+def _expand(
+    settings: Settings, entries: list[StageConfig], where: str, trail: tuple[str, ...]
+) -> list[StageConfig]:
+    stages: list[StageConfig] = []
+    for entry in entries:
+        if entry.stage_set is None:
+            stages.append(entry)
+            continue
+        name = entry.stage_set
+        if name not in settings.stage_sets:
+            known = ", ".join(sorted(settings.stage_sets)) or "none defined"
+            raise ConfigError(
+                f"{where}: unknown stage_set {name!r}; known stage sets: {known}"
+            )
+        if name in trail:
+            raise ConfigError(f"{where}: stage_set {name!r} includes itself ({' -> '.join(trail)})")
+        stages.extend(_expand(settings, settings.stage_sets[name], where, (*trail, name)))
+    return stages
+
+
+def _inside(root: Path, cwd: str) -> bool:
+    target = (root / cwd).resolve()
+    return target == root or root in target.parents
+
+
+def resolve_pipeline(
+    settings: Settings,
+    pipeline_id: str,
+    root: Path,
+    sanitizer: IdSanitizer,
+    where: Where,
+    _trail: tuple[str, ...] = (),
+) -> ResolvedPipeline:
+    """Expand stage sets in place, check ids, cwd and subpipelines; raise one clear error."""
+    pipeline_exists(settings, pipeline_id)
+    origin = where(f"pipelines.{pipeline_id}")
+    config = settings.pipelines[pipeline_id]
+    trail = (*_trail, pipeline_id)
+    seen: set[str] = set()
+    stages: list[ResolvedStage] = []
+    for position, entry in enumerate(_expand(settings, config.stages, origin, ()), start=1):
+        assert entry.id is not None
+        label = f'stage ID in pipeline "{pipeline_id}"'
+        try:
+            stage_id = check_id(sanitizer, entry.id, "stage", label)
+        except Exception as exc:
+            raise ConfigError(f"{origin}: {exc}") from None
+        if stage_id in seen:
+            raise ConfigError(
+                f"{origin}: stage id {stage_id!r} appears twice in pipeline {pipeline_id!r} "
+                "(after stage sets are expanded); give each stage its own id"
+            )
+        seen.add(stage_id)
+        if entry.cwd is not None and not _inside(root, entry.cwd):
+            raise ConfigError(
+                f"{origin}: stage {stage_id!r}: cwd {entry.cwd!r} leaves the project root {root}; "
+                "use a folder inside it"
+            )
+        if entry.pipeline is not None:
+            if entry.pipeline in trail:
+                cycle = " -> ".join((*trail, entry.pipeline))
+                raise ConfigError(f"{origin}: subpipelines form a cycle: {cycle}")
+            pipeline_exists(settings, entry.pipeline)
+            resolve_pipeline(settings, entry.pipeline, root, sanitizer, where, trail)
+        kind: Literal["command", "subpipeline"] = "command" if entry.command else "subpipeline"
+        title = entry.title or (
+            command_text(entry.command) if entry.command else f"pipeline {entry.pipeline}"
+        )
+        stages.append(
+            ResolvedStage(
+                index=position,
+                id=stage_id,
+                title=title,
+                kind=kind,
+                command=entry.command,
+                pipeline=entry.pipeline,
+                env={key: _env_text(value) for key, value in entry.env.items()},
+                cwd=entry.cwd,
+                timeout_seconds=entry.timeout_seconds,
+                allow_failure=entry.allow_failure,
+                summary_hint=entry.summary_hint,
+                requires_approval=entry.requires_approval,
+                retry_attempts=entry.retry_attempts,
+                retry_on_exit_codes=entry.retry_on_exit_codes,
+            )
+        )
+    return ResolvedPipeline(pipeline_id, config.title or pipeline_id, tuple(stages))
+
+
+def _env_text(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def single_command_pipeline(
+    command: list[str], *, stage_id: str = "exec", timeout_seconds: float | None = None,
+    cwd: str | None = None,
+) -> ResolvedPipeline:
+    """The one-stage pipeline ``exec`` runs."""
+    stage = ResolvedStage(
+        index=1,
+        id=stage_id,
+        title=command_text(command),
+        kind="command",
+        command=command,
+        pipeline=None,
+        cwd=cwd,
+        timeout_seconds=timeout_seconds,
+    )
+    return ResolvedPipeline("exec", "exec", (stage,))

@@ -1,0 +1,81 @@
+"""Who runs a run: enough about the orchestrator process for another one to tell if it is gone.
+
+A pid alone is not enough (pids are reused), so the manifest also records the host, the kernel's
+boot id and the process's start time in clock ticks since boot, read from ``/proc``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from orchestrator.clock import iso
+
+
+def _boot_id() -> str | None:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+
+
+def _start_ticks(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name (field 2) may hold spaces and parentheses: split after the last ')'
+    fields = stat[stat.rfind(")") + 2 :].split()
+    try:
+        return int(fields[19])  # field 22 of the whole line: starttime
+    except (IndexError, ValueError):
+        return None
+
+
+@lru_cache(maxsize=1)
+def current_process_identity() -> dict[str, Any]:
+    pid = os.getpid()
+    ticks = _start_ticks(pid)
+    started = time.time()
+    if ticks is not None:
+        try:
+            uptime = float(Path("/proc/uptime").read_text().split()[0])
+            started = time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError):
+            pass
+    return {
+        "pid": pid,
+        "host": socket.gethostname(),
+        "started_at": iso(datetime.fromtimestamp(started, UTC)),
+        "boot_id": _boot_id(),
+        "process_start_ticks": ticks,
+    }
+
+
+def process_gone(runner: dict[str, Any]) -> bool:
+    """True only when the recorded process is provably not running any more on this host."""
+    if runner.get("host") != socket.gethostname():
+        return False  # another machine's process: we cannot tell
+    boot_id = runner.get("boot_id")
+    if boot_id and _boot_id() and boot_id != _boot_id():
+        return True  # the machine rebooted since
+    pid = runner.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass
+    recorded = runner.get("process_start_ticks")
+    if recorded is not None:
+        current = _start_ticks(pid)
+        if current is not None and current != recorded:
+            return True  # the pid was reused by another process
+    return False

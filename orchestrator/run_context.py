@@ -1,0 +1,29 @@
+"""What observers are given about a run (the ``run`` parameter of every hook)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class RunView:
+    run_id: str
+    task_id: str
+    pipeline_id: str
+    parent_run_id: str | None
+    root: Path
+    run_dir: Path
+    manifest_path: Path
+    config: dict[str, Any]
+    resumed: bool = False
+    _annotate: Callable[[str, Any], None] | None = field(default=None, repr=False)
+
+    def annotate(self, name: str, value: Any) -> None:
+        """Record a small JSON value under ``observers.<name>`` in the manifest."""
+        json.dumps(value)  # fail here, in the observer, when it is not JSON
+        if self._annotate is not None:
+            self._annotate(name, value)

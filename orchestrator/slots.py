@@ -1,0 +1,141 @@
+"""Finding and building the active implementation of each strategy slot (stevedore).
+
+This module is the only place that turns a configured name into an implementation. It imports
+no implementation itself: the built-in ones are entry points of this distribution like any
+third party's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from orchestrator.contracts import BASE_OPTIONS, SLOT_GROUPS, SlotContext
+from orchestrator.errors import PluginLoadError
+
+
+@dataclass(frozen=True)
+class ImplementationInfo:
+    """One installed implementation of a slot, as ``plugins`` lists it."""
+
+    slot: str
+    name: str
+    target: str
+    distribution: str | None
+    version: str | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class LoadedSlot:
+    slot: str
+    name: str
+    implementation: Any
+    options: BaseModel
+    info: ImplementationInfo
+
+
+def _distribution_of(entry_point: Any) -> tuple[str | None, str | None]:
+    dist = getattr(entry_point, "dist", None)
+    if dist is not None:
+        return dist.metadata["Name"], dist.version
+    from importlib import metadata
+
+    module = entry_point.value.split(":", 1)[0].split(".", 1)[0]
+    for name in metadata.packages_distributions().get(module, []):
+        try:
+            return name, metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None, None
+
+
+def installed_names(group: str) -> list[str]:
+    from stevedore import _cache
+
+    return sorted({ep.name for ep in _cache.get_group_all(group)})
+
+
+def load_class(slot: str, name: str) -> tuple[type, ImplementationInfo]:
+    """Import the implementation class ``name`` of ``slot``, or raise one clear PluginLoadError."""
+    from stevedore import DriverManager
+    from stevedore.exception import NoMatches
+
+    group = SLOT_GROUPS[slot]
+    failures: list[BaseException] = []
+
+    def on_failure(_manager: Any, entry_point: Any, exc: BaseException) -> None:
+        failures.append(exc)
+
+    try:
+        manager = DriverManager(
+            namespace=group,
+            name=name,
+            invoke_on_load=False,
+            on_load_failure_callback=on_failure,
+        )
+    except NoMatches:
+        if failures:
+            cause = failures[0]
+            raise PluginLoadError(
+                f"plugin {name!r} in group {group} failed to load: "
+                f"{type(cause).__name__}: {cause}; reinstall it or choose another in [plugins] {slot}"
+            ) from None
+        known = ", ".join(installed_names(group)) or "none installed"
+        raise PluginLoadError(
+            f"no {slot} implementation named {name!r} (entry-point group {group}); "
+            f"installed: {known}; set [plugins] {slot} to one of them"
+        ) from None
+    extension = manager.extensions[0]
+    cls = extension.plugin
+    if not isinstance(cls, type):
+        raise PluginLoadError(
+            f"plugin {name!r} in group {group} is not a class ({extension.entry_point_target}); "
+            "a slot implementation must be a class taking (options, context)"
+        )
+    base = BASE_OPTIONS[slot]
+    options_model = getattr(cls, "options_model", base)
+    if not (isinstance(options_model, type) and issubclass(options_model, base)):
+        raise PluginLoadError(
+            f"plugin {name!r} in group {group}: options_model must subclass "
+            f"orchestrator.contracts.{base.__name__}"
+        )
+    distribution, version = _distribution_of(extension.entry_point)
+    info = ImplementationInfo(slot, name, extension.entry_point_target, distribution, version)
+    return cls, info
+
+
+def build(slot: str, name: str, options: BaseModel, context: SlotContext) -> Any:
+    cls, _ = load_class(slot, name)
+    return instantiate(slot, name, cls, options, context)
+
+
+def instantiate(slot: str, name: str, cls: type, options: BaseModel, context: SlotContext) -> Any:
+    try:
+        return cls(options, context)
+    except Exception as exc:  # a third party's constructor: report, never crash
+        raise PluginLoadError(
+            f"plugin {name!r} in group {SLOT_GROUPS[slot]} failed to start: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def list_installed(slot: str) -> list[ImplementationInfo]:
+    """Every implementation installed for ``slot``; one that cannot load carries its error."""
+    from stevedore import _cache
+
+    group = SLOT_GROUPS[slot]
+    found: dict[str, ImplementationInfo] = {}
+    for entry_point in _cache.get_group_all(group):
+        distribution, version = _distribution_of(entry_point)
+        error = None
+        try:
+            entry_point.load()
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        found[entry_point.name] = ImplementationInfo(
+            slot, entry_point.name, entry_point.value, distribution, version, error
+        )
+    return [found[name] for name in sorted(found)]
