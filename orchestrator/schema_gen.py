@@ -1,0 +1,76 @@
+"""JSON Schemas generated from the models; ``python -m orchestrator.schema_gen`` rewrites
+``schemas/``, and ``tests/test_schemas.py`` fails when a checked-in schema is stale.
+
+Add a schema by adding an entry to :data:`SCHEMAS` (file name -> function returning the schema).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def manifest_schema() -> dict[str, Any]:
+    from orchestrator.manifest import Manifest
+
+    schema = Manifest.model_json_schema()
+    return {"$schema": SCHEMA_DIALECT, "$id": "manifest.schema.json", **schema}
+
+
+def config_schema() -> dict[str, Any]:
+    """The config file, with the built-in implementations' option tables spelled out."""
+    from pydantic import create_model
+
+    from orchestrator.builtin.file_heartbeat import FileHeartbeat
+    from orchestrator.builtin.filesystem import FilesystemPersistence
+    from orchestrator.builtin.strict_sanitizer import StrictSanitizer
+    from orchestrator.builtin.subprocess_runner import SubprocessRunner
+    from orchestrator.config.model import Settings
+
+    fields: dict[str, Any] = {}
+    for name, info in Settings.model_fields.items():
+        fields[name] = (info.annotation, info)
+    for slot, implementation in (
+        ("persistence", FilesystemPersistence),
+        ("heartbeat", FileHeartbeat),
+        ("command_runner", SubprocessRunner),
+        ("id_sanitizer", StrictSanitizer),
+    ):
+        model = implementation.options_model
+        fields[slot] = (model, Settings.model_fields[slot].__class__(default_factory=model,
+                         description=f"options of the active {slot} implementation "
+                                     "(shown: the built-in one's)"))
+    ConfigFile = create_model("ConfigFile", __config__=Settings.model_config, **fields)  # type: ignore[call-overload]  # noqa: N806
+    schema = ConfigFile.model_json_schema()
+    return {"$schema": SCHEMA_DIALECT, "$id": "config.schema.json", **schema}
+
+
+SCHEMAS: dict[str, Callable[[], dict[str, Any]]] = {
+    "manifest.schema.json": manifest_schema,
+    "config.schema.json": config_schema,
+}
+
+
+def render(name: str) -> str:
+    return json.dumps(SCHEMAS[name](), indent=2, ensure_ascii=False, sort_keys=False) + "\n"
+
+
+def write_all(folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in SCHEMAS:
+        path = folder / name
+        path.write_text(render(name), encoding="utf-8")
+        written.append(path)
+    return written
+
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "schemas"
+    for path in write_all(target):
+        print(path)
