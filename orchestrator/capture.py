@@ -59,7 +59,9 @@ class Utf8Splitter:
         try:
             return buffer.decode("utf-8"), None
         except UnicodeDecodeError as exc:
-            incomplete_tail = exc.reason == "unexpected end of data" and len(buffer) - exc.start <= 3
+            incomplete_tail = (
+                exc.reason == "unexpected end of data" and len(buffer) - exc.start <= 3
+            )
             if incomplete_tail:
                 self._pending = buffer[exc.start :]
                 return buffer[: exc.start].decode("utf-8"), None

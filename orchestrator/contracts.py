@@ -54,19 +54,27 @@ class HeartbeatOptions(SlotOptions):
         30, ge=0, le=86400, description="manifest heartbeat writes at most this often"
     )
     stale_after_seconds: float = Field(
-        60, gt=0, le=7 * 86400, description="an in-progress run with no heartbeat for longer is stale"
+        60,
+        gt=0,
+        le=7 * 86400,
+        description="an in-progress run with no heartbeat for longer is stale",
     )
 
 
 class CommandRunnerOptions(SlotOptions):
     stream_cap_bytes: int = Field(
-        65536, ge=1024, le=64 * 1024 * 1024, description="newest bytes of each stream kept in memory"
+        65536,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="newest bytes of each stream kept in memory",
     )
     error_detail_cap_bytes: int = Field(
         8192, ge=0, le=8192, description="newest bytes of stderr kept in an error file"
     )
     timeout_seconds: float = Field(0, ge=0, description="default per-stage timeout; 0 = none")
-    kill_grace_seconds: float = Field(5, ge=0, le=3600, description="SIGTERM, then SIGKILL after this")
+    kill_grace_seconds: float = Field(
+        5, ge=0, le=3600, description="SIGTERM, then SIGKILL after this"
+    )
     retry_attempts: int = Field(0, ge=0, le=20, description="extra attempts for a failed command")
     retry_on_exit_codes: list[int] = Field(
         default_factory=list, description="exit codes that are retried; empty = any non-zero"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -38,7 +37,7 @@ from orchestrator.manifest import (
     RunnerProcess,
 )
 from orchestrator.manifest_writer import ManifestWriter
-from orchestrator.pipeline import ResolvedPipeline, ResolvedStage, command_text, resolve_pipeline
+from orchestrator.pipeline import ResolvedPipeline, ResolvedStage, resolve_pipeline
 from orchestrator.process_identity import current_process_identity
 from orchestrator.run_context import RunView
 
@@ -71,7 +70,9 @@ def relative(path: Path, root: Path) -> str:
         return str(path)
 
 
-def run_summary(manifest: Manifest, manifest_path: Path, root: Path, exit_code: int) -> dict[str, Any]:
+def run_summary(
+    manifest: Manifest, manifest_path: Path, root: Path, exit_code: int
+) -> dict[str, Any]:
     """What ``start --format json`` prints (interface.md 3)."""
     return {
         "run_id": manifest.run_id,
@@ -132,8 +133,12 @@ def stage_summary(stage: ResolvedStage, capture: StageCapture, outcome: CommandO
 
 
 def error_document(
-    manifest: Manifest, record: CommandRecord, outcome: CommandOutcome, capture: StageCapture,
-    reason: str, cap: int,
+    manifest: Manifest,
+    record: CommandRecord,
+    outcome: CommandOutcome,
+    capture: StageCapture,
+    reason: str,
+    cap: int,
 ) -> dict[str, Any]:
     """An error file (interface.md 4), shrunk until it fits in 10 KB whatever the stderr holds."""
     stderr_tail = capture.tails["stderr"]
@@ -262,7 +267,8 @@ class RunEngine:
                 allow_failure=stage.allow_failure,
                 merged_streams=merged and stage.kind == "command",
                 log_path=relative(
-                    location.commands_dir / f"{location.stage_file_stem(stage.index, stage.id)}.ndjson",
+                    location.commands_dir
+                    / f"{location.stage_file_stem(stage.index, stage.id)}.ndjson",
                     root,
                 )
                 if stage.kind == "command"
@@ -334,7 +340,11 @@ class RunEngine:
         return self._execute(location, manifest, pipeline, resumed=False)
 
     def resume(
-        self, location: RunLocation, manifest: Manifest, pipeline: ResolvedPipeline, event: dict[str, Any]
+        self,
+        location: RunLocation,
+        manifest: Manifest,
+        pipeline: ResolvedPipeline,
+        event: dict[str, Any],
     ) -> RunResult:
         return self._execute(location, manifest, pipeline, resumed=True, resume_event=event)
 
@@ -437,8 +447,16 @@ class RunEngine:
         for record in manifest.commands:
             if record.status != "succeeded":
                 record.status = "pending"
-                for name in ("started_at", "completed_at", "duration_ms", "exit_code", "signal",
-                             "summary", "error_file", "sub_run_id"):
+                for name in (
+                    "started_at",
+                    "completed_at",
+                    "duration_ms",
+                    "exit_code",
+                    "signal",
+                    "summary",
+                    "error_file",
+                    "sub_run_id",
+                ):
                     setattr(record, name, None)
                 record.timed_out = False
                 record.stdout_bytes = record.stderr_bytes = 0
@@ -448,7 +466,10 @@ class RunEngine:
     # ---------------------------------------------------------------- stages
 
     def _run_stages(
-        self, location: RunLocation, manifest: Manifest, pipeline: ResolvedPipeline,
+        self,
+        location: RunLocation,
+        manifest: Manifest,
+        pipeline: ResolvedPipeline,
         writer: ManifestWriter,
     ) -> None:
         stopped = False
@@ -476,8 +497,12 @@ class RunEngine:
             writer.manifest.status_detail = f"stage:{record.id}:running"
         writer.request()
         self.run_log.write(  # type: ignore[union-attr]
-            {"type": "stage:start", "timestamp": record.started_at, "index": record.index,
-             "id": record.id}
+            {
+                "type": "stage:start",
+                "timestamp": record.started_at,
+                "index": record.index,
+                "id": record.id,
+            }
         )
         self.kernel.observers.stage_started(self.view, record)
 
@@ -492,12 +517,20 @@ class RunEngine:
             writer.manifest.status_detail = f"stage:{record.id}:{record.status}"
         writer.request()
         self.run_log.write(  # type: ignore[union-attr]
-            {"type": "stage:end", "timestamp": record.completed_at, "index": record.index,
-             "id": record.id, "status": record.status, "exit_code": record.exit_code}
+            {
+                "type": "stage:end",
+                "timestamp": record.completed_at,
+                "index": record.index,
+                "id": record.id,
+                "status": record.status,
+                "exit_code": record.exit_code,
+            }
         )
         self.kernel.observers.stage_finished(self.view, record)
 
-    def _stage_env(self, location: RunLocation, manifest_path: Path, stage: ResolvedStage) -> dict[str, str]:
+    def _stage_env(
+        self, location: RunLocation, manifest_path: Path, stage: ResolvedStage
+    ) -> dict[str, str]:
         config = self.kernel.config
         env = dict(self.kernel.environ)
         env.update(
@@ -517,12 +550,18 @@ class RunEngine:
         return env
 
     def _run_command(
-        self, location: RunLocation, manifest: Manifest, stage: ResolvedStage,
-        record: CommandRecord, writer: ManifestWriter,
+        self,
+        location: RunLocation,
+        manifest: Manifest,
+        stage: ResolvedStage,
+        record: CommandRecord,
+        writer: ManifestWriter,
     ) -> bool:
         kernel = self.kernel
         options: CommandRunnerOptions = kernel.slot("command_runner").options  # type: ignore[assignment]
-        log_path = location.commands_dir / f"{location.stage_file_stem(stage.index, stage.id)}.ndjson"
+        log_path = (
+            location.commands_dir / f"{location.stage_file_stem(stage.index, stage.id)}.ndjson"
+        )
         self._begin_stage(record, writer)
         observers = kernel.observers
         wants_chunks = observers.has("orchestrator_output_chunk")
@@ -530,20 +569,29 @@ class RunEngine:
 
         def on_chunk(event: dict[str, Any]) -> None:
             if wants_chunks:
-                observers.output_chunk(view, record, event["stream"], event["sequence"],
-                                       event_bytes(event))
+                observers.output_chunk(
+                    view, record, event["stream"], event["sequence"], event_bytes(event)
+                )
 
         capture = StageCapture(log_path, options.stream_cap_bytes, on_chunk)
-        timeout = stage.timeout_seconds if stage.timeout_seconds is not None else options.timeout_seconds
-        attempts_allowed = 1 + (stage.retry_attempts if stage.retry_attempts is not None
-                                else options.retry_attempts)
-        retry_codes = (stage.retry_on_exit_codes if stage.retry_on_exit_codes is not None
-                       else options.retry_on_exit_codes)
+        timeout = (
+            stage.timeout_seconds if stage.timeout_seconds is not None else options.timeout_seconds
+        )
+        attempts_allowed = 1 + (
+            stage.retry_attempts if stage.retry_attempts is not None else options.retry_attempts
+        )
+        retry_codes = (
+            stage.retry_on_exit_codes
+            if stage.retry_on_exit_codes is not None
+            else options.retry_on_exit_codes
+        )
         request = CommandRequest(
             argv=list(stage.command) if isinstance(stage.command, list) else None,
             shell=stage.command if isinstance(stage.command, str) else None,
             cwd=stage.working_dir(kernel.root),
-            env=self._stage_env(location, self.view.manifest_path if self.view else location.manifest_path, stage),
+            env=self._stage_env(
+                location, self.view.manifest_path if self.view else location.manifest_path, stage
+            ),
             timeout_seconds=timeout or 0.0,
             kill_grace_seconds=options.kill_grace_seconds,
             cancel=kernel.cancel,
@@ -553,24 +601,35 @@ class RunEngine:
         try:
             while True:
                 attempt += 1
-                capture.event("command:start", attempt=attempt, command=stage.command,
-                              cwd=str(request.cwd))
+                capture.event(
+                    "command:start", attempt=attempt, command=stage.command, cwd=str(request.cwd)
+                )
                 try:
                     outcome = kernel.command_runner.run(request, capture.on_output)
                 except Exception as exc:  # a runner plugin's bug fails the stage, not the run
                     outcome = CommandOutcome(
                         exit_code=None, error=f"command runner failed: {type(exc).__name__}: {exc}"
                     )
-                capture.event("command:end", attempt=attempt, exit_code=outcome.exit_code,
-                              signal=outcome.signal, timed_out=outcome.timed_out,
-                              cancelled=outcome.cancelled, error=outcome.error)
+                capture.event(
+                    "command:end",
+                    attempt=attempt,
+                    exit_code=outcome.exit_code,
+                    signal=outcome.signal,
+                    timed_out=outcome.timed_out,
+                    cancelled=outcome.cancelled,
+                    error=outcome.error,
+                )
                 if outcome.exit_code == 0 or attempt >= attempts_allowed or kernel.cancel.is_set():
                     break
                 if outcome.timed_out or (retry_codes and outcome.exit_code not in retry_codes):
                     break
                 delay = options.retry_initial_delay_ms / 1000 * 2 ** (attempt - 1)
-                capture.event("command:retry", attempt=attempt + 1, delay_ms=round(delay * 1000),
-                              previous_exit_code=outcome.exit_code)
+                capture.event(
+                    "command:retry",
+                    attempt=attempt + 1,
+                    delay_ms=round(delay * 1000),
+                    previous_exit_code=outcome.exit_code,
+                )
                 observers.command_retry(view, record, attempt + 1, delay)
                 if kernel.cancel.wait(delay):
                     break
@@ -593,8 +652,13 @@ class RunEngine:
         return ok
 
     def _write_error_file(
-        self, location: RunLocation, manifest: Manifest, stage: ResolvedStage,
-        record: CommandRecord, outcome: CommandOutcome, capture: StageCapture,
+        self,
+        location: RunLocation,
+        manifest: Manifest,
+        stage: ResolvedStage,
+        record: CommandRecord,
+        outcome: CommandOutcome,
+        capture: StageCapture,
         options: CommandRunnerOptions,
     ) -> None:
         if outcome.error:
@@ -607,8 +671,9 @@ class RunEngine:
             reason = f"killed by {outcome.signal}"
         else:
             reason = f"exited with code {outcome.exit_code}"
-        document = error_document(manifest, record, outcome, capture, reason,
-                                  options.error_detail_cap_bytes)
+        document = error_document(
+            manifest, record, outcome, capture, reason, options.error_detail_cap_bytes
+        )
         try:
             path = self.kernel.persistence.write_error_file(
                 location, location.stage_file_stem(stage.index, stage.id), document
@@ -619,13 +684,20 @@ class RunEngine:
         record.error_file = relative(path, self.kernel.root)
 
     def _run_subpipeline(
-        self, location: RunLocation, manifest: Manifest, stage: ResolvedStage,
-        record: CommandRecord, writer: ManifestWriter,
+        self,
+        location: RunLocation,
+        manifest: Manifest,
+        stage: ResolvedStage,
+        record: CommandRecord,
+        writer: ManifestWriter,
     ) -> bool:
         assert stage.pipeline is not None
         self._begin_stage(record, writer)
         child_pipeline = resolve_pipeline(
-            self.kernel.config.settings, stage.pipeline, self.kernel.root, self.kernel.sanitizer,
+            self.kernel.config.settings,
+            stage.pipeline,
+            self.kernel.root,
+            self.kernel.sanitizer,
             self.kernel.where,
         )
         child = RunEngine(self.kernel, self.task_id)
@@ -634,22 +706,30 @@ class RunEngine:
         with writer.lock:
             record.sub_run_id = result.run.run_id
             record.exit_code = result.exit_code
-            record.summary = f"child run {result.manifest.status}: {result.manifest.summary or ''}".strip()
+            record.summary = (
+                f"child run {result.manifest.status}: {result.manifest.summary or ''}".strip()
+            )
             entry = ChildRun(
                 run_id=result.run.run_id,
                 pipeline_id=child_pipeline.id,
                 status=result.manifest.status,
                 manifest=relative(result.manifest_path, self.kernel.root),
             )
-            manifest.child_runs = [c for c in manifest.child_runs if c.run_id != entry.run_id] + [entry]
+            manifest.child_runs = [c for c in manifest.child_runs if c.run_id != entry.run_id] + [
+                entry
+            ]
         self._end_stage(record, writer, ok)
         return ok
 
     # ---------------------------------------------------------------- finish
 
     def _finish(
-        self, location: RunLocation, manifest: Manifest, manifest_path: Path,
-        writer: ManifestWriter, failure: BaseException | None,
+        self,
+        location: RunLocation,
+        manifest: Manifest,
+        manifest_path: Path,
+        writer: ManifestWriter,
+        failure: BaseException | None,
     ) -> None:
         with writer.lock:
             for record in manifest.commands:
@@ -709,8 +789,10 @@ class RunEngine:
             "status": manifest.status,
             "started_at": manifest.started_at,
             "completed_at": manifest.completed_at,
-            "duration_ms": duration_ms(parse_iso(manifest.started_at),
-                                       parse_iso(manifest.completed_at or manifest.started_at)),
+            "duration_ms": duration_ms(
+                parse_iso(manifest.started_at),
+                parse_iso(manifest.completed_at or manifest.started_at),
+            ),
             "stages_total": len(manifest.commands),
             "stages_succeeded": counts["succeeded"],
             "stages_failed": counts["failed"],

@@ -1,4 +1,7 @@
-"""The run manifest model (interface.md 5). ``schemas/manifest.schema.json`` is generated from it."""
+"""The run manifest model (interface.md 5).
+
+``schemas/manifest.schema.json`` is generated from it.
+"""
 
 from __future__ import annotations
 

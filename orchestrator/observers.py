@@ -136,7 +136,9 @@ def load_observers(
             continue
         if not autoload and dist_name != BUILTIN_DISTRIBUTION:
             observers.infos.append(
-                ObserverInfo(entry_point.name, dist_name, version, f"not loaded ({AUTOLOAD_SWITCH})")
+                ObserverInfo(
+                    entry_point.name, dist_name, version, f"not loaded ({AUTOLOAD_SWITCH})"
+                )
             )
             continue
         plugin: object = None

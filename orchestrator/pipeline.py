@@ -82,9 +82,7 @@ def _expand(
         name = entry.stage_set
         if name not in settings.stage_sets:
             known = ", ".join(sorted(settings.stage_sets)) or "none defined"
-            raise ConfigError(
-                f"{where}: unknown stage_set {name!r}; known stage sets: {known}"
-            )
+            raise ConfigError(f"{where}: unknown stage_set {name!r}; known stage sets: {known}")
         if name in trail:
             raise ConfigError(f"{where}: stage_set {name!r} includes itself ({' -> '.join(trail)})")
         stages.extend(_expand(settings, settings.stage_sets[name], where, (*trail, name)))
@@ -167,7 +165,10 @@ def _env_text(value: object) -> str:
 
 
 def single_command_pipeline(
-    command: list[str], *, stage_id: str = "exec", timeout_seconds: float | None = None,
+    command: list[str],
+    *,
+    stage_id: str = "exec",
+    timeout_seconds: float | None = None,
     cwd: str | None = None,
 ) -> ResolvedPipeline:
     """The one-stage pipeline ``exec`` runs."""

@@ -42,10 +42,15 @@ def config_schema() -> dict[str, Any]:
         ("id_sanitizer", StrictSanitizer),
     ):
         model = implementation.options_model
-        fields[slot] = (model, Settings.model_fields[slot].__class__(default_factory=model,
-                         description=f"options of the active {slot} implementation "
-                                     "(shown: the built-in one's)"))
-    ConfigFile = create_model("ConfigFile", __config__=Settings.model_config, **fields)  # type: ignore[call-overload]  # noqa: N806
+        fields[slot] = (
+            model,
+            Settings.model_fields[slot].__class__(
+                default_factory=model,
+                description=f"options of the active {slot} implementation "
+                "(shown: the built-in one's)",
+            ),
+        )
+    ConfigFile = create_model("ConfigFile", __config__=Settings.model_config, **fields)  # type: ignore[call-overload]
     schema = ConfigFile.model_json_schema()
     return {"$schema": SCHEMA_DIALECT, "$id": "config.schema.json", **schema}
 
@@ -71,6 +76,10 @@ def write_all(folder: Path) -> list[Path]:
 
 
 if __name__ == "__main__":
-    target = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "schemas"
+    target = (
+        Path(sys.argv[1])
+        if len(sys.argv) > 1
+        else Path(__file__).resolve().parent.parent / "schemas"
+    )
     for path in write_all(target):
         print(path)

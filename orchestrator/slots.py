@@ -81,7 +81,8 @@ def load_class(slot: str, name: str) -> tuple[type, ImplementationInfo]:
             cause = failures[0]
             raise PluginLoadError(
                 f"plugin {name!r} in group {group} failed to load: "
-                f"{type(cause).__name__}: {cause}; reinstall it or choose another in [plugins] {slot}"
+                f"{type(cause).__name__}: {cause}; "
+                f"reinstall it or choose another in [plugins] {slot}"
             ) from None
         known = ", ".join(installed_names(group)) or "none installed"
         raise PluginLoadError(

@@ -21,17 +21,28 @@ OutputFormat = Literal["text", "json"]
 @Parameter(name="*")
 @dataclass
 class Common:
-    task: Annotated[str | None, Parameter(help="Task id (else $MCP_RUNNER_TASK_ID, "
-                                          "$CODEX_ORCHESTRATOR_TASK_ID, else 0101).")] = None
+    task: Annotated[
+        str | None,
+        Parameter(
+            help="Task id (else $MCP_RUNNER_TASK_ID, $CODEX_ORCHESTRATOR_TASK_ID, else 0101)."
+        ),
+    ] = None
     format: Annotated[OutputFormat, Parameter(help="Output format.")] = "text"
-    config: Annotated[Path | None, Parameter(help="Config file used instead of "
-                                             "codex.orchestrator.toml.")] = None
+    config: Annotated[
+        Path | None, Parameter(help="Config file used instead of codex.orchestrator.toml.")
+    ] = None
     set: Annotated[
         list[str],
-        Parameter(name="--set", consume_multiple=False, negative=(),
-                  help="Override one key: TABLE.KEY=VALUE (repeatable; wins over all)."),
+        Parameter(
+            name="--set",
+            consume_multiple=False,
+            negative=(),
+            help="Override one key: TABLE.KEY=VALUE (repeatable; wins over all).",
+        ),
     ] = field(default_factory=list)
-    debug: Annotated[bool, Parameter(help="Show tracebacks of internal errors.", negative=())] = False
+    debug: Annotated[bool, Parameter(help="Show tracebacks of internal errors.", negative=())] = (
+        False
+    )
 
 
 def setup_logging(debug: bool) -> None:

@@ -36,8 +36,13 @@ def plugins(*, common: Common | None = None) -> int:
             "implementations": implementations,
         }
     observers = [
-        {"name": o.name, "distribution": o.distribution, "version": o.version,
-         "status": o.status, "error": o.error}
+        {
+            "name": o.name,
+            "distribution": o.distribution,
+            "version": o.version,
+            "status": o.status,
+            "error": o.error,
+        }
         for o in kernel.observers.infos
     ]
     document = {"slots": slots, "observers": observers}
@@ -93,14 +98,23 @@ def config(*, common: Common | None = None) -> int:
         for key, value in _flatten(effective)
     ]
     if common.format == "json":
-        print_json({"root": str(kernel.root), "runs_dir": str(kernel.config.runs_dir),
-                    "out_dir": str(kernel.config.out_dir),
-                    "layers": [{"name": layer.name, "origin": layer.origin}
-                               for layer in kernel.config.layers],
-                    "config": effective, "values": rows})
+        print_json(
+            {
+                "root": str(kernel.root),
+                "runs_dir": str(kernel.config.runs_dir),
+                "out_dir": str(kernel.config.out_dir),
+                "layers": [
+                    {"name": layer.name, "origin": layer.origin} for layer in kernel.config.layers
+                ],
+                "config": effective,
+                "values": rows,
+            }
+        )
         return 0
     print(f"# root: {kernel.root}")
-    print("# layers: " + ", ".join(f"{layer.name} ({layer.origin})" for layer in kernel.config.layers))
+    print(
+        "# layers: " + ", ".join(f"{layer.name} ({layer.origin})" for layer in kernel.config.layers)
+    )
     width = max((len(r["key"]) for r in rows), default=10)
     for row in rows:
         shown = json.dumps(row["value"], ensure_ascii=False)

@@ -12,12 +12,26 @@ from orchestrator.errors import EXIT_RUN_FAILED, EXIT_USAGE
 
 COMMANDS: list[tuple[str, str, str]] = [
     ("orchestrator.cli.run_commands:start", "start", "Run a pipeline as a new run."),
-    ("orchestrator.cli.run_commands:plan", "plan", "Show a pipeline's resolved stages; run nothing."),
-    ("orchestrator.cli.run_commands:pipelines", "pipelines", "List the pipelines the config defines."),
-    ("orchestrator.cli.info_commands:plugins", "plugins",
-     "List installed implementations of each slot and the observers."),
-    ("orchestrator.cli.info_commands:config", "config",
-     "Show the effective config and the layer each value came from."),
+    (
+        "orchestrator.cli.run_commands:plan",
+        "plan",
+        "Show a pipeline's resolved stages; run nothing.",
+    ),
+    (
+        "orchestrator.cli.run_commands:pipelines",
+        "pipelines",
+        "List the pipelines the config defines.",
+    ),
+    (
+        "orchestrator.cli.info_commands:plugins",
+        "plugins",
+        "List installed implementations of each slot and the observers.",
+    ),
+    (
+        "orchestrator.cli.info_commands:config",
+        "config",
+        "Show the effective config and the layer each value came from.",
+    ),
 ]
 """(import path, command name, one-line help). Other modules append their commands here."""
 
@@ -26,7 +40,8 @@ def build_app() -> App:
     app = App(
         name="codex-orchestrator",
         version=__version__,
-        help="Run project pipelines (lint, test, guard, review) as runs with trustworthy manifests.",
+        help="Run project pipelines (lint, test, guard, review) as runs with trustworthy "
+        "manifests.",
         version_flags=["--version"],
         help_flags=["--help", "-h"],
     )

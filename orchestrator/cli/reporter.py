@@ -42,14 +42,19 @@ class PlainReporter:
         if stage.status == "failed" and stage.allow_failure:
             mark = "failed (allowed)"
         summary = f" - {stage.summary}" if stage.summary else ""
-        self._write(f"{self._prefix(run)}[{stage.index}] {stage.id} {mark} "
-                    f"in {_seconds(stage.duration_ms)}{summary}")
+        self._write(
+            f"{self._prefix(run)}[{stage.index}] {stage.id} {mark} "
+            f"in {_seconds(stage.duration_ms)}{summary}"
+        )
 
     @hookimpl
-    def orchestrator_command_retry(self, run: Any, stage: Any, attempt: int,
-                                   delay_seconds: float) -> None:
-        self._write(f"{self._prefix(run)}[{stage.index}] {stage.id}: retrying "
-                    f"(attempt {attempt}) in {delay_seconds:.1f} s")
+    def orchestrator_command_retry(
+        self, run: Any, stage: Any, attempt: int, delay_seconds: float
+    ) -> None:
+        self._write(
+            f"{self._prefix(run)}[{stage.index}] {stage.id}: retrying "
+            f"(attempt {attempt}) in {delay_seconds:.1f} s"
+        )
 
 
 class LiveReporter(PlainReporter):

@@ -27,7 +27,9 @@ def start(
     pipeline: str | None = None,
     /,
     *,
-    parent_run: Annotated[str | None, Parameter(help="Record this run as a child of RUN_ID.")] = None,
+    parent_run: Annotated[
+        str | None, Parameter(help="Record this run as a child of RUN_ID.")
+    ] = None,
     common: Common | None = None,
 ) -> int:
     """Run a pipeline as a new run.
@@ -99,8 +101,12 @@ def plan(pipeline: str | None = None, /, *, common: Common | None = None) -> int
             if stage.pipeline:
                 item["pipeline"] = describe(stage.pipeline)
             stages.append(item)
-        return {"pipeline_id": resolved.id, "title": resolved.title,
-                "fingerprint": resolved.fingerprint, "stages": stages}
+        return {
+            "pipeline_id": resolved.id,
+            "title": resolved.title,
+            "fingerprint": resolved.fingerprint,
+            "stages": stages,
+        }
 
     document = describe(pipeline_id)
     if common.format == "json":
@@ -112,10 +118,12 @@ def plan(pipeline: str | None = None, /, *, common: Common | None = None) -> int
             flags = " (allow_failure)" if stage["allow_failure"] else ""
             if stage["kind"] == "subpipeline":
                 sub = stage["pipeline"]
-                print(f"{indent}{stage['index']:>2}. {stage['id']}: pipeline {sub['pipeline_id']}{flags}")
+                head = f"{indent}{stage['index']:>2}. {stage['id']}"
+                print(f"{head}: pipeline {sub['pipeline_id']}{flags}")
                 show(sub, indent + "    ")
             else:
-                print(f"{indent}{stage['index']:>2}. {stage['id']}: {command_text(stage['command'])}{flags}")
+                head = f"{indent}{stage['index']:>2}. {stage['id']}"
+                print(f"{head}: {command_text(stage['command'])}{flags}")
 
     print(f"{document['title']} ({document['pipeline_id']}), {len(document['stages'])} stages:")
     show(document, "  ")
@@ -141,8 +149,10 @@ def pipelines(*, common: Common | None = None) -> int:
         print_json(rows)
         return 0
     if not rows:
-        print("no pipelines defined; add [pipelines.<name>] to codex.orchestrator.toml",
-              file=sys.stderr)
+        print(
+            "no pipelines defined; add [pipelines.<name>] to codex.orchestrator.toml",
+            file=sys.stderr,
+        )
         return 0
     width = max(len(r["pipeline_id"]) for r in rows)
     for row in rows:

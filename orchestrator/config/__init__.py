@@ -1,4 +1,7 @@
-"""Layered configuration (interface.md 2): defaults < user < project < local < env < command line."""
+"""Layered configuration (interface.md 2).
+
+Defaults < user < project < local < environment < command line.
+"""
 
 from orchestrator.config.loader import LoadedConfig, load_config
 from orchestrator.config.model import PipelineConfig, Settings, StageConfig

@@ -86,8 +86,7 @@ def env_layer(environ: Mapping[str, str], root: Path) -> Layer | None:
             keys = [part.lower() for part in rest.split("__")]
             if any(not part for part in keys):
                 raise ConfigError(
-                    f"environment variable {name}: empty key part; "
-                    f"use {ENV_PREFIX}<TABLE>__<KEY>"
+                    f"environment variable {name}: empty key part; use {ENV_PREFIX}<TABLE>__<KEY>"
                 )
         elif rest.lower() in ENV_TOP_LEVEL_KEYS:
             keys = [rest.lower()]
@@ -106,7 +105,8 @@ def cli_layer(assignments: Iterable[str], root: Path) -> Layer | None:
         keys = [part.strip() for part in key.split(".")]
         if not sep or not all(keys):
             raise ConfigError(
-                f"--set {item!r}: expected TABLE.KEY=VALUE, e.g. --set command_runner.timeout_seconds=60"
+                f"--set {item!r}: expected TABLE.KEY=VALUE, "
+                "e.g. --set command_runner.timeout_seconds=60"
             )
         _nest(data, keys, parse_scalar(value.strip()), f"--set {item!r}")
     if not data:

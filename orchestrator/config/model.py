@@ -25,14 +25,18 @@ class StageConfig(_Strict):
     )
     env: dict[str, EnvValue] = Field(default_factory=dict, description="overrides the environment")
     cwd: str | None = Field(None, description="relative to the project root; must stay inside it")
-    timeout_seconds: float | None = Field(None, ge=0, description="0 = none; default from [command_runner]")
+    timeout_seconds: float | None = Field(
+        None, ge=0, description="0 = none; default from [command_runner]"
+    )
     allow_failure: bool = Field(False, description="the run goes on and can still succeed")
     summary_hint: str | None = Field(
         None, description="regular expression: the last output line matching it is the summary"
     )
     stage_set: str | None = Field(None, description="expand the named [stage_sets] list here")
     pipeline: str | None = Field(None, description="run the named pipeline as a child run")
-    requires_approval: bool = Field(False, description="ask once per task and project before running")
+    requires_approval: bool = Field(
+        False, description="ask once per task and project before running"
+    )
     retry_attempts: int | None = Field(None, ge=0, le=20, description="extra attempts on failure")
     retry_on_exit_codes: list[int] | None = Field(None, description="exit codes worth a retry")
 
@@ -76,7 +80,9 @@ class PluginsConfig(_Strict):
 
 
 class NotificationsConfig(_Strict):
-    targets: list[str] = Field(default_factory=list, description="http(s) URLs sent the run summary")
+    targets: list[str] = Field(
+        default_factory=list, description="http(s) URLs sent the run summary"
+    )
     timeout_seconds: float = Field(5, gt=0, le=300)
     retry_attempts: int = Field(3, ge=1, le=10)
 

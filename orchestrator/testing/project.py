@@ -85,7 +85,9 @@ class Project:
             stdin=None if input is not None else subprocess.DEVNULL,
         )
 
-    def popen(self, *args: str, env: Mapping[str, str] | None = None, **kwargs: Any) -> subprocess.Popen[str]:
+    def popen(
+        self, *args: str, env: Mapping[str, str] | None = None, **kwargs: Any
+    ) -> subprocess.Popen[str]:
         merged = {**self.env, **(env or {})}
         kwargs.setdefault("stdout", subprocess.PIPE)
         kwargs.setdefault("stderr", subprocess.PIPE)
@@ -123,6 +125,8 @@ class Project:
         return sorted(p for p in self.root.rglob("*") if p.is_file())
 
 
-def one_stage_config(command: str | Sequence[str], *, stage_id: str = "only", extra: str = "") -> str:
+def one_stage_config(
+    command: str | Sequence[str], *, stage_id: str = "only", extra: str = ""
+) -> str:
     rendered = json.dumps(command)
     return f'[pipelines.p]\nstages = [{{ id = "{stage_id}", command = {rendered}{extra} }}]\n'
