@@ -267,6 +267,12 @@ class Persistence(Protocol):
     def write_error_file(self, run: RunLocation, name: str, document: dict[str, Any]) -> Path:
         """Store a failed stage's error file ``errors/<name>.json``; return its path."""
 
+    def read_error_file(self, run: RunLocation, name: str) -> dict[str, Any] | None:
+        """The error file stored as ``name`` by ``write_error_file``, or None when there is none.
+
+        Raise ``CorruptRecordError`` when it exists but is unreadable.
+        """
+
     def record_run(self, task_id: str, entry: dict[str, Any]) -> None:
         """Insert or replace ``entry`` (keyed by run_id) in the task's state snapshot.
 

@@ -34,6 +34,7 @@ from orchestrator.manifest import (
     CommandRecord,
     Manifest,
     PluginInfo,
+    ResumeEvent,
     RunnerProcess,
 )
 from orchestrator.manifest_writer import ManifestWriter
@@ -250,14 +251,13 @@ class RunEngine:
             for slot in ("persistence", "heartbeat", "command_runner", "id_sanitizer")
         }
 
-    def _new_manifest(
-        self, location: RunLocation, pipeline: ResolvedPipeline, parent_run_id: str | None
-    ) -> Manifest:
+    def command_records(
+        self, location: RunLocation, pipeline: ResolvedPipeline
+    ) -> list[CommandRecord]:
+        """A fresh (pending) manifest record for each stage of ``pipeline``."""
         root = self.kernel.root
-        now = now_iso()
-        heartbeat = self.kernel.heartbeat_options
         merged = bool(getattr(self.kernel.command_runner, "merged_streams", False))
-        commands = [
+        return [
             CommandRecord(
                 index=stage.index,
                 id=stage.id,
@@ -276,6 +276,14 @@ class RunEngine:
             )
             for stage in pipeline.stages
         ]
+
+    def _new_manifest(
+        self, location: RunLocation, pipeline: ResolvedPipeline, parent_run_id: str | None
+    ) -> Manifest:
+        root = self.kernel.root
+        now = now_iso()
+        heartbeat = self.kernel.heartbeat_options
+        commands = self.command_records(location, pipeline)
         return Manifest(
             task_id=location.task_id,
             run_id=location.run_id,
@@ -348,6 +356,22 @@ class RunEngine:
     ) -> RunResult:
         return self._execute(location, manifest, pipeline, resumed=True, resume_event=event)
 
+    def _check_unchanged(self, location: RunLocation, manifest: Manifest) -> None:
+        """Under the run lock: refuse to resume when the stored run moved on since it was read.
+
+        Two racing ``resume`` calls both read the run before either takes the lock; the one that
+        gets the lock second must see that the first already resumed it, and stop.
+        """
+        stored = self.kernel.persistence.read_manifest(location)
+        if stored.get("updated_at") != manifest.updated_at or stored.get("status") != (
+            manifest.status
+        ):
+            raise RunStateError(
+                f"run {location.run_id} changed while this resume was starting (now "
+                f"{stored.get('status')}; resumed by another process?); see "
+                f"`codex-orchestrator status {location.run_id}`"
+            )
+
     @contextmanager
     def _locked(self, location: RunLocation) -> Iterator[None]:
         with self.kernel.persistence.run_lock(location) as taken:
@@ -372,6 +396,8 @@ class RunEngine:
         manifest_path = persistence.manifest_ref(location)
         with ExitStack() as stack:
             stack.enter_context(self._locked(location))
+            if resumed:
+                self._check_unchanged(location, manifest)
             self.run_log = NdjsonLog(location.runner_log_path)
             stack.callback(self.run_log.close)
             writer = ManifestWriter(
@@ -443,7 +469,7 @@ class RunEngine:
         manifest.status_detail = "resuming"
         manifest.completed_at = None
         manifest.runner = RunnerProcess(**current_process_identity())
-        manifest.resume_events.append(event)  # type: ignore[arg-type]
+        manifest.resume_events.append(ResumeEvent.model_validate(event))
         for record in manifest.commands:
             if record.status != "succeeded":
                 record.status = "pending"
@@ -752,6 +778,8 @@ class RunEngine:
                 manifest.status_detail = None
             manifest.completed_at = now_iso()
             manifest.summary = self._run_summary_text(manifest)
+            if self.view is not None and self.view.resumed and manifest.resume_events:
+                manifest.resume_events[-1].outcome = manifest.status
         writer.request()
         self._record_state(manifest, manifest_path)
         self._record_metrics(manifest, writer)

@@ -24,17 +24,28 @@ def _boot_id() -> str | None:
         return None
 
 
-def _start_ticks(pid: int) -> int | None:
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields 3 and on of ``/proc/<pid>/stat`` (state first), or None when unreadable."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # the command name (field 2) may hold spaces and parentheses: split after the last ')'
-    fields = stat[stat.rfind(")") + 2 :].split()
+    return stat[stat.rfind(")") + 2 :].split()
+
+
+def _start_ticks(pid: int) -> int | None:
+    fields = _stat_fields(pid)
     try:
-        return int(fields[19])  # field 22 of the whole line: starttime
+        return int(fields[19]) if fields else None  # field 22 of the whole line: starttime
     except (IndexError, ValueError):
         return None
+
+
+def _finished(pid: int) -> bool:
+    """True when the process has exited and only waits to be reaped (zombie) or is dead."""
+    fields = _stat_fields(pid)
+    return bool(fields) and fields[0] in ("Z", "X", "x")
 
 
 @lru_cache(maxsize=1)
@@ -78,4 +89,4 @@ def process_gone(runner: dict[str, Any]) -> bool:
         current = _start_ticks(pid)
         if current is not None and current != recorded:
             return True  # the pid was reused by another process
-    return False
+    return _finished(pid)  # a zombie has exited: it only waits for its parent to reap it

@@ -131,6 +131,18 @@ class FilesystemPersistence:
         atomic_write_json(path, document, durable=self.options.fsync)
         return path
 
+    def read_error_file(self, run: RunLocation, name: str) -> dict[str, Any] | None:
+        path = run.errors_dir / f"{name}.json"
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except ValueError as exc:
+            raise CorruptRecordError(f"error file {path} does not parse: {exc}") from None
+        if not isinstance(document, dict):
+            raise CorruptRecordError(f"error file {path} is not a JSON object")
+        return document
+
     @contextmanager
     def run_lock(self, run: RunLocation) -> Iterator[bool]:
         lock = FileLock(run.run_dir / f".run{LOCK_SUFFIX}", preserve_lock_file=True)
