@@ -68,6 +68,11 @@ class Kernel:
             self._slots[slot] = loaded
         return loaded
 
+    def load_slots(self) -> None:
+        """Build all four slots now, so a bad plugin or option fails before anything runs."""
+        for slot in ("id_sanitizer", "persistence", "heartbeat", "command_runner"):
+            self.slot(slot)
+
     @property
     def persistence(self) -> Persistence:
         return self.slot("persistence").implementation  # type: ignore[no-any-return]

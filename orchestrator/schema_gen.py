@@ -24,32 +24,21 @@ def manifest_schema() -> dict[str, Any]:
 
 def config_schema() -> dict[str, Any]:
     """The config file, with the built-in implementations' option tables spelled out."""
-    from pydantic import create_model
+    from pydantic import Field, create_model
 
-    from orchestrator.builtin.file_heartbeat import FileHeartbeat
-    from orchestrator.builtin.filesystem import FilesystemPersistence
-    from orchestrator.builtin.strict_sanitizer import StrictSanitizer
-    from orchestrator.builtin.subprocess_runner import SubprocessRunner
-    from orchestrator.config.model import Settings
+    from orchestrator.config.model import PluginsConfig, Settings
+    from orchestrator.slots import load_class
 
+    defaults = PluginsConfig()
     fields: dict[str, Any] = {}
     for name, info in Settings.model_fields.items():
         fields[name] = (info.annotation, info)
-    for slot, implementation in (
-        ("persistence", FilesystemPersistence),
-        ("heartbeat", FileHeartbeat),
-        ("command_runner", SubprocessRunner),
-        ("id_sanitizer", StrictSanitizer),
-    ):
+    for slot in ("persistence", "heartbeat", "command_runner", "id_sanitizer"):
+        # found through entry points, like every implementation: the kernel imports none
+        implementation, _ = load_class(slot, getattr(defaults, slot))
         model = implementation.options_model
-        fields[slot] = (
-            model,
-            Settings.model_fields[slot].__class__(
-                default_factory=model,
-                description=f"options of the active {slot} implementation "
-                "(shown: the built-in one's)",
-            ),
-        )
+        description = f"options of the active {slot} implementation (shown: the built-in one's)"
+        fields[slot] = (model, Field(default_factory=model, description=description))
     ConfigFile = create_model("ConfigFile", __config__=Settings.model_config, **fields)  # type: ignore[call-overload]
     schema = ConfigFile.model_json_schema()
     return {"$schema": SCHEMA_DIALECT, "$id": "config.schema.json", **schema}

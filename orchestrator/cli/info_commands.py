@@ -94,7 +94,7 @@ def config(*, common: Common | None = None) -> int:
         except Exception:  # an uninstalled plugin: show the raw table
             continue
     rows = [
-        {"key": key, "value": value, "source": kernel.where(key)}
+        {"key": key, "value": value, "source": kernel.config.value_origin(key)}
         for key, value in _flatten(effective)
     ]
     if common.format == "json":

@@ -46,6 +46,7 @@ def start(
 
     common = common or Common()
     kernel = load_kernel(common)
+    kernel.load_slots()
     task = task_id(kernel, common)
     pipeline_id = _pipeline_id(kernel, pipeline)
     parent = check_id(kernel.sanitizer, parent_run, "run", "run ID") if parent_run else None

@@ -39,16 +39,45 @@ class LoadedConfig:
     raw: dict[str, Any]
 
     def origin(self, dotted_key: str) -> str:
+        """Where the key, or the nearest table holding it, was set (for error messages)."""
         layer = origin_of(dotted_key.split("."), self.provenance)
+        return layer.origin if layer else DEFAULTS_LAYER.origin
+
+    def value_origin(self, dotted_key: str) -> str:
+        """The layer that set exactly this value (built-in defaults when none did)."""
+        layer = self.provenance.get(dotted_key)
         return layer.origin if layer else DEFAULTS_LAYER.origin
 
     def validate_options(self, table: str, model: type[BaseModel]) -> BaseModel:
         """Validate a slot's (or observer's) options table with the implementation's model."""
-        data = getattr(self.settings, table)
+        data = self._resolve_paths(table, model, dict(getattr(self.settings, table)))
         try:
             return model.model_validate(data)
         except ValidationError as exc:
             raise config_error(exc, self.provenance, prefix=(table,), model=model) from None
+
+    def _resolve_paths(
+        self, table: str, model: type[BaseModel], data: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Relative values of ``Path`` options resolve against the folder of the file that set
+        them (the project root for the environment and ``--set``)."""
+        for name, field in model.model_fields.items():
+            value = data.get(name)
+            if not isinstance(value, str) or not _is_path_field(field.annotation):
+                continue
+            path = Path(value).expanduser()
+            if path.is_absolute():
+                continue
+            layer = self.provenance.get(f"{table}.{name}")
+            base = self.root if layer is None or layer.name in ("env", "cli") else layer.base_dir
+            data[name] = str((base / path).resolve())
+        return data
+
+
+def _is_path_field(annotation: Any) -> bool:
+    if annotation is Path:
+        return True
+    return any(arg is Path for arg in getattr(annotation, "__args__", ()))
 
 
 def resolve_dir(environ: Mapping[str, str], name: str, root: Path, default: str) -> Path:
