@@ -45,6 +45,26 @@ class BoundedTail:
         keep = self.cap if limit is None else min(limit, self.cap)
         return bytes(self._buffer[-keep:]) if keep else b""
 
+    def text(self, limit: int) -> str:
+        """The newest bytes as text whose UTF-8 form is at most ``limit`` bytes.
+
+        A character cut at the start is dropped; bytes that are not UTF-8 become U+FFFD, and
+        since that may lengthen the text, characters are dropped from the start until it fits.
+        """
+        data = self.value(limit)
+        if len(data) < self.total:
+            start = 0
+            while start < min(3, len(data)) and data[start] & 0xC0 == 0x80:
+                start += 1  # continuation bytes of a character that began before the tail
+            data = data[start:]
+        text = data.decode("utf-8", "replace")
+        excess = len(text.encode("utf-8")) - limit
+        while excess > 0:
+            cut = max(1, excess // 3)
+            excess -= len(text[:cut].encode("utf-8"))
+            text = text[cut:]
+        return text
+
 
 class Utf8Splitter:
     """Turns a byte stream into text chunks, holding back a character split across chunks."""
@@ -91,18 +111,37 @@ def encode_line(event: dict[str, Any]) -> bytes:
 
 
 class NdjsonLog:
-    """An append-only event log; each event is one ``write`` (no buffering in this process)."""
+    """An append-only event log; each event is one ``write`` (no buffering in this process).
+
+    Writing never raises: a log is a record of the run, and a full disk must not end the run or
+    the thread that writes. The first failure is kept in :attr:`error` and later writes are
+    dropped (a line written after a gap would give a false picture); callers report it.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.error: str | None = None
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
-    def write(self, event: dict[str, Any]) -> None:
-        os.write(self._fd, encode_line(event))
+    def write(self, event: dict[str, Any]) -> bool:
+        if self._fd < 0 or self.error is not None:
+            return False
+        line = encode_line(event)
+        try:
+            written = os.write(self._fd, line)
+            while written < len(line):  # only on a nearly full disk; O_APPEND keeps it in order
+                written += os.write(self._fd, line[written:])
+        except OSError as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            return False
+        return True
 
     def close(self) -> None:
         if self._fd >= 0:
-            os.fsync(self._fd)
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                self.error = self.error or f"{type(exc).__name__}: {exc}"
             os.close(self._fd)
             self._fd = -1
 

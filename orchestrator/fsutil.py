@@ -9,6 +9,32 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+TEMP_SUFFIX = ".tmp"
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Remove the temporary files an interrupted :func:`atomic_write_bytes` of ``path`` left.
+
+    Call it only while no other writer of ``path`` can be active (under the lock that orders its
+    writers): a process killed between creating and renaming its temporary file leaves it behind.
+    """
+    removed = []
+    prefix = _temp_prefix(path)
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return removed
+    for name in names:
+        if name.startswith(prefix) and name.endswith(TEMP_SUFFIX):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path.parent / name)
+                removed.append(path.parent / name)
+    return removed
+
 
 def fsync_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
@@ -23,7 +49,7 @@ def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None
 
     The temporary file is removed if anything fails before the rename.
     """
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -47,11 +73,43 @@ def atomic_write_json(path: Path, document: Any, *, durable: bool = True) -> Non
     atomic_write_bytes(path, dump_json(document), durable=durable)
 
 
-def append_line(path: Path, line: bytes) -> None:
-    """Append one line with a single ``write`` on an O_APPEND descriptor, then fsync."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+def make_dirs(folder: Path, *, durable: bool = True) -> None:
+    """``mkdir -p`` that also fsyncs the parent of each folder it created."""
+    missing = []
+    current = folder
+    while not current.is_dir():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for created in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            created.mkdir()
+        if durable:
+            fsync_dir(created.parent)
+
+
+def append_line(path: Path, line: bytes, *, durable: bool = True) -> None:
+    """Append one line with a single ``write`` on an O_APPEND descriptor, then fsync.
+
+    Lines of concurrent writers never interleave (one ``write`` of a regular file opened with
+    O_APPEND lands whole on local file systems). A file this call created has its folder fsynced
+    too, so the new name survives a crash.
+    """
+    flags = os.O_WRONLY | os.O_APPEND
     try:
-        os.write(fd, line)
-        os.fsync(fd)
+        fd = os.open(path, flags)
+        created = False
+    except FileNotFoundError:
+        fd = os.open(path, flags | os.O_CREAT, 0o644)
+        created = True
+    try:
+        written = os.write(fd, line)
+        if written != len(line):
+            raise OSError(f"short write to {path} ({written} of {len(line)} bytes; disk full?)")
+        if durable:
+            os.fsync(fd)
     finally:
         os.close(fd)
+    if created and durable:
+        fsync_dir(path.parent)

@@ -21,7 +21,14 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 
 from orchestrator.contracts import PersistenceOptions, RunLocation, SlotContext
 from orchestrator.errors import CorruptRecordError, LockTimeoutError, RunNotFoundError
-from orchestrator.fsutil import append_line, atomic_write_bytes, atomic_write_json
+from orchestrator.fsutil import (
+    append_line,
+    atomic_write_bytes,
+    atomic_write_json,
+    fsync_dir,
+    make_dirs,
+    remove_stale_temps,
+)
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +89,14 @@ class FilesystemPersistence:
     # ------------------------------------------------------------------ run records
 
     def create_run(self, run: RunLocation) -> None:
-        run.run_dir.parent.mkdir(parents=True, exist_ok=True)
+        durable = self.options.fsync
+        make_dirs(run.run_dir.parent, durable=durable)
         run.run_dir.mkdir()  # FileExistsError when the id is taken
         run.commands_dir.mkdir()
         run.errors_dir.mkdir()
+        if durable:  # the new names must survive a crash as well as the files in them
+            fsync_dir(run.run_dir)
+            fsync_dir(run.run_dir.parent)
 
     def write_manifest(self, run: RunLocation, manifest: bytes) -> None:
         atomic_write_bytes(run.manifest_path, manifest, durable=self.options.fsync)
@@ -152,6 +163,8 @@ class FilesystemPersistence:
             yield False
             return
         try:
+            # the run's only writer: what a killed earlier writer left half-done is garbage now
+            remove_stale_temps(run.manifest_path)
             yield True
         finally:
             lock.release()
@@ -162,10 +175,15 @@ class FilesystemPersistence:
         return self.context.out_dir / task_id / STATE_FILE
 
     @contextmanager
-    def _task_lock(self, task_id: str) -> Iterator[None]:
-        folder = self.context.out_dir / task_id
-        folder.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(folder / f"{STATE_FILE}{LOCK_SUFFIX}", preserve_lock_file=True)
+    def _locked(self, data_file: Path) -> Iterator[None]:
+        """Hold the lock of ``data_file`` (``<data_file>.lock`` beside it).
+
+        Each attempt waits up to ``lock_attempt_timeout_ms``; between attempts tenacity backs
+        off (``lock_initial_delay_ms``, doubling, the waits together under ``lock_max_total_ms``).
+        Raises :class:`LockTimeoutError` when ``lock_attempts`` attempts failed.
+        """
+        make_dirs(data_file.parent, durable=self.options.fsync)
+        lock = FileLock(f"{data_file}{LOCK_SUFFIX}", preserve_lock_file=True)
         attempt_timeout = self.options.lock_attempt_timeout_ms / 1000
 
         def take() -> None:
@@ -209,7 +227,9 @@ class FilesystemPersistence:
         return document if isinstance(document, dict) else None
 
     def record_run(self, task_id: str, entry: dict[str, Any]) -> None:
-        with self._task_lock(task_id):
+        path = self._state_path(task_id)
+        with self._locked(path):
+            remove_stale_temps(path)  # left by a writer killed while it held this lock
             try:
                 state = self.read_state(task_id) or {}
             except CorruptRecordError as exc:
@@ -222,11 +242,19 @@ class FilesystemPersistence:
             runs.sort(key=lambda r: (r.get("started_at") or "", r.get("run_id") or ""))
             last = max((r.get("started_at") or "" for r in runs), default=None)
             document = {"task_id": task_id, "last_run_at": last, "runs": runs}
-            atomic_write_json(self._state_path(task_id), document, durable=self.options.fsync)
+            atomic_write_json(path, document, durable=self.options.fsync)
 
     def append_metrics(self, task_id: str, line: dict[str, Any]) -> None:
-        folder = self.context.runs_dir / task_id
-        folder.mkdir(parents=True, exist_ok=True)
+        """Append the line under the metrics file's own lock (not the snapshot's: a stuck
+        snapshot lock must not cost the metrics). If even that lock cannot be had, the line is
+        appended without it: one O_APPEND write of a line lands whole on a local disk anyway.
+        """
+        path = self.context.runs_dir / task_id / METRICS_FILE
         data = (json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
-        with self._task_lock(task_id):
-            append_line(folder / METRICS_FILE, data)
+        try:
+            with self._locked(path):
+                append_line(path, data, durable=self.options.fsync)
+                return
+        except LockTimeoutError as exc:
+            log.warning("%s; appending the metrics line without the lock", exc)
+        append_line(path, data, durable=self.options.fsync)

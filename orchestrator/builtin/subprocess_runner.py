@@ -3,7 +3,12 @@
 Output is read from both pipes as it comes and handed to the kernel chunk by chunk; nothing is
 buffered here. On timeout or cancel the whole group gets SIGTERM, then SIGKILL after the grace
 period; when the stage's main process ends, anything it left running in its group is ended the
-same way, so no stage leaves processes behind.
+same way, so no stage leaves processes behind. A process that left the group (``setsid``) is out
+of reach of those signals: once the group is gone its hold on the pipes is given up after a short
+drain, so such a process can never make a stage hang.
+
+Liveness is read from ``/proc`` where there is one: a group of zombies counts as gone, since
+orphans may never be reaped in a container whose init does not wait for them.
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ from orchestrator.contracts import (
 READ_SIZE = 1 << 20
 PIPE_SIZE = 1 << 20
 POLL_SECONDS = 0.1
+ESCAPED_DRAIN_SECONDS = 0.5
+"""How long output is still read after the stage's group ended while something else holds its
+pipes (a process that left the group); then the pipes are closed and the stage is done."""
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
@@ -39,14 +47,44 @@ def signal_name(number: int) -> str:
         return f"SIG{number}"
 
 
+def _live_members_from_proc(pgid: int) -> bool | None:
+    """Whether ``/proc`` shows a process of group ``pgid`` that is not a zombie (None: no /proc).
+
+    ``killpg(pgid, 0)`` also succeeds for a group of zombies, and where nothing reaps orphans
+    (a container whose init does not wait for them) a finished grandchild stays a zombie for good:
+    waiting for the group to be "gone" would then always wait out the whole grace period.
+    """
+    try:
+        entries = os.scandir("/proc")
+    except OSError:
+        return None
+    wanted = str(pgid).encode()
+    with entries:
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                    stat = handle.read()
+            except OSError:
+                continue  # it ended meanwhile
+            # "pid (comm) state ppid pgrp ...": comm may hold spaces and ')', split after the last
+            fields = stat[stat.rfind(b")") + 2 :].split()
+            if len(fields) > 2 and fields[2] == wanted and fields[0] not in (b"Z", b"X"):
+                return True
+    return False
+
+
 def group_alive(pgid: int) -> bool:
+    """Whether any process of the group still runs (zombies do not count)."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    live = _live_members_from_proc(pgid)
+    return True if live is None else live
 
 
 def signal_group(pgid: int, sig: int) -> None:
@@ -106,6 +144,8 @@ class _Supervisor:
         self.timed_out = False
         self.cancelled = False
         self.kill_at: float | None = None
+        self._next_group_check = 0.0
+        self._group_gone_at: float | None = None
         start = time.monotonic()
         self.deadline = start + request.timeout_seconds if request.timeout_seconds > 0 else None
 
@@ -125,6 +165,23 @@ class _Supervisor:
         if self.kill_at is not None and now >= self.kill_at:
             signal_group(self.pgid, signal.SIGKILL)
             self.kill_at = now + 3600  # sent once
+
+    def _pipes_held_from_outside(self) -> bool:
+        """True once the pipes stayed open ``ESCAPED_DRAIN_SECONDS`` after the group ended.
+
+        Then only a process that left the group (``setsid``, ``setpgid``) can hold them; it is
+        out of reach of the group's signals, so waiting for it could last forever.
+        """
+        now = time.monotonic()
+        if now < self._next_group_check:
+            return False
+        self._next_group_check = now + POLL_SECONDS
+        if group_alive(self.pgid):
+            self._group_gone_at = None
+            return False
+        if self._group_gone_at is None:
+            self._group_gone_at = now
+        return now - self._group_gone_at >= ESCAPED_DRAIN_SECONDS
 
     def _wait_seconds(self) -> float:
         now = time.monotonic()
@@ -170,9 +227,12 @@ class _Supervisor:
                         open_pipes -= 1
                 if pidfd is None and not leader_done:
                     leader_done = process.poll() is not None
-                if leader_done and open_pipes and self.kill_at is None:
-                    # The main process is gone but something it started still holds the pipes.
-                    self._begin_ending(time.monotonic())
+                if leader_done and open_pipes:
+                    if self.kill_at is None:
+                        # The main process is gone but something it started holds the pipes.
+                        self._begin_ending(time.monotonic())
+                    elif self._pipes_held_from_outside():
+                        break  # nothing of the group is left; stop reading (the holder escaped)
             returncode = process.wait()
         finally:
             selector.close()
