@@ -54,11 +54,10 @@ def test_string_commands_use_the_shell_and_lists_do_not(project: Project) -> Non
 def test_stage_environment_carries_the_run_and_stage_env_wins(project: Project) -> None:
     project.write_config(
         """
-        [pipelines.p]
-        stages = [
-          { id = "env", command = "env > env.txt",
-            env = { CODEX_ORCHESTRATOR_OUT_DIR = "mine", N = 1 } },
-        ]
+        [[pipelines.p.stages]]
+        id = "env"
+        command = "env > env.txt"
+        env = { CODEX_ORCHESTRATOR_OUT_DIR = "mine", N = 1 }
         """
     )
     summary = project.start_json("p", "--task", "t-7")
