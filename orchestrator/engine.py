@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ from orchestrator.errors import EXIT_CANCELLED, EXIT_OK, EXIT_RUN_FAILED, RunSta
 from orchestrator.identifiers import check_id
 from orchestrator.kernel import Kernel
 from orchestrator.manifest import (
+    FINISHED_RUN_STATUSES,
     ChildRun,
     CommandRecord,
     Manifest,
@@ -141,34 +143,56 @@ def error_document(
     reason: str,
     cap: int,
 ) -> dict[str, Any]:
-    """An error file (interface.md 4), shrunk until it fits in 10 KB whatever the stderr holds."""
+    """An error file (interface.md 4), shrunk until it fits in 10 KB whatever the stderr holds.
+
+    ``details.stderr`` is the newest stderr as text of at most ``cap`` UTF-8 bytes; control
+    characters (escaped six bytes each in JSON) and a huge command shrink it further.
+    """
+    import json
+
     stderr_tail = capture.tails["stderr"]
     keep = min(cap, stderr_tail.cap)
+    command = record.command
     while True:
-        text = stderr_tail.value(keep).decode("utf-8", "replace")
+        text = stderr_tail.text(keep)
         document = {
             "run_id": manifest.run_id,
             "task_id": manifest.task_id,
             "command_index": record.index,
             "command_id": record.id,
-            "command": record.command,
+            "command": command,
             "reason": reason,
             "details": {
                 "exit_code": outcome.exit_code,
                 "signal": outcome.signal,
                 "timed_out": outcome.timed_out,
                 "stderr": text,
-                "stderr_truncated": stderr_tail.total > keep,
+                "stderr_truncated": stderr_tail.total > len(text.encode("utf-8")),
                 "stdout_truncated": capture.tails["stdout"].truncated,
             },
             "created_at": now_iso(),
         }
-        import json
-
         size = len(json.dumps(document, indent=2, ensure_ascii=False).encode("utf-8"))
-        if size <= ERROR_FILE_LIMIT - 512 or keep == 0:
+        budget = ERROR_FILE_LIMIT - 512
+        if size <= budget:
             return document
-        keep = max(0, keep - (size - (ERROR_FILE_LIMIT - 512)) - 16)
+        if keep > 0:
+            keep = max(0, keep - (size - budget) - 16)
+            continue
+        # even with no stderr it is too big: the command itself is huge
+        shown = command if isinstance(command, str) else json.dumps(command)
+        command = shown[: max(0, len(shown) - (size - budget) - 16)] + "…"
+        reason = reason[:512]
+
+
+def peak_rss_kb() -> int | None:
+    """This process's peak resident memory in KiB (its own, not its children's)."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak // 1024 if sys.platform == "darwin" else peak
 
 
 class _Heartbeat:
@@ -182,22 +206,38 @@ class _Heartbeat:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
         self.failures = 0
+        self.streak = 0
 
     def tick(self) -> None:
         at = utcnow()
         try:
             self.engine.kernel.heartbeat.beat(self.run, at)
         except Exception as exc:
-            self.failures += 1
-            self.engine.warn(f"heartbeat failed ({type(exc).__name__}: {exc}); next tick retries")
+            self._failed(exc)
+        else:
+            if self.streak:
+                self.engine.log_event("heartbeat:recovered", failures=self.streak)
+            self.streak = 0
         with self.writer.lock:
             self.writer.manifest.heartbeat_at = iso(at)
         self.writer.request(force=False)
         self.engine.kernel.observers.heartbeat(self.engine.view, at)
 
+    def _failed(self, exc: Exception) -> None:
+        """Every failure goes to the run's event log; the first of a streak also to stderr."""
+        self.failures += 1
+        self.streak += 1
+        message = f"heartbeat failed ({type(exc).__name__}: {exc}); next tick retries"
+        if self.streak == 1:
+            self.engine.warn(message)
+        self.engine.log_event("heartbeat:failed", message=message, streak=self.streak)
+
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
-            self.tick()
+            try:
+                self.tick()
+            except Exception as exc:  # a bug must not end the heartbeat of a live run
+                log.debug("heartbeat tick failed", exc_info=exc)
 
     def start(self) -> None:
         self.tick()
@@ -221,9 +261,20 @@ class RunEngine:
 
     # ---------------------------------------------------------------- helpers
 
+    def log_event(self, type_: str, **fields: Any) -> None:
+        """One event in the run's ``runner.ndjson`` (never raises)."""
+        if self.run_log is not None:
+            self.run_log.write({"type": type_, "timestamp": now_iso(), **fields})
+
+    def note(self, text: str) -> None:
+        """Add ``text`` to the run's summary once (and warn about it)."""
+        if text not in self.notes:
+            self.notes.append(text)
+            self.warn(text)
+
     def warn(self, message: str) -> None:
         log.warning(message)
-        print(f"warning: {message}", file=__import__("sys").stderr)
+        print(f"warning: {message}", file=sys.stderr)
         if self.run_log is not None:
             self.run_log.write({"type": "run:warning", "timestamp": now_iso(), "message": message})
 
@@ -321,9 +372,7 @@ class RunEngine:
                 self.task_id, self._state_entry(manifest, manifest_path)
             )
         except Exception as exc:
-            note = f"state snapshot skipped: {type(exc).__name__}: {exc}"
-            self.notes.append(note)
-            self.warn(note)
+            self.note(f"state snapshot skipped: {type(exc).__name__}: {exc}")
             return
         if self.run_log is not None:
             self.run_log.write(
@@ -444,14 +493,33 @@ class RunEngine:
                 failure = exc
             finally:
                 heartbeat.stop()
-                self._finish(location, manifest, manifest_path, writer, failure)
+                try:
+                    self._finish(location, manifest, manifest_path, writer, failure)
+                except Exception as exc:  # a bug here must still end the run and tell observers
+                    failure = failure or exc
+                    self.warn(f"finishing the run failed: {type(exc).__name__}: {exc}")
+                    with writer.lock:
+                        if manifest.status not in FINISHED_RUN_STATUSES:
+                            manifest.status = "failed"
+                            manifest.completed_at = manifest.completed_at or now_iso()
             exit_code = run_exit_code(manifest.status)
             result = RunResult(location, manifest, manifest_path, exit_code)
             try:
                 kernel.observers.run_completed(self.view, result.summary(kernel.root))
             finally:
-                if not writer.close():
+                flushed = writer.close()
+                if not flushed:
                     self.warn(f"final manifest flush of {manifest_path} failed")
+                self.log_event(
+                    "run:end",
+                    status=manifest.status,
+                    completed_at=manifest.completed_at,
+                    manifest_flushed=flushed,
+                    manifest_writes=writer.writes,
+                    manifest_write_failures=writer.failures,
+                    heartbeat_failures=heartbeat.failures,
+                    peak_rss_kb=peak_rss_kb(),
+                )
             if failure is not None and not isinstance(failure, KeyboardInterrupt | Exception):
                 raise failure
             if failure is not None and not isinstance(failure, KeyboardInterrupt):
@@ -661,6 +729,8 @@ class RunEngine:
                     break
         finally:
             capture.close()
+            if capture.log.error:
+                self.note(f"output log of stage {stage.id} incomplete: {capture.log.error}")
         ok = outcome.exit_code == 0 and not outcome.cancelled
         with writer.lock:
             record.attempts = attempt
@@ -785,9 +855,6 @@ class RunEngine:
         self._record_metrics(manifest, writer)
         with writer.lock:
             manifest.summary = self._run_summary_text(manifest)
-        self.run_log.write(  # type: ignore[union-attr]
-            {"type": "run:end", "timestamp": manifest.completed_at, "status": manifest.status}
-        )
 
     def _run_summary_text(self, manifest: Manifest) -> str:
         counts: dict[str, int] = {}
@@ -830,9 +897,7 @@ class RunEngine:
         try:
             self.kernel.persistence.append_metrics(self.task_id, line)
         except Exception as exc:
-            note = f"metrics not recorded: {type(exc).__name__}: {exc}"
-            self.notes.append(note)
-            self.warn(note)
+            self.note(f"metrics not recorded: {type(exc).__name__}: {exc}")
             return
         with writer.lock:
             manifest.metrics_recorded = True
