@@ -223,3 +223,22 @@ def test_unknown_top_level_key_lists_the_known_ones(project: Project) -> None:
     assert result.returncode == 2
     line = one_error_line(result.stderr)
     assert str(path) in line and "unknown key 'bogus'" in line and "default_pipeline" in line
+
+
+def test_summary_hint_must_be_a_regular_expression(project: Project) -> None:
+    project.write_config(
+        '[pipelines.p]\nstages = [{ id = "a", command = "true", summary_hint = "(" }]\n'
+    )
+    result = project.run("start", "p")
+    assert result.returncode == 2
+    line = one_error_line(result.stderr)
+    assert "summary_hint" in line and "regular expression" in line
+
+
+def test_summary_hint_picks_the_summary_line(project: Project) -> None:
+    project.write_config(
+        '[pipelines.p]\nstages = [{ id = "t", command = "echo \'3 passed in 0.1s\'; echo trailing",'
+        ' summary_hint = "\\\\d+ passed" }]\n'
+    )
+    summary = project.start_json("p")
+    assert summary["commands"][0]["summary"] == "3 passed in 0.1s"
