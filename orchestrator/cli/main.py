@@ -32,6 +32,26 @@ COMMANDS: list[tuple[str, str, str]] = [
         "config",
         "Show the effective config and the layer each value came from.",
     ),
+    (
+        "orchestrator.cli.lifecycle_commands:status",
+        "status",
+        "Show a run (staleness included), or list the task's runs; --watch follows one.",
+    ),
+    (
+        "orchestrator.cli.lifecycle_commands:resume",
+        "resume",
+        "Continue a failed, cancelled or stale run from its first unfinished stage.",
+    ),
+    (
+        "orchestrator.cli.lifecycle_commands:review",
+        "review",
+        "Print a reviewer's Markdown hand-off of a run (default: the task's newest).",
+    ),
+    (
+        "orchestrator.cli.lifecycle_commands:spec_guard",
+        "spec-guard",
+        "Check task checklists against run evidence.",
+    ),
 ]
 """(import path, command name, one-line help). Other modules append their commands here."""
 

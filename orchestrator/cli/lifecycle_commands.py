@@ -1,0 +1,234 @@
+"""``status``, ``resume``, ``review`` and ``spec-guard``: a run's life after ``start``."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Annotated, Any
+
+from cyclopts import Parameter
+
+from orchestrator.cli.common import Common, load_kernel, print_json, task_id, use_color
+from orchestrator.errors import UsageError
+
+WATCH_POLL_SECONDS = 0.5
+
+
+def _explicit_task(kernel: Any, common: Common) -> str | None:
+    """``--task`` when given; a run id without it is looked up across tasks."""
+    if common.task is None:
+        return None
+    from orchestrator.identifiers import resolve_task_id
+
+    return resolve_task_id(kernel.sanitizer, common.task, {})
+
+
+def status(
+    run_id: str | None = None,
+    /,
+    *,
+    watch: Annotated[
+        bool, Parameter(help="Follow the run until it ends (redrawn in place on a terminal).")
+    ] = False,
+    common: Common | None = None,
+) -> int:
+    """Show one run in detail, or list the task's runs, newest first.
+
+    Parameters
+    ----------
+    run_id
+        The run to show (looked up across tasks unless --task is given). Without it, the runs
+        of the task are listed.
+    """
+    from orchestrator.lifecycle.records import locate_run
+    from orchestrator.lifecycle.status import render_listing, render_run, run_status, task_runs
+
+    common = common or Common()
+    kernel = load_kernel(common)
+    if run_id is None:
+        if watch:
+            raise UsageError("--watch needs a run id: `codex-orchestrator status RUN_ID --watch`")
+        task = task_id(kernel, common)
+        listing = task_runs(kernel, task)
+        if common.format == "json":
+            print_json(listing)
+        else:
+            print("\n".join(render_listing(task, listing)))
+        return 0
+    run = locate_run(kernel, run_id, _explicit_task(kernel, common))
+    if watch:
+        return _watch(kernel, run, common)
+    _, _, document = run_status(kernel, run)
+    if common.format == "json":
+        print_json(document)
+    else:
+        print("\n".join(render_run(document)))
+    return 0
+
+
+def _stage_lines(previous: dict[str, str], document: dict[str, Any]) -> list[str]:
+    """Plain lines for the stages whose status changed since the last poll."""
+    from orchestrator.lifecycle.status import seconds_text
+
+    lines = []
+    for command in document["commands"]:
+        if previous.get(command["id"]) == command["status"]:
+            continue
+        previous[command["id"]] = command["status"]
+        if command["status"] == "pending":
+            continue
+        text = f"[{command['index']}] {command['id']} {command['status']}"
+        if command["status"] in ("succeeded", "failed"):
+            text += f" in {seconds_text(command['duration_ms'])}"
+            if command.get("summary"):
+                text += f" - {command['summary']}"
+        lines.append(text)
+    return lines
+
+
+def _watch(kernel: Any, run: Any, common: Common) -> int:
+    """Follow a run until it ends or goes stale; exit like ``start`` (1 when it went stale)."""
+    from orchestrator.engine import run_exit_code
+    from orchestrator.lifecycle.status import render_run, run_status
+    from orchestrator.manifest import FINISHED_RUN_STATUSES
+
+    live: Any = None
+    if common.format == "text" and sys.stdout.isatty():
+        from rich.console import Console
+        from rich.live import Live
+
+        live = Live(console=Console(no_color=not use_color(), highlight=False), auto_refresh=False)
+        live.start()
+    seen: dict[str, str] = {}
+    try:
+        while True:
+            manifest, act, document = run_status(kernel, run)
+            if live is not None:
+                from rich.text import Text
+
+                live.update(Text("\n".join(render_run(document))), refresh=True)
+            elif common.format == "text":
+                for line in _stage_lines(seen, document):
+                    print(line, flush=True)
+            if manifest.status in FINISHED_RUN_STATUSES or act.stale:
+                break
+            time.sleep(WATCH_POLL_SECONDS)
+    finally:
+        if live is not None:
+            live.stop()
+    if common.format == "json":
+        print_json(document)
+    elif live is None:
+        print("\n".join(render_run(document)))
+    if act.stale:
+        print(
+            f"error: run {run.run_id} went stale ({act.reason}); resume it with "
+            f"`{document['resume_command']}`",
+            file=sys.stderr,
+        )
+        return 1
+    return run_exit_code(manifest.status)
+
+
+def resume(
+    run_id: str,
+    /,
+    *,
+    force: Annotated[
+        bool,
+        Parameter(help="Resume even though the pipeline changed in config since the run began."),
+    ] = False,
+    reason: Annotated[
+        str | None, Parameter(help="Why you resume it (recorded in resume_events).")
+    ] = None,
+    common: Common | None = None,
+) -> int:
+    """Continue a failed, cancelled or stale run from its first stage that did not succeed.
+
+    Parameters
+    ----------
+    run_id
+        The run to resume (looked up across tasks unless --task is given).
+    """
+    from orchestrator.cli.signals import cancel_on_signals
+    from orchestrator.engine import RunEngine
+    from orchestrator.lifecycle.records import load_manifest, locate_run
+    from orchestrator.lifecycle.resume import plan_resume
+
+    common = common or Common()
+    kernel = load_kernel(common)
+    run = locate_run(kernel, run_id, _explicit_task(kernel, common))
+    manifest = load_manifest(kernel, run)
+    plan = plan_resume(kernel, run, manifest, force=force, reason=reason)
+    if common.format == "text":
+        from orchestrator.cli.reporter import make_reporter
+
+        kernel.observers.register(make_reporter(use_color()), "codex-orchestrator:reporter")
+        start_at = f"from stage {plan.from_stage}" if plan.from_stage else "(no stage left to run)"
+        changed = "; the pipeline changed (--force)" if plan.pipeline_changed else ""
+        print(f"resuming run {run.run_id} {start_at}: {plan.event['reason']}{changed}")
+    with cancel_on_signals(kernel.cancel):
+        result = RunEngine(kernel, run.task_id).resume(run, manifest, plan.pipeline, plan.event)
+    summary = result.summary(kernel.root)
+    if common.format == "json":
+        print_json(summary)
+    else:
+        print(f"run {summary['run_id']} {summary['status']}: {summary['summary']}")
+        print(f"manifest: {summary['manifest']}")
+    return result.exit_code
+
+
+def review(run_id: str | None = None, /, *, common: Common | None = None) -> int:
+    """Print a reviewer's hand-off of a run in Markdown.
+
+    Parameters
+    ----------
+    run_id
+        The run to review (default: the task's newest run).
+    """
+    from orchestrator.lifecycle.records import locate_run, newest_top_level_run
+    from orchestrator.lifecycle.review import render_review
+    from orchestrator.lifecycle.status import run_status, task_runs
+
+    common = common or Common()
+    kernel = load_kernel(common)
+    if run_id is None:
+        task = task_id(kernel, common)
+        listing = task_runs(kernel, task)
+        if not listing:
+            raise UsageError(
+                f"task {task} has no runs to review; start one with `codex-orchestrator start`"
+            )
+        newest = locate_run(kernel, listing[0]["run_id"], task)
+        run = newest_top_level_run(kernel, task, newest)
+    else:
+        run = locate_run(kernel, run_id, _explicit_task(kernel, common))
+    _, _, document = run_status(kernel, run)
+    markdown = render_review(kernel, run, document)
+    if common.format == "json":
+        print_json({**document, "markdown": markdown})
+    else:
+        sys.stdout.write(markdown)
+    return 0
+
+
+def spec_guard(
+    *,
+    dry_run: Annotated[bool, Parameter(help="Report findings but exit 0.", negative=())] = False,
+    common: Common | None = None,
+) -> int:
+    """Check task checklists: every checked item must cite the manifest of a succeeded run.
+
+    Scans the files of ``[spec_guard] paths`` (default tasks/*.md, docs/TASKS.md,
+    .agent/task/*.md). Exits 1 on any finding unless --dry-run.
+    """
+    from orchestrator.lifecycle.spec_guard import guard, render_report
+
+    common = common or Common()
+    kernel = load_kernel(common)
+    report = guard(kernel)
+    if common.format == "json":
+        print_json([finding.as_dict() for finding in report.findings])
+    else:
+        print("\n".join(render_report(report, dry_run)))
+    return 1 if report.findings and not dry_run else 0

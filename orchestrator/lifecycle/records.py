@@ -1,0 +1,62 @@
+"""Finding a run by id and reading its manifest, with errors a user can act on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from orchestrator.contracts import RunLocation
+from orchestrator.errors import CorruptRecordError, RunNotFoundError
+from orchestrator.identifiers import check_id
+from orchestrator.kernel import Kernel
+from orchestrator.manifest import Manifest
+
+
+def list_hint(task_id: str | None) -> str:
+    scope = f" --task {task_id}" if task_id else ""
+    return f"run `codex-orchestrator status{scope}` to list the runs"
+
+
+def locate_run(kernel: Kernel, run_id: str, task_id: str | None) -> RunLocation:
+    """The run with this id (across tasks when ``task_id`` is None), or one clear error."""
+    checked = check_id(kernel.sanitizer, run_id, "run", "run ID")
+    try:
+        return kernel.persistence.find_run(checked, task_id)
+    except RunNotFoundError:
+        scope = f"task {task_id}" if task_id else "any task"
+        raise RunNotFoundError(
+            f"unknown run {checked}: no run with that id for {scope}; {list_hint(task_id)}"
+        ) from None
+
+
+def manifest_from_document(document: dict[str, Any], where: str) -> Manifest:
+    try:
+        return Manifest.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        raise CorruptRecordError(
+            f"manifest {where} is not a valid run manifest ({field}: {first['msg']}; "
+            f"{exc.error_count()} problem(s)); restore it or start a new run"
+        ) from None
+
+
+def load_manifest(kernel: Kernel, run: RunLocation) -> Manifest:
+    """The run's manifest; ``CorruptRecordError`` (naming where it is) when it is unusable."""
+    document = kernel.persistence.read_manifest(run)
+    return manifest_from_document(document, str(kernel.persistence.manifest_ref(run)))
+
+
+def newest_top_level_run(kernel: Kernel, task_id: str, newest: RunLocation) -> RunLocation:
+    """Follow ``parent_run_id`` up from ``newest`` (a subpipeline child starts after its parent)."""
+    run = newest
+    for _ in range(16):  # subpipelines cannot nest deeper than the config's pipelines anyway
+        parent = load_manifest(kernel, run).parent_run_id
+        if not parent:
+            return run
+        try:
+            run = kernel.persistence.find_run(parent, task_id)
+        except RunNotFoundError:
+            return run
+    return run

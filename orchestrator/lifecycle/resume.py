@@ -1,0 +1,149 @@
+"""Deciding whether a run may be resumed, and from where.
+
+A run may be resumed when it failed, was cancelled, or went stale. Succeeded stages are kept and
+never run again; every other stage (failed, skipped, or running when the orchestrator died) runs
+again, in the same run folder and manifest. The pipeline must be the one the run began with
+(compared by fingerprint) unless ``force`` is given. Whether another process is resuming the run
+at the same moment is settled by the engine under the run's lock.
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from orchestrator.clock import now_iso
+from orchestrator.contracts import RunLocation
+from orchestrator.errors import RunStateError, UnknownPipelineError
+from orchestrator.kernel import Kernel
+from orchestrator.lifecycle.status import LIVE_STATUSES, Activity, activity, age_text
+from orchestrator.manifest import CommandRecord, Manifest
+from orchestrator.pipeline import ResolvedPipeline, known_pipelines, resolve_pipeline
+
+
+@dataclass
+class ResumePlan:
+    run: RunLocation
+    manifest: Manifest
+    pipeline: ResolvedPipeline
+    event: dict[str, Any]
+    from_stage: str | None
+    pipeline_changed: bool
+
+
+def actor() -> str:
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _refuse_if_not_resumable(manifest: Manifest, act: Activity) -> None:
+    run_id = manifest.run_id
+    if manifest.status == "succeeded":
+        raise RunStateError(
+            f"run {run_id} already succeeded; there is nothing to resume "
+            f"(start a new run with `codex-orchestrator start {manifest.pipeline_id}`)"
+        )
+    if manifest.status in LIVE_STATUSES and not act.stale:
+        runner = manifest.runner
+        raise RunStateError(
+            f"run {run_id} is still running (orchestrator pid {runner.pid} on {runner.host}, "
+            f"last heartbeat {age_text(act.age_seconds)}); follow it with "
+            f"`codex-orchestrator status {run_id} --watch` and resume it only if it fails, "
+            "is cancelled or goes stale"
+        )
+
+
+def current_pipeline(kernel: Kernel, manifest: Manifest) -> ResolvedPipeline:
+    settings = kernel.config.settings
+    pipeline_id = manifest.pipeline_id
+    if pipeline_id not in settings.pipelines:
+        if pipeline_id == "exec":
+            raise RunStateError(
+                f"run {manifest.run_id} is a one-command `exec` run, which cannot be resumed; "
+                "run the command again with `codex-orchestrator exec -- ...`"
+            )
+        raise UnknownPipelineError(
+            f"run {manifest.run_id} ran pipeline {pipeline_id!r}, which the config no longer "
+            f"defines (known pipelines: {known_pipelines(settings)}); restore it to resume the run"
+        )
+    return resolve_pipeline(settings, pipeline_id, kernel.root, kernel.sanitizer, kernel.where)
+
+
+def pipeline_changed(manifest: Manifest, pipeline: ResolvedPipeline) -> bool:
+    if manifest.pipeline_fingerprint:
+        return manifest.pipeline_fingerprint != pipeline.fingerprint
+    # a manifest from before fingerprints were recorded: compare the stage ids at least
+    return [c.id for c in manifest.commands] != [s.id for s in pipeline.stages]
+
+
+def realign(
+    manifest: Manifest, pipeline: ResolvedPipeline, fresh: list[CommandRecord]
+) -> list[CommandRecord]:
+    """Records for a changed pipeline: succeeded stages (by id) keep their record, others are new.
+
+    A kept record still says which command ran and where its log is; only its position changes.
+    """
+    succeeded = {c.id: c for c in manifest.commands if c.status == "succeeded"}
+    records: list[CommandRecord] = []
+    for stage, record in zip(pipeline.stages, fresh, strict=True):
+        kept = succeeded.get(stage.id)
+        if kept is not None:
+            kept.index = stage.index
+            record = kept
+        records.append(record)
+    return records
+
+
+def _reason(manifest: Manifest, act: Activity, extra: str | None) -> str:
+    if act.stale:
+        reason = f"run went stale: {act.reason}"
+    elif manifest.status == "cancelled":
+        reason = "run was cancelled"
+    else:
+        reason = f"run failed ({manifest.status_detail or 'no detail'})"
+    return f"{reason}; {extra}" if extra else reason
+
+
+def plan_resume(
+    kernel: Kernel,
+    run: RunLocation,
+    manifest: Manifest,
+    *,
+    force: bool = False,
+    reason: str | None = None,
+) -> ResumePlan:
+    """Check that the run may be resumed and prepare the resume; change nothing stored."""
+    from orchestrator.engine import RunEngine
+
+    act = activity(kernel, run, manifest)
+    _refuse_if_not_resumable(manifest, act)
+    pipeline = current_pipeline(kernel, manifest)
+    changed = pipeline_changed(manifest, pipeline)
+    if changed and not force:
+        raise RunStateError(
+            f"pipeline {manifest.pipeline_id!r} changed in the config since run {run.run_id} "
+            "began; resume with --force to run its not-yet-succeeded stages as the config now "
+            f"defines them, or start a new run with `codex-orchestrator start "
+            f"{manifest.pipeline_id}`"
+        )
+    if changed:
+        fresh = RunEngine(kernel, run.task_id).command_records(run, pipeline)
+        manifest.commands = realign(manifest, pipeline, fresh)
+        manifest.pipeline_fingerprint = pipeline.fingerprint
+        manifest.pipeline_title = pipeline.title
+    first = next((c for c in manifest.commands if c.status != "succeeded"), None)
+    event: dict[str, Any] = {
+        "timestamp": now_iso(),
+        "actor": actor(),
+        "reason": _reason(manifest, act, reason),
+        "outcome": "in_progress",
+        "previous_status": manifest.status,
+        "from_stage": first.id if first else None,
+        "pipeline_changed": changed,
+    }
+    return ResumePlan(run, manifest, pipeline, event, event["from_stage"], changed)

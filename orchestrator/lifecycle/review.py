@@ -1,0 +1,154 @@
+"""A reviewer's hand-off of one run, in Markdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from orchestrator.contracts import RunLocation
+from orchestrator.errors import CorruptRecordError
+from orchestrator.kernel import Kernel
+from orchestrator.lifecycle.status import age_text, seconds_text
+
+STDERR_TAIL_LINES = 30
+STDERR_TAIL_CHARS = 4000
+
+
+def _cell(value: Any) -> str:
+    """A Markdown table cell: one line, pipes escaped."""
+    text = "" if value is None else str(value)
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _fenced(text: str, info: str = "text") -> list[str]:
+    """A fenced block whose fence is longer than any backtick run inside ``text``."""
+    longest = run = 0
+    for char in text:
+        run = run + 1 if char == "`" else 0
+        longest = max(longest, run)
+    fence = "`" * max(3, longest + 1)
+    return [f"{fence}{info}", text.rstrip("\n"), fence]
+
+
+def stderr_tail(text: str) -> str:
+    lines = text.rstrip("\n").splitlines()[-STDERR_TAIL_LINES:]
+    tail = "\n".join(lines)
+    return tail[-STDERR_TAIL_CHARS:]
+
+
+def failure_details(
+    kernel: Kernel, run: RunLocation, command: dict[str, Any]
+) -> tuple[dict[str, Any] | None, str | None]:
+    """The failed stage's error file (through the persistence slot) or why it is unavailable."""
+    name = run.stage_file_stem(command["index"], command["id"])
+    try:
+        return kernel.persistence.read_error_file(run, name), None
+    except CorruptRecordError as exc:
+        return None, str(exc)
+
+
+def render_review(kernel: Kernel, run: RunLocation, document: dict[str, Any]) -> str:
+    """``review``: pipeline, status, times, stages, failures, manifest path, next step."""
+    status = document["status"]
+    detail = f" ({document['status_detail']})" if document.get("status_detail") else ""
+    title = document.get("pipeline_title") or document["pipeline_id"]
+    lines = [
+        f"# Review: {title} run `{document['run_id']}`",
+        "",
+        f"- **Task:** `{document['task_id']}`",
+        f"- **Pipeline:** {title} (`{document['pipeline_id']}`)",
+        f"- **Status:** **{status}**{detail}",
+    ]
+    if document.get("summary"):
+        lines.append(f"- **Summary:** {document['summary']}")
+    lines.append(f"- **Started:** {document['started_at']}")
+    if document.get("completed_at"):
+        lines.append(f"- **Completed:** {document['completed_at']}")
+    if document.get("stale") is not None:
+        state = f"stale: {document['stale_reason']}" if document["stale"] else "live"
+        lines.append(
+            f"- **Activity:** last heartbeat {age_text(document.get('heartbeat_age_seconds'))}"
+            f" ({state})"
+        )
+    if document.get("parent_run_id"):
+        lines.append(f"- **Parent run:** `{document['parent_run_id']}`")
+    lines.append(f"- **Manifest:** `{document['manifest']}`")
+    events = document.get("resume_events") or []
+    if events:
+        lines.append(f"- **Resumed:** {len(events)} time(s)")
+        for event in events:
+            lines.append(
+                f"  - {event['timestamp']} by {event['actor']}: {event['reason']} "
+                f"-> {event['outcome']}"
+            )
+    commands = document.get("commands") or []
+    lines += [
+        "",
+        "## Stages",
+        "",
+        "| # | Stage | Status | Duration | Exit | Summary |",
+        "|---|---|---|---|---|---|",
+    ]
+    for command in commands:
+        status_cell = command["status"]
+        if command["status"] == "failed" and command.get("allow_failure"):
+            status_cell = "failed (allowed)"
+        exit_cell = command.get("signal") or command.get("exit_code")
+        lines.append(
+            f"| {command['index']} | {_cell(command['id'])} | {status_cell} | "
+            f"{seconds_text(command.get('duration_ms'))} | {_cell(exit_cell)} | "
+            f"{_cell(command.get('summary'))} |"
+        )
+    failures = [c for c in commands if c["status"] == "failed"]
+    if failures:
+        lines += ["", "## Failures"]
+    for command in failures:
+        allowed = " (allowed to fail)" if command.get("allow_failure") else ""
+        code = command.get("signal") or f"exit code {command.get('exit_code')}"
+        lines += ["", f"### {command['index']}. {command['id']}: {code}{allowed}", ""]
+        if command.get("command"):
+            shown = command["command"]
+            shown = shown if isinstance(shown, str) else " ".join(shown)
+            lines.append(f"- Command: `{_cell(shown)}`")
+        if command.get("sub_run_id"):
+            lines.append(
+                f"- Child run: `{command['sub_run_id']}` "
+                f"(`codex-orchestrator review {command['sub_run_id']}`)"
+            )
+        if command.get("log_path"):
+            lines.append(f"- Log: `{command['log_path']}`")
+        error: dict[str, Any] | None = None
+        problem: str | None = None
+        if command.get("error_file"):
+            lines.append(f"- Error file: `{command['error_file']}`")
+            error, problem = failure_details(kernel, run, command)
+        if problem:
+            lines.append(f"- Error file unreadable: {problem}")
+        if error is not None:
+            details = error.get("details") or {}
+            if error.get("reason"):
+                lines.append(f"- Reason: {error['reason']}")
+            stderr = details.get("stderr") or ""
+            if stderr.strip():
+                cut = " (truncated)" if details.get("stderr_truncated") else ""
+                lines += ["", f"Tail of stderr{cut}:", "", *_fenced(stderr_tail(stderr))]
+            else:
+                lines.append("- stderr was empty")
+    lines += ["", "## Next step", ""]
+    if document.get("resume_command"):
+        lines += [
+            "Resume the run from its first stage that did not succeed "
+            "(succeeded stages are not run again):",
+            "",
+            *_fenced(document["resume_command"], "sh"),
+        ]
+    elif status == "succeeded":
+        lines.append(
+            "The run succeeded. Cite its manifest as evidence in the task checklist: "
+            f"`Evidence: {document['manifest']}`"
+        )
+    else:
+        lines.append(
+            f"The run is still in progress; follow it with "
+            f"`codex-orchestrator status {document['run_id']} --watch`."
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,305 @@
+"""What ``status`` knows about a run: its record, its activity, and whether it went stale.
+
+A run is stale when it is still marked in progress but nobody is running it any more: its newest
+heartbeat (the manifest's ``heartbeat_at`` or the heartbeat slot's last beat, whichever is newer)
+is older than the run's ``stale_after_seconds``, or its recorded orchestrator process is provably
+gone on this host (exited, reaped or a zombie, or its pid now belongs to another process).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from orchestrator.clock import iso, parse_iso, utcnow
+from orchestrator.contracts import RunLocation
+from orchestrator.errors import CorruptRecordError, RunNotFoundError
+from orchestrator.kernel import Kernel
+from orchestrator.lifecycle.records import load_manifest
+from orchestrator.manifest import FINISHED_RUN_STATUSES, Manifest
+from orchestrator.process_identity import process_gone
+
+log = logging.getLogger(__name__)
+
+LIVE_STATUSES = frozenset({"queued", "in_progress"})
+RESUMABLE_STATUSES = frozenset({"failed", "cancelled"})
+LIST_KEYS = (
+    "run_id",
+    "task_id",
+    "pipeline_id",
+    "parent_run_id",
+    "status",
+    "status_detail",
+    "summary",
+    "started_at",
+    "completed_at",
+    "heartbeat_at",
+    "heartbeat_age_seconds",
+    "stale",
+    "stale_reason",
+    "manifest",
+    "commands",
+)
+"""The keys of every entry of the task listing (``status`` with no run id)."""
+
+
+@dataclass(frozen=True)
+class Activity:
+    heartbeat_at: datetime | None
+    """Newest of the manifest's ``heartbeat_at`` and the heartbeat slot's last beat."""
+    age_seconds: float | None
+    stale: bool | None
+    """True or False while the run is queued or in progress, else None."""
+    reason: str | None
+    """Why the run is stale, in words."""
+    stale_after_seconds: float
+
+
+def _parse(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return parse_iso(text)
+    except ValueError:
+        return None
+
+
+def activity(
+    kernel: Kernel, run: RunLocation, manifest: Manifest, now: datetime | None = None
+) -> Activity:
+    now = now or utcnow()
+    beats = [b for b in (_parse(manifest.heartbeat_at),) if b is not None]
+    try:
+        slot_beat = kernel.heartbeat.last_beat(run)
+    except Exception as exc:  # a heartbeat plugin's bug must not hide the run
+        log.warning("heartbeat of run %s unreadable: %s: %s", run.run_id, type(exc).__name__, exc)
+        slot_beat = None
+    if slot_beat is not None:
+        beats.append(slot_beat)
+    newest = max(beats) if beats else None
+    stale_after = manifest.heartbeat_stale_after_seconds or (
+        kernel.heartbeat_options.stale_after_seconds
+    )
+    age = (now - newest).total_seconds() if newest else None
+    if manifest.status not in LIVE_STATUSES:
+        return Activity(newest, age, None, None, stale_after)
+    # no beat at all (killed before its first tick): count from the start of the run
+    reference = newest or _parse(manifest.started_at) or now
+    silent_for = (now - reference).total_seconds()
+    runner = manifest.runner
+    if process_gone(runner.model_dump()):
+        reason = f"its orchestrator process {runner.pid} on {runner.host} is gone"
+    elif silent_for > stale_after:
+        reason = f"no heartbeat for {silent_for:.0f} s (stale after {stale_after:g} s)"
+    else:
+        reason = None
+    return Activity(newest, age, reason is not None, reason, stale_after)
+
+
+def resumable(manifest: Manifest, act: Activity) -> bool:
+    return manifest.status in RESUMABLE_STATUSES or bool(act.stale)
+
+
+def resume_command(run_id: str, task_id: str) -> str:
+    return f"codex-orchestrator resume {run_id} --task {task_id}"
+
+
+def status_document(
+    kernel: Kernel, run: RunLocation, manifest: Manifest, act: Activity
+) -> dict[str, Any]:
+    """``status RUN_ID --format json``: the run as ``start`` reports it, plus its activity."""
+    from orchestrator.engine import run_exit_code, run_summary
+
+    finished = manifest.status in FINISHED_RUN_STATUSES
+    exit_code = run_exit_code(manifest.status) if finished else None
+    document = run_summary(
+        manifest,
+        kernel.persistence.manifest_ref(run),
+        kernel.root,
+        exit_code,  # type: ignore[arg-type]
+    )
+    for entry, record in zip(document["commands"], manifest.commands, strict=True):
+        entry.update(
+            title=record.title,
+            kind=record.kind,
+            command=record.command,
+            started_at=record.started_at,
+            completed_at=record.completed_at,
+            signal=record.signal,
+            timed_out=record.timed_out,
+            allow_failure=record.allow_failure,
+            log_path=record.log_path,
+            error_file=record.error_file,
+        )
+    can_resume = resumable(manifest, act)
+    document.update(
+        pipeline_title=manifest.pipeline_title,
+        updated_at=manifest.updated_at,
+        heartbeat_at=iso(act.heartbeat_at) if act.heartbeat_at else None,
+        heartbeat_age_seconds=round(act.age_seconds, 1) if act.age_seconds is not None else None,
+        stale=act.stale,
+        stale_reason=act.reason,
+        stale_after_seconds=act.stale_after_seconds,
+        runner=manifest.runner.model_dump(mode="json"),
+        resume_events=[event.model_dump(mode="json") for event in manifest.resume_events],
+        child_runs=[child.model_dump(mode="json") for child in manifest.child_runs],
+        resumable=can_resume,
+        resume_command=resume_command(manifest.run_id, manifest.task_id) if can_resume else None,
+    )
+    return document
+
+
+def run_status(kernel: Kernel, run: RunLocation) -> tuple[Manifest, Activity, dict[str, Any]]:
+    manifest = load_manifest(kernel, run)
+    act = activity(kernel, run, manifest)
+    return manifest, act, status_document(kernel, run, manifest, act)
+
+
+# ---------------------------------------------------------------------------- the task's runs
+
+
+def _from_state(task_id: str, entry: dict[str, Any]) -> dict[str, Any]:
+    document: dict[str, Any] = dict.fromkeys(LIST_KEYS)
+    document.update({key: entry.get(key) for key in LIST_KEYS if key in entry})
+    document["task_id"] = task_id
+    return document
+
+
+def _listing_entry(kernel: Kernel, run: RunLocation, fallback: dict[str, Any]) -> dict[str, Any]:
+    """The full record of one run, cut to LIST_KEYS; an unreadable one says why instead."""
+    try:
+        _, _, full = run_status(kernel, run)
+    except (CorruptRecordError, RunNotFoundError) as exc:
+        entry = dict(fallback)
+        entry["error"] = str(exc)
+        return entry
+    return {key: full.get(key) for key in LIST_KEYS}
+
+
+def task_runs(kernel: Kernel, task_id: str) -> list[dict[str, Any]]:
+    """Every run of the task, newest first.
+
+    Finished runs are described from the task's state snapshot alone (their ``commands`` and
+    heartbeat are null here; ``status RUN_ID`` has them), so the listing stays fast with many
+    thousands of runs. Manifests are read only for runs still marked queued or in progress (to
+    tell whether they went stale) and for runs the snapshot is missing.
+    """
+    persistence = kernel.persistence
+    try:
+        state = persistence.read_state(task_id) or {}
+    except CorruptRecordError as exc:
+        log.warning("%s; listing the runs from their manifests instead", exc)
+        state = {}
+    stored = {run.run_id: run for run in persistence.list_runs(task_id)}
+    entries: dict[str, dict[str, Any]] = {}
+    for raw in state.get("runs", []) or []:
+        if isinstance(raw, dict) and isinstance(raw.get("run_id"), str):
+            entries[raw["run_id"]] = _from_state(task_id, raw)
+    listing: list[dict[str, Any]] = []
+    for run_id, entry in entries.items():
+        run = stored.get(run_id)
+        if entry.get("status") in LIVE_STATUSES and run is not None:
+            entry = _listing_entry(kernel, run, entry)
+        listing.append(entry)
+    for run_id, run in stored.items():
+        if run_id not in entries:
+            fallback = _from_state(task_id, {"run_id": run_id})
+            listing.append(_listing_entry(kernel, run, fallback))
+    listing.sort(key=lambda e: (e.get("started_at") or "", e["run_id"]), reverse=True)
+    return listing
+
+
+# ---------------------------------------------------------------------------- text
+
+
+def seconds_text(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return f"{ms / 1000:.2f} s" if ms < 60_000 else f"{ms / 60_000:.1f} min"
+
+
+def age_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    if seconds < 120:
+        return f"{max(0.0, seconds):.0f} s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 172_800:
+        return f"{seconds / 3600:.1f} h ago"
+    return f"{seconds / 86400:.0f} days ago"
+
+
+def stale_text(document: dict[str, Any]) -> str:
+    if document.get("stale") is None:
+        return ""
+    return f"STALE: {document['stale_reason']}" if document["stale"] else "live"
+
+
+def render_run(document: dict[str, Any]) -> list[str]:
+    """``status RUN_ID`` as text lines."""
+    detail = f" ({document['status_detail']})" if document.get("status_detail") else ""
+    lines = [
+        f"run {document['run_id']}  task {document['task_id']}  "
+        f"pipeline {document['pipeline_id']} ({document.get('pipeline_title') or ''})",
+        f"status:    {document['status']}{detail}",
+    ]
+    if document.get("parent_run_id"):
+        lines.append(f"parent:    run {document['parent_run_id']}")
+    times = f"started {document['started_at']}"
+    if document.get("completed_at"):
+        times += f", completed {document['completed_at']}"
+    lines.append(f"times:     {times}")
+    heartbeat = document.get("heartbeat_at") or "none"
+    activity_line = f"heartbeat {heartbeat} ({age_text(document.get('heartbeat_age_seconds'))})"
+    if document.get("stale") is not None:
+        activity_line += f"; {stale_text(document)}"
+    lines.append(f"activity:  {activity_line}")
+    if document.get("summary"):
+        lines.append(f"summary:   {document['summary']}")
+    lines.append(f"manifest:  {document['manifest']}")
+    commands = document.get("commands") or []
+    lines.append(f"stages ({len(commands)}):")
+    width = max((len(c["id"]) for c in commands), default=0)
+    for command in commands:
+        status = command["status"]
+        if status == "failed" and command.get("allow_failure"):
+            status = "failed (allowed)"
+        exit_text = "" if command["exit_code"] is None else f"exit {command['exit_code']}"
+        if command.get("signal"):
+            exit_text = command["signal"]
+        summary = f"  {command['summary']}" if command.get("summary") else ""
+        lines.append(
+            f"  {command['index']:>2}. {command['id']:<{width}}  {status:<16} "
+            f"{seconds_text(command['duration_ms']):>9}  {exit_text:<8}{summary}".rstrip()
+        )
+    events = document.get("resume_events") or []
+    if events:
+        last = events[-1]
+        lines.append(
+            f"resumed:   {len(events)} time(s); last at {last['timestamp']} by {last['actor']} "
+            f"({last['reason']}) -> {last['outcome']}"
+        )
+    if document.get("resume_command"):
+        lines.append(f"resume:    {document['resume_command']}")
+    return lines
+
+
+def render_listing(task_id: str, listing: list[dict[str, Any]]) -> list[str]:
+    if not listing:
+        return [f"task {task_id} has no runs yet; start one with `codex-orchestrator start`"]
+    lines = [f"task {task_id}: {len(listing)} run(s), newest first"]
+    width = max(len(e.get("pipeline_id") or "") for e in listing)
+    for entry in listing:
+        note = entry.get("status_detail") or ""
+        if entry.get("stale"):
+            note = f"STALE: {entry['stale_reason']}"
+        if entry.get("error"):
+            note = f"unreadable: {entry['error']}"
+        lines.append(
+            f"{entry['run_id']}  {entry.get('status') or '?':<11} "
+            f"{entry.get('pipeline_id') or '?':<{width}}  {note}".rstrip()
+        )
+    return lines
