@@ -284,6 +284,9 @@ class Persistence(Protocol):
     def append_metrics(self, task_id: str, line: dict[str, Any]) -> None:
         """Append one line to the task's metrics, once."""
 
+    def read_metrics(self, task_id: str) -> list[dict[str, Any]]:
+        """Every metrics line of the task, in the order they were appended (empty when none)."""
+
     def run_lock(self, run: RunLocation) -> AbstractContextManager[bool]:
         """An exclusive, non-blocking lock on the run, held while it executes.
 

@@ -258,3 +258,20 @@ class FilesystemPersistence:
         except LockTimeoutError as exc:
             log.warning("%s; appending the metrics line without the lock", exc)
         append_line(path, data, durable=self.options.fsync)
+
+    def read_metrics(self, task_id: str) -> list[dict[str, Any]]:
+        """Every parsable line of the metrics file; a torn line is logged and skipped."""
+        path = self.context.runs_dir / task_id / METRICS_FILE
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return []
+        lines: list[dict[str, Any]] = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                log.warning("metrics %s line %d does not parse; skipped", path, number)
+        return lines

@@ -1,0 +1,104 @@
+"""Ending a command's whole process group: the one policy every command runner applies.
+
+A runner starts each command as the leader of a new session (so its process group id is its
+pid). On timeout or cancel the group gets SIGTERM, then SIGKILL after the grace period; when the
+leader ends, whatever it left running in its group is ended the same way. Runners in plugins
+import these helpers instead of writing their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+
+
+def signal_name(number: int) -> str:
+    """``SIGTERM`` for 15; ``SIG<n>`` for a number with no name."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"SIG{number}"
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of the group still exists (zombies count until they are reaped)."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    """Send ``sig`` to the group; a group that is already gone is not an error."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def end_group(pgid: int, grace: float) -> None:
+    """SIGTERM the group, then SIGKILL whatever is left after ``grace`` seconds."""
+    if not group_alive(pgid):
+        return
+    signal_group(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        if not group_alive(pgid):
+            return
+        time.sleep(0.01)
+    signal_group(pgid, signal.SIGKILL)
+
+
+class GroupLimits:
+    """Tracks a running group's deadline, cancellation and the SIGTERM-then-SIGKILL escalation.
+
+    Call :meth:`check` often (e.g. every loop of the runner's read loop); :meth:`wait_seconds`
+    says how long the loop may block before the next check is due.
+    """
+
+    def __init__(
+        self,
+        pgid: int,
+        timeout_seconds: float,
+        kill_grace_seconds: float,
+        cancel: threading.Event,
+    ) -> None:
+        self.pgid = pgid
+        self.kill_grace_seconds = kill_grace_seconds
+        self.cancel = cancel
+        self.timed_out = False
+        self.cancelled = False
+        self.kill_at: float | None = None
+        now = time.monotonic()
+        self.deadline = now + timeout_seconds if timeout_seconds > 0 else None
+
+    def begin_ending(self) -> None:
+        """SIGTERM the group now (once) and schedule the SIGKILL."""
+        if self.kill_at is None:
+            signal_group(self.pgid, signal.SIGTERM)
+            self.kill_at = time.monotonic() + self.kill_grace_seconds
+
+    def check(self) -> None:
+        now = time.monotonic()
+        if self.deadline is not None and now >= self.deadline and not self.timed_out:
+            self.timed_out = True
+            self.begin_ending()
+        if not self.cancelled and self.cancel.is_set():
+            self.cancelled = True
+            self.begin_ending()
+        if self.kill_at is not None and now >= self.kill_at:
+            signal_group(self.pgid, signal.SIGKILL)
+            self.kill_at = now + 3600  # sent once
+
+    def wait_seconds(self, poll: float) -> float:
+        now = time.monotonic()
+        candidates = [poll]
+        if self.deadline is not None and not self.timed_out:
+            candidates.append(self.deadline - now)
+        if self.kill_at is not None:
+            candidates.append(self.kill_at - now)
+        return max(0.0, min(candidates))
