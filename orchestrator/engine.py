@@ -13,12 +13,13 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator import approvals, instructions, tool_runs
 from orchestrator.capture import NdjsonLog, StageCapture, event_bytes
 from orchestrator.clock import duration_ms, iso, new_run_id, now_iso, parse_iso, utcnow
 from orchestrator.contracts import (
@@ -252,9 +253,17 @@ class _Heartbeat:
 class RunEngine:
     """Runs one pipeline as one run (and its subpipelines as child runs)."""
 
-    def __init__(self, kernel: Kernel, task_id: str) -> None:
+    def __init__(
+        self,
+        kernel: Kernel,
+        task_id: str,
+        exit_code_of: Callable[[Manifest], int] | None = None,
+    ) -> None:
         self.kernel = kernel
         self.task_id = task_id
+        # how the run's end becomes an exit code (``exec`` returns its command's own code)
+        self.exit_code_of = exit_code_of or (lambda manifest: run_exit_code(manifest.status))
+        self.instructions_path: Path | None = None
         self.view: RunView | None = None
         self.run_log: NdjsonLog | None = None
         self.notes: list[str] = []
@@ -324,6 +333,7 @@ class RunEngine:
                 )
                 if stage.kind == "command"
                 else None,
+                cwd=relative(stage.working_dir(root), root) if stage.kind == "command" else None,
             )
             for stage in pipeline.stages
         ]
@@ -472,6 +482,13 @@ class RunEngine:
             )
             if resumed:
                 self._prepare_resume(manifest, resume_event or {})
+            self.instructions_path = instructions.apply(
+                kernel.root,
+                kernel.config.settings.instructions.sources,
+                location.run_dir,
+                manifest,
+                self.warn,
+            )
             writer.start()
             self.run_log.write(
                 {
@@ -502,7 +519,7 @@ class RunEngine:
                         if manifest.status not in FINISHED_RUN_STATUSES:
                             manifest.status = "failed"
                             manifest.completed_at = manifest.completed_at or now_iso()
-            exit_code = run_exit_code(manifest.status)
+            exit_code = self.exit_code_of(manifest)
             result = RunResult(location, manifest, manifest_path, exit_code)
             try:
                 kernel.observers.run_completed(self.view, result.summary(kernel.root))
@@ -640,6 +657,8 @@ class RunEngine:
                 "CODEX_ORCHESTRATOR_ROOT": str(config.root),
             }
         )
+        if self.instructions_path is not None:
+            env[instructions.ENV_VAR] = str(self.instructions_path)
         env.update(stage.env)
         return env
 
@@ -668,6 +687,8 @@ class RunEngine:
                 )
 
         capture = StageCapture(log_path, options.stream_cap_bytes, on_chunk)
+        approval = self._approval(location, stage, writer)  # None: not required
+        denied = approval is not None and not approval.granted
         timeout = (
             stage.timeout_seconds if stage.timeout_seconds is not None else options.timeout_seconds
         )
@@ -690,10 +711,12 @@ class RunEngine:
             kill_grace_seconds=options.kill_grace_seconds,
             cancel=kernel.cancel,
         )
-        outcome = CommandOutcome(exit_code=None, error="not started")
+        outcome = CommandOutcome(
+            exit_code=None, error=approval.message if approval and denied else "not started"
+        )
         attempt = 0
         try:
-            while True:
+            while not denied:
                 attempt += 1
                 capture.event(
                     "command:start", attempt=attempt, command=stage.command, cwd=str(request.cwd)
@@ -724,6 +747,9 @@ class RunEngine:
                     delay_ms=round(delay * 1000),
                     previous_exit_code=outcome.exit_code,
                 )
+                with writer.lock:  # observers of the retry see how the attempt ended
+                    record.attempts = attempt
+                    record.exit_code = outcome.exit_code
                 observers.command_retry(view, record, attempt + 1, delay)
                 if kernel.cancel.wait(delay):
                     break
@@ -731,7 +757,7 @@ class RunEngine:
             capture.close()
             if capture.log.error:
                 self.note(f"output log of stage {stage.id} incomplete: {capture.log.error}")
-        ok = outcome.exit_code == 0 and not outcome.cancelled
+        ok = outcome.exit_code == 0 and not outcome.cancelled and not outcome.timed_out
         with writer.lock:
             record.attempts = attempt
             record.exit_code = outcome.exit_code
@@ -742,10 +768,48 @@ class RunEngine:
             record.stdout_truncated = capture.tails["stdout"].truncated
             record.stderr_truncated = capture.tails["stderr"].truncated
             record.summary = stage_summary(stage, capture, outcome)
+            manifest.toolRuns.append(
+                tool_runs.tool_run(
+                    manifest.toolRuns,
+                    record,
+                    approval_source=approval.source if approval else "not-required",
+                    sandbox_state=str(getattr(kernel.command_runner, "sandbox_state", "none")),
+                    status=tool_runs.run_status(ok, outcome.cancelled, denied),
+                    attempts=attempt,
+                    started_at=record.started_at or now_iso(),
+                    completed_at=now_iso(),
+                )
+            )
         if not ok:
             self._write_error_file(location, manifest, stage, record, outcome, capture, options)
         self._end_stage(record, writer, ok)
         return ok
+
+    def _approval(
+        self, location: RunLocation, stage: ResolvedStage, writer: ManifestWriter
+    ) -> approvals.ApprovalDecision | None:
+        """Find or obtain the grant a ``requires_approval`` stage needs (orchestrator.approvals)."""
+        if not stage.requires_approval:
+            return None
+        decision = approvals.decide(
+            root=self.kernel.root,
+            state_dir=location.state_dir,
+            task_id=location.task_id,
+            pipeline_id=self.view.pipeline_id if self.view else "",
+            stage=stage,
+            approve_flag=self.kernel.approve,
+            ask=approvals.terminal_asker(self.kernel.cancel),
+            warn=self.warn,
+        )
+        with writer.lock:
+            writer.manifest.approvals.append(decision.record)
+        writer.request()
+        self.log_event(
+            "approval", stage_id=stage.id, granted=decision.granted, source=decision.source
+        )
+        if decision.message:
+            print(f"error: {decision.message}", file=sys.stderr)
+        return decision
 
     def _write_error_file(
         self,

@@ -50,6 +50,44 @@ class RunnerProcess(_Model):
     )
 
 
+ApprovalSource = Literal["not-required", "cache", "prompt", "flag", "none"]
+
+
+class Approval(_Model):
+    """One decision on a stage that declares ``requires_approval`` (docs/approvals.md)."""
+
+    stage_id: str
+    command: str | list[str] | None
+    granted: bool
+    source: Literal["cache", "prompt", "flag", "none"] = Field(
+        description="cache: an earlier grant; prompt: asked in the terminal; flag: --approve; "
+        "none: no grant and no terminal to ask"
+    )
+    decided_at: str
+    actor: str | None = Field(None, description="the user who granted it (for cache: originally)")
+    granted_at: str | None = Field(None, description="when the grant was given")
+    cache_key: str = Field(description="SHA-256 of project root, pipeline, stage and command")
+
+
+class ToolRun(_Model):
+    """One command execution of a stage (all its attempts), as the TypeScript tool records it."""
+
+    id: str
+    tool: Literal["exec", "shell"] = Field(
+        description="exec: argv run with no shell; shell: a string run through /bin/sh -c"
+    )
+    stage_id: str
+    # camelCase below: the field names of the peer tool's toolRuns entries
+    approvalSource: ApprovalSource
+    retryCount: int = Field(ge=0)
+    sandboxState: str = Field(description="the command runner's sandbox, 'none' when there is none")
+    status: Literal["succeeded", "failed", "cancelled", "denied"]
+    attemptCount: int = Field(ge=0)
+    exit_code: int | None = None
+    startedAt: str
+    completedAt: str
+
+
 class CommandRecord(_Model):
     index: int = Field(ge=1)
     id: str
@@ -74,6 +112,9 @@ class CommandRecord(_Model):
     log_path: str | None = None
     error_file: str | None = None
     sub_run_id: str | None = None
+    cwd: str | None = Field(
+        None, description="working directory, relative to the root when inside it ('.' = root)"
+    )
 
 
 class Manifest(_Model):
@@ -99,7 +140,10 @@ class Manifest(_Model):
     summary: str | None = None
     metrics_recorded: bool = False
     resume_events: list[ResumeEvent] = Field(default_factory=list)
-    approvals: list[dict[str, Any]] = Field(default_factory=list)
+    approvals: list[Approval] = Field(default_factory=list)
+    toolRuns: list[ToolRun] = Field(  # the peer tool's field name
+        default_factory=list, description="every command execution, in order"
+    )
     child_runs: list[ChildRun] = Field(default_factory=list)
     instructions_hash: str | None = None
     instructions_sources: list[str] = Field(default_factory=list)

@@ -44,9 +44,17 @@ def config_schema() -> dict[str, Any]:
     return {"$schema": SCHEMA_DIALECT, "$id": "config.schema.json", **schema}
 
 
+def events_schema() -> dict[str, Any]:
+    """One line of the ``--format jsonl`` event stream (interface.md 8)."""
+    from orchestrator.events import events_schema as build
+
+    return {"$schema": SCHEMA_DIALECT, "$id": "events.schema.json", **build()}
+
+
 SCHEMAS: dict[str, Callable[[], dict[str, Any]]] = {
     "manifest.schema.json": manifest_schema,
     "config.schema.json": config_schema,
+    "events.schema.json": events_schema,
 }
 
 

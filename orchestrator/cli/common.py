@@ -45,6 +45,20 @@ class Common:
     )
 
 
+StreamFormat = Literal["text", "json", "jsonl"]
+
+
+@Parameter(name="*")
+@dataclass
+class StreamCommon(Common):
+    """Common options of the commands that can also stream events (``--format jsonl``)."""
+
+    format: Annotated[  # type: ignore[assignment]
+        StreamFormat,
+        Parameter(help="Output format; jsonl streams one event a line as the run goes."),
+    ] = "text"
+
+
 def setup_logging(debug: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))

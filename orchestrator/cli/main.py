@@ -52,6 +52,11 @@ COMMANDS: list[tuple[str, str, str]] = [
         "spec-guard",
         "Check task checklists against run evidence.",
     ),
+    (
+        "orchestrator.cli.exec_command:exec_",
+        "exec",
+        "Run one command as a one-stage run, with a live event stream (--format jsonl).",
+    ),
 ]
 """(import path, command name, one-line help). Other modules append their commands here."""
 

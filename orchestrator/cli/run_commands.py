@@ -7,7 +7,14 @@ from typing import Annotated, Any
 
 from cyclopts import Parameter
 
-from orchestrator.cli.common import Common, load_kernel, print_json, task_id, use_color
+from orchestrator.cli.common import (
+    Common,
+    StreamCommon,
+    load_kernel,
+    print_json,
+    task_id,
+    use_color,
+)
 from orchestrator.errors import UsageError
 
 
@@ -30,7 +37,14 @@ def start(
     parent_run: Annotated[
         str | None, Parameter(help="Record this run as a child of RUN_ID.")
     ] = None,
-    common: Common | None = None,
+    approve: Annotated[
+        bool,
+        Parameter(
+            negative=(),
+            help="Grant stages that require approval (the grant is cached for the task).",
+        ),
+    ] = False,
+    common: StreamCommon | None = None,
 ) -> int:
     """Run a pipeline as a new run.
 
@@ -44,9 +58,10 @@ def start(
     from orchestrator.identifiers import check_id
     from orchestrator.pipeline import resolve_pipeline
 
-    common = common or Common()
+    common = common or StreamCommon()
     kernel = load_kernel(common)
     kernel.load_slots()
+    kernel.approve = approve
     task = task_id(kernel, common)
     pipeline_id = _pipeline_id(kernel, pipeline)
     parent = check_id(kernel.sanitizer, parent_run, "run", "run ID") if parent_run else None
@@ -57,10 +72,17 @@ def start(
         from orchestrator.cli.reporter import make_reporter
 
         kernel.observers.register(make_reporter(use_color()), "codex-orchestrator:reporter")
+    stream = None
+    if common.format == "jsonl":
+        from orchestrator.cli.event_stream import attach_event_stream
+
+        stream = attach_event_stream(kernel)
     with cancel_on_signals(kernel.cancel):
         result = RunEngine(kernel, task).start(resolved, parent_run_id=parent)
     summary = result.summary(kernel.root)
-    if common.format == "json":
+    if stream is not None:
+        stream.summary(summary)
+    elif common.format == "json":
         print_json(summary)
     else:
         print(f"run {summary['run_id']} {summary['status']}: {summary['summary']}")

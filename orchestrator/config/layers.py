@@ -19,6 +19,9 @@ ENV_PREFIX = "CODEX_ORCHESTRATOR_"
 PROJECT_FILE = "codex.orchestrator.toml"
 LOCAL_FILE = "codex.orchestrator.local.toml"
 ENV_TOP_LEVEL_KEYS = frozenset({"default_pipeline"})
+ENV_LIST_ALIASES: dict[str, tuple[str, ...]] = {
+    "CODEX_ORCHESTRATOR_NOTIFY": ("notifications", "targets"),  # comma-separated (interface.md 8)
+}
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,10 @@ def env_layer(environ: Mapping[str, str], root: Path) -> Layer | None:
                 )
         elif rest.lower() in ENV_TOP_LEVEL_KEYS:
             keys = [rest.lower()]
+        elif name in ENV_LIST_ALIASES:
+            items = [item.strip() for item in environ[name].split(",") if item.strip()]
+            _nest(data, list(ENV_LIST_ALIASES[name]), items, f"environment variable {name}")
+            continue
         else:
             continue  # e.g. CODEX_ORCHESTRATOR_ROOT: not a config key
         _nest(data, keys, parse_scalar(environ[name]), f"environment variable {name}")

@@ -86,10 +86,31 @@ class NotificationsConfig(_Strict):
     timeout_seconds: float = Field(5, gt=0, le=300)
     retry_attempts: int = Field(3, ge=1, le=10)
 
+    @field_validator("targets")
+    @classmethod
+    def _http_targets(cls, value: list[str]) -> list[str]:
+        from orchestrator.http_targets import check_http_url
+
+        for target in value:
+            problem = check_http_url(target)
+            if problem:
+                raise ValueError(f"target {target!r}: {problem}")
+        return value
+
 
 class TelemetryConfig(_Strict):
     otel_endpoint: str | None = Field(None, description="OTLP/HTTP traces endpoint")
     export_timeout_seconds: float = Field(5, gt=0, le=120)
+
+    @field_validator("otel_endpoint")
+    @classmethod
+    def _http_endpoint(cls, value: str | None) -> str | None:
+        from orchestrator.http_targets import check_http_url
+
+        problem = check_http_url(value) if value else None
+        if problem:
+            raise ValueError(f"{value!r}: {problem}")
+        return value or None
 
 
 class SpecGuardConfig(_Strict):
