@@ -178,7 +178,10 @@ def error_document(
         if size <= budget:
             return document
         if keep > 0:
-            keep = max(0, keep - (size - budget) - 16)
+            # shrink in proportion: an escaped control character takes six bytes of JSON
+            stderr_size = len(json.dumps(text, ensure_ascii=False).encode("utf-8"))
+            room = budget - (size - stderr_size)
+            keep = max(0, min(keep - 1, keep * room // max(stderr_size, 1) - 16))
             continue
         # even with no stderr it is too big: the command itself is huge
         shown = command if isinstance(command, str) else json.dumps(command)

@@ -8,6 +8,8 @@ from typing import ClassVar
 from orchestrator.contracts import IdentifierRejected, IdKind, IdSanitizerOptions, SlotContext
 
 MAX_LENGTH = 128
+MAX_BYTES = 200
+"""A file name holds at most 255 bytes; ids end up inside names like ``NN-<id>.ndjson``."""
 FORBIDDEN_CHARACTERS = '<>:"/\\|?*'
 _DEVICE_NAME = re.compile(r"^(CON|PRN|AUX|NUL|COM[1-9]|LPT[1-9])(\..*)?$", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -30,6 +32,12 @@ def rejection_reason(value: str) -> str | None:
         return "must not be a Windows device name (CON, PRN, AUX, NUL, COM1-9, LPT1-9)"
     if len(value) > MAX_LENGTH:
         return f"must be at most {MAX_LENGTH} characters (got {len(value)})"
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "must be valid UTF-8 text"
+    if size > MAX_BYTES:
+        return f"must be at most {MAX_BYTES} bytes in UTF-8 (got {size})"
     return None
 
 

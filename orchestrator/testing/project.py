@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -124,9 +125,87 @@ class Project:
     def files(self) -> list[Path]:
         return sorted(p for p in self.root.rglob("*") if p.is_file())
 
+    def run_dir(self, summary: Mapping[str, Any]) -> Path:
+        """The run folder of a ``start --format json`` summary."""
+        return self.root / str(summary["artifact_root"])
+
+    def runner_events(self, summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The run's ``runner.ndjson`` events, in order."""
+        path = self.run_dir(summary) / "runner.ndjson"
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+    def command_events(self, summary: Mapping[str, Any], index: int) -> list[dict[str, Any]]:
+        """The events of stage ``index`` (1-based) from ``commands/NN-<id>.ndjson``."""
+        manifest = self.manifest(summary)
+        log_path = manifest["commands"][index - 1]["log_path"]
+        lines = (self.root / log_path).read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines]
+
+    def stage_output(self, summary: Mapping[str, Any], index: int) -> dict[str, bytes]:
+        """The exact bytes stage ``index`` wrote to each stream, rebuilt from its command log."""
+        output = {"stdout": bytearray(), "stderr": bytearray()}
+        chunks = [e for e in self.command_events(summary, index) if e["type"] == "exec:chunk"]
+        for event in sorted(chunks, key=lambda e: e["sequence"]):
+            if "data" in event:
+                output[event["stream"]] += event["data"].encode("utf-8")
+            else:
+                output[event["stream"]] += base64.b64decode(event["data_b64"])
+        return {stream: bytes(data) for stream, data in output.items()}
+
+    def temp_files(self) -> list[Path]:
+        """Temporary files of interrupted atomic writes (``.<name>.*.tmp``) anywhere here."""
+        return sorted(p for p in self.root.rglob(".*.tmp") if p.is_file())
+
+    def manifest_paths(self) -> list[Path]:
+        """Every ``manifest.json`` under the runs folder, of every task."""
+        return sorted(self.runs_dir.glob("*/cli/*/manifest.json"))
+
+    def validate_manifests(self) -> int:
+        """Check every manifest written so far against the manifest JSON Schema.
+
+        Raises ``AssertionError`` naming the file and the first problem; returns how many
+        manifests were checked. Needs ``jsonschema`` (the ``test`` extra).
+        """
+        from jsonschema import Draft202012Validator
+
+        from orchestrator.schema_gen import manifest_schema
+
+        validator = Draft202012Validator(manifest_schema())
+        paths = self.manifest_paths()
+        for path in paths:
+            document = json.loads(path.read_text(encoding="utf-8"))
+            error = next(iter(validator.iter_errors(document)), None)
+            assert error is None, f"{path}: {error.message} at {list(error.absolute_path)}"
+        return len(paths)
+
 
 def one_stage_config(
     command: str | Sequence[str], *, stage_id: str = "only", extra: str = ""
 ) -> str:
     rendered = json.dumps(command)
     return f'[pipelines.p]\nstages = [{{ id = "{stage_id}", command = {rendered}{extra} }}]\n'
+
+
+def process_running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (Linux ``/proc``)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2 :].split()[0] not in ("Z", "X")
+
+
+def group_running(pgid: int) -> list[int]:
+    """The pids of live (not zombie) processes in process group ``pgid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            found.append(int(entry.name))
+    return found
