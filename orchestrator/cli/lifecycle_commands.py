@@ -8,7 +8,14 @@ from typing import Annotated, Any
 
 from cyclopts import Parameter
 
-from orchestrator.cli.common import Common, load_kernel, print_json, task_id, use_color
+from orchestrator.cli.common import (
+    Common,
+    StreamCommon,
+    load_kernel,
+    print_json,
+    task_id,
+    use_color,
+)
 from orchestrator.errors import UsageError
 
 WATCH_POLL_SECONDS = 0.5
@@ -141,7 +148,14 @@ def resume(
     reason: Annotated[
         str | None, Parameter(help="Why you resume it (recorded in resume_events).")
     ] = None,
-    common: Common | None = None,
+    approve: Annotated[
+        bool,
+        Parameter(
+            negative=(),
+            help="Grant stages that require approval (the grant is cached for the task).",
+        ),
+    ] = False,
+    common: StreamCommon | None = None,
 ) -> int:
     """Continue a failed, cancelled or stale run from its first stage that did not succeed.
 
@@ -155,8 +169,9 @@ def resume(
     from orchestrator.lifecycle.records import load_manifest, locate_run
     from orchestrator.lifecycle.resume import plan_resume
 
-    common = common or Common()
+    common = common or StreamCommon()
     kernel = load_kernel(common)
+    kernel.approve = approve
     run = locate_run(kernel, run_id, _explicit_task(kernel, common))
     manifest = load_manifest(kernel, run)
     plan = plan_resume(kernel, run, manifest, force=force, reason=reason)
@@ -167,10 +182,17 @@ def resume(
         start_at = f"from stage {plan.from_stage}" if plan.from_stage else "(no stage left to run)"
         changed = "; the pipeline changed (--force)" if plan.pipeline_changed else ""
         print(f"resuming run {run.run_id} {start_at}: {plan.event['reason']}{changed}")
+    stream = None
+    if common.format == "jsonl":
+        from orchestrator.cli.event_stream import attach_event_stream
+
+        stream = attach_event_stream(kernel)
     with cancel_on_signals(kernel.cancel):
         result = RunEngine(kernel, run.task_id).resume(run, manifest, plan.pipeline, plan.event)
     summary = result.summary(kernel.root)
-    if common.format == "json":
+    if stream is not None:
+        stream.summary(summary)
+    elif common.format == "json":
         print_json(summary)
     else:
         print(f"run {summary['run_id']} {summary['status']}: {summary['summary']}")
