@@ -8,6 +8,7 @@ from orchestrator.contracts import RunLocation
 from orchestrator.errors import CorruptRecordError
 from orchestrator.kernel import Kernel
 from orchestrator.lifecycle.status import age_text, seconds_text
+from orchestrator.pipeline import command_text
 
 STDERR_TAIL_LINES = 30
 STDERR_TAIL_CHARS = 4000
@@ -19,13 +20,25 @@ def _cell(value: Any) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
-def _fenced(text: str, info: str = "text") -> list[str]:
-    """A fenced block whose fence is longer than any backtick run inside ``text``."""
+def _longest_backtick_run(text: str) -> int:
     longest = run = 0
     for char in text:
         run = run + 1 if char == "`" else 0
         longest = max(longest, run)
-    fence = "`" * max(3, longest + 1)
+    return longest
+
+
+def _code(text: str) -> str:
+    """Inline code that survives backticks inside ``text``."""
+    text = " ".join(text.split())
+    ticks = "`" * (_longest_backtick_run(text) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{ticks}{pad}{text}{pad}{ticks}"
+
+
+def _fenced(text: str, info: str = "text") -> list[str]:
+    """A fenced block whose fence is longer than any backtick run inside ``text``."""
+    fence = "`" * max(3, _longest_backtick_run(text) + 1)
     return [f"{fence}{info}", text.rstrip("\n"), fence]
 
 
@@ -106,9 +119,7 @@ def render_review(kernel: Kernel, run: RunLocation, document: dict[str, Any]) ->
         code = command.get("signal") or f"exit code {command.get('exit_code')}"
         lines += ["", f"### {command['index']}. {command['id']}: {code}{allowed}", ""]
         if command.get("command"):
-            shown = command["command"]
-            shown = shown if isinstance(shown, str) else " ".join(shown)
-            lines.append(f"- Command: `{_cell(shown)}`")
+            lines.append(f"- Command: {_code(command_text(command['command']))}")
         if command.get("sub_run_id"):
             lines.append(
                 f"- Child run: `{command['sub_run_id']}` "

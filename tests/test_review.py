@@ -1,0 +1,85 @@
+"""``review``: the Markdown hand-off of real runs."""
+
+from __future__ import annotations
+
+import json
+
+from orchestrator.testing import Project
+
+CONFIG = """
+[pipelines.p]
+title = "Checks"
+stages = [
+  { id = "lint", command = "echo 'All checks passed'" },
+  { id = "test", command = "printf 'one\\nError: 2 != 3 | `x`\\n' >&2; test -f fixed.txt" },
+  { id = "flaky", command = "echo flaky >&2; exit 9", allow_failure = true },
+]
+"""
+
+
+def test_review_of_a_failed_run_names_failures_error_files_and_the_resume_command(
+    project: Project,
+) -> None:
+    project.write_config(CONFIG)
+    run = project.start_json("p", expect=1)
+    project.start_json("p", "--task", "another-task", expect=1)  # not this task's newest
+
+    result = project.run("review")  # default: the task's newest run
+
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    assert text.startswith(f"# Review: Checks run `{run['run_id']}`")
+    assert "- **Pipeline:** Checks (`p`)" in text
+    assert "- **Status:** **failed** (stage:test:failed)" in text
+    assert f"- **Manifest:** `{run['manifest']}`" in text
+    assert "| 1 | lint | succeeded |" in text and "All checks passed |" in text
+    assert "| 2 | test | failed |" in text
+    assert "| 3 | flaky | skipped |" in text
+    failures = text.split("## Failures", 1)[1]
+    assert "### 2. test: exit code 1" in failures
+    error_file = f"{run['manifest'].rsplit('/', 1)[0]}/errors/02-test.json"
+    assert f"- Error file: `{error_file}`" in failures
+    assert "one\nError: 2 != 3 | `x`" in failures  # the tail of stderr, verbatim
+    assert f"codex-orchestrator resume {run['run_id']} --task 0101" in text
+
+    (project.root / "fixed.txt").write_text("")
+    assert project.run("resume", run["run_id"]).returncode == 0
+    after = project.run("review", run["run_id"]).stdout
+    assert "- **Status:** **succeeded**" in after
+    assert "| 2 | test | succeeded |" in after
+    assert "### 3. flaky: exit code 9 (allowed to fail)" in after
+    assert "flaky" in after.split("## Failures", 1)[1]
+    assert "codex-orchestrator resume" not in after
+    assert "- **Resumed:** 1 time(s)" in after
+    assert f"`Evidence: {run['manifest']}`" in after
+
+
+def test_review_defaults_to_the_newest_top_level_run_and_prints_json(project: Project) -> None:
+    project.write_config(
+        """
+        [pipelines.parent]
+        stages = [{ id = "first", command = "true" }, { id = "child", pipeline = "inner" }]
+        [pipelines.inner]
+        stages = [{ id = "deep", command = "echo deep" }]
+        """
+    )
+    parent = project.start_json("parent")
+    assert len(project.state()["runs"]) == 2  # the child run is newer than its parent
+
+    result = project.run("review", "--format", "json")
+
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["run_id"] == parent["run_id"]
+    assert document["status"] == "succeeded"
+    assert document["markdown"].startswith(f"# Review: parent run `{parent['run_id']}`")
+
+
+def test_review_without_runs_or_of_an_unknown_run_exits_2(project: Project) -> None:
+    project.write_config(CONFIG)
+    empty = project.run("review")
+    assert empty.returncode == 2
+    assert "has no runs to review" in empty.stderr
+    unknown = project.run("review", "2025-01-01T00-00-00-000Z-0000abcd")
+    assert unknown.returncode == 2
+    assert "codex-orchestrator status" in unknown.stderr

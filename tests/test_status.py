@@ -1,0 +1,210 @@
+"""``status``: one run in detail, the task's runs, staleness, --watch, and bad input."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+from lifecycle_support import (
+    BLOCKING_STAGE,
+    WAIT_SECONDS,
+    release_blocking_stage,
+    start_in_background,
+    status_json,
+    wait_for,
+    wait_for_stage,
+)
+
+from orchestrator.testing import Project
+
+FAILING = """
+[pipelines.p]
+title = "Checks"
+stages = [
+  { id = "lint", command = "echo lint clean" },
+  { id = "test", command = "echo '3 failed' >&2; exit 4" },
+  { id = "docs", command = "true" },
+]
+[pipelines.ok]
+stages = [{ id = "a", command = "echo fine" }]
+"""
+
+LIVE = f"""
+[heartbeat]
+interval_seconds = 0.2
+manifest_throttle_seconds = 60   # the manifest's heartbeat_at lags; the .heartbeat file does not
+stale_after_seconds = 2
+[pipelines.p]
+stages = [{BLOCKING_STAGE}, {{ id = "after", command = "echo after" }}]
+"""
+
+
+def test_status_of_a_run_shows_its_stages_activity_and_manifest(project: Project) -> None:
+    project.write_config(FAILING)
+    started = project.start_json("p", expect=1)
+
+    document = status_json(project, started["run_id"])
+
+    for key in ("run_id", "task_id", "pipeline_id", "status", "heartbeat_at", "manifest"):
+        assert document[key] == started.get(key, document[key])
+    assert document["status"] == "failed"
+    assert document["status_detail"] == "stage:test:failed"
+    assert document["stale"] is None  # only a run in progress can be stale
+    assert document["heartbeat_at"].endswith("Z")
+    assert document["manifest"] == started["manifest"]
+    assert [(c["id"], c["status"], c["exit_code"]) for c in document["commands"]] == [
+        ("lint", "succeeded", 0),
+        ("test", "failed", 4),
+        ("docs", "skipped", None),
+    ]
+    assert document["commands"][1]["summary"] == "exit 4: 3 failed"
+    assert document["commands"][1]["error_file"].endswith("errors/02-test.json")
+    resume = f"codex-orchestrator resume {started['run_id']} --task 0101"
+    assert document["resume_command"] == resume
+
+    text = project.run("status", started["run_id"])
+    assert text.returncode == 0
+    assert "status:    failed (stage:test:failed)" in text.stdout
+    assert f"manifest:  {started['manifest']}" in text.stdout
+    assert "exit 4: 3 failed" in text.stdout
+    assert "resume:    codex-orchestrator resume" in text.stdout
+
+
+def test_status_lists_the_task_runs_newest_first_and_finds_runs_across_tasks(
+    project: Project,
+) -> None:
+    project.write_config(FAILING)
+    older = project.start_json("p", expect=1)
+    newer = project.start_json("ok")
+    other = project.start_json("ok", "--task", "other-task")
+
+    listing = status_json(project)
+    assert [r["run_id"] for r in listing] == [newer["run_id"], older["run_id"]]
+    assert [r["status"] for r in listing] == ["succeeded", "failed"]
+    assert all(r["stale"] is None and r["task_id"] == "0101" for r in listing)
+    assert listing[0]["manifest"] == newer["manifest"]
+    assert [r["run_id"] for r in status_json(project, "--task", "other-task")] == [other["run_id"]]
+
+    found = status_json(project, other["run_id"])  # no --task: looked up across tasks
+    assert found["task_id"] == "other-task"
+    wrong_task = project.run("status", other["run_id"], "--task", "0101")
+    assert wrong_task.returncode == 2
+    assert wrong_task.stderr.strip().splitlines() == [
+        f"error: unknown run {other['run_id']}: no run with that id for task 0101; "
+        "run `codex-orchestrator status --task 0101` to list the runs"
+    ]
+
+    text = project.run("status")
+    assert text.stdout.splitlines()[0] == "task 0101: 2 run(s), newest first"
+    assert text.stdout.splitlines()[1].startswith(f"{newer['run_id']}  succeeded")
+
+
+def test_a_corrupt_manifest_is_reported_with_its_path_and_the_listing_survives_it(
+    project: Project,
+) -> None:
+    project.write_config(FAILING)
+    run = project.start_json("ok")
+    manifest = project.root / run["manifest"]
+    manifest.write_text('{"run_id": "trunc')
+
+    result = project.run("status", run["run_id"])
+    assert result.returncode == 2
+    assert str(manifest) in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+    manifest.write_text(json.dumps({"run_id": run["run_id"], "commands": "nope"}))
+    result = project.run("review", run["run_id"])
+    assert result.returncode == 2
+    assert str(manifest) in result.stderr and "not a valid run manifest" in result.stderr
+
+    # the listing of finished runs comes from the task's state snapshot, not their manifests
+    assert [(r["run_id"], r["status"]) for r in status_json(project)] == [
+        (run["run_id"], "succeeded")
+    ]
+
+
+def test_bad_run_ids_and_usage(project: Project) -> None:
+    project.write_config(FAILING)
+    result = project.run("status", "../escape")
+    assert result.returncode == 2
+    assert 'Invalid run ID "../escape"' in result.stderr
+    result = project.run("status", "--watch")
+    assert result.returncode == 2
+    assert "--watch needs a run id" in result.stderr
+    result = project.run("status", "--format", "json")
+    assert result.returncode == 0 and json.loads(result.stdout) == []
+    assert "no runs yet" in project.run("status").stdout
+
+
+def test_a_live_run_is_not_stale_cannot_be_resumed_and_can_be_watched(project: Project) -> None:
+    project.write_config(LIVE)
+    orchestrator = start_in_background(project, "p")
+    try:
+        folder = wait_for_stage(project, "slow", "running")
+        time.sleep(2.5)  # longer than stale_after: only the heartbeat slot's beats keep it live
+
+        live = status_json(project, folder.name)
+        assert live["status"] == "in_progress"
+        assert live["stale"] is False
+        assert live["heartbeat_age_seconds"] < live["stale_after_seconds"]
+        assert live["resume_command"] is None
+        [listed] = status_json(project)
+        assert listed["stale"] is False and listed["commands"][0]["status"] == "running"
+
+        refused = project.run("resume", folder.name)
+        assert refused.returncode == 2
+        assert "is still running" in refused.stderr and "--watch" in refused.stderr
+
+        watcher = project.popen("status", folder.name, "--watch")
+        time.sleep(0.5)
+        assert watcher.poll() is None  # still following the live run
+        release_blocking_stage(project)
+        out, err = watcher.communicate(timeout=WAIT_SECONDS)
+        assert watcher.returncode == 0, err
+        assert "[2] after succeeded" in out
+        assert "status:    succeeded" in out
+        assert orchestrator.wait(timeout=WAIT_SECONDS) == 0
+
+        final = project.run("status", folder.name, "--watch", "--format", "json")
+        assert final.returncode == 0
+        assert json.loads(final.stdout)["status"] == "succeeded"
+    finally:
+        release_blocking_stage(project)
+        if orchestrator.poll() is None:
+            orchestrator.kill()
+        orchestrator.wait()
+
+
+def test_a_silent_orchestrator_goes_stale_but_keeps_its_run_locked(project: Project) -> None:
+    project.write_config(LIVE)
+    orchestrator = start_in_background(project, "p")
+    try:
+        folder = wait_for_stage(project, "slow", "running")
+        orchestrator.send_signal(signal.SIGSTOP)  # alive, but no heartbeat any more
+
+        def stale() -> dict | None:
+            document = status_json(project, folder.name)
+            return document if document["stale"] else None
+
+        document = wait_for(stale, "the stopped run to go stale")
+        assert "no heartbeat for" in document["stale_reason"]
+        watched = project.run("status", folder.name, "--watch")
+        assert watched.returncode == 1
+        assert "went stale" in watched.stderr and "resume" in watched.stderr
+
+        refused = project.run("resume", folder.name)
+        assert refused.returncode == 2
+        assert "another live process" in refused.stderr
+
+        orchestrator.send_signal(signal.SIGCONT)
+        release_blocking_stage(project)
+        assert orchestrator.wait(timeout=WAIT_SECONDS) == 0
+        assert status_json(project, folder.name)["resume_events"] == []
+    finally:
+        release_blocking_stage(project)
+        if orchestrator.poll() is None:
+            orchestrator.send_signal(signal.SIGCONT)
+            orchestrator.kill()
+        orchestrator.wait()
