@@ -285,8 +285,8 @@ class RunEngine:
             self.warn(text)
 
     def warn(self, message: str) -> None:
+        """One ``warning: ...`` line on stderr (through logging: the CLI formats it) and an event."""
         log.warning(message)
-        print(f"warning: {message}", file=sys.stderr)
         if self.run_log is not None:
             self.run_log.write({"type": "run:warning", "timestamp": now_iso(), "message": message})
 

@@ -24,8 +24,8 @@ class FileHeartbeat:
     def last_beat(self, run: RunLocation) -> datetime | None:
         try:
             text = run.heartbeat_path.read_text(encoding="utf-8").strip()
-        except (FileNotFoundError, NotADirectoryError):
-            return None
+        except (OSError, UnicodeDecodeError):
+            return None  # absent, or not a readable file: no beat on record
         try:
             return parse_iso(text)
         except ValueError:
