@@ -49,7 +49,8 @@ class _Trace:
     """The spans of one invocation, from its top-level run's start to its end."""
 
     root_run_id: str
-    endpoint: str
+    configured: str  # the endpoint as the user gave it
+    endpoint: str  # where spans are sent
     timeout: float
     provider: Any
     tracer: Any
@@ -113,6 +114,7 @@ class TelemetryObserver:
         tracer = provider.get_tracer("orchestrator", __version__)
         return _Trace(
             run.run_id,
+            str(endpoint),
             traces_url(str(endpoint)),
             float(settings.get("export_timeout_seconds", 5)),
             provider,
@@ -259,7 +261,7 @@ def export(trace: _Trace) -> dict[str, Any]:
 
     spans = list(trace.collected)
     result: dict[str, Any] = {
-        "endpoint": redacted(trace.endpoint),
+        "endpoint": redacted(trace.configured),
         "spans": len(spans),
         "exported": False,
         "error": None,
