@@ -18,6 +18,7 @@ from lifecycle_support import (
     run_dir,
     start_in_background,
     status_json,
+    wait_for,
     wait_for_stage,
 )
 
@@ -253,3 +254,63 @@ def test_a_resume_that_read_the_run_before_another_resume_finished_is_refused(
 
     assert lines(project.root / "gate.count") == ["run", "run"]
     assert len(project.manifest(first)["resume_events"]) == 1
+
+
+def test_the_lifecycle_works_the_same_with_sqlite_persistence(project: Project) -> None:
+    """Only CLI output is read here: with sqlite no manifest.json exists on disk."""
+    pytest.importorskip("codex_orchestrator_sqlite")
+    project.write_config(
+        f"""
+        [plugins]
+        persistence = "sqlite"
+        [heartbeat]
+        interval_seconds = 0.2
+        [pipelines.p]
+        stages = [
+          {{ id = "prepare", command = "echo run >> prepare.count" }},
+          {{ id = "gate", command = "echo 'not fixed' >&2; test -f fixed.txt" }},
+          {BLOCKING_STAGE},
+        ]
+        """
+    )
+    first = project.start_json("p", expect=1)
+    assert not (project.root / first["manifest"]).exists()
+    [listed] = status_json(project)
+    assert (listed["run_id"], listed["status"]) == (first["run_id"], "failed")
+    assert "```text\nnot fixed\n```" in project.run("review").stdout
+    project.write("tasks/0101.md", f"- [x] Gate passes. Evidence: {first['manifest']}\n")
+    assert project.run("spec-guard").returncode == 1
+
+    (project.root / "fixed.txt").write_text("")
+    resumer = project.popen("resume", first["run_id"], stdout=subprocess.DEVNULL)
+    orphan = None
+    try:
+
+        def slow_running() -> bool:
+            document = status_json(project, first["run_id"])
+            return document["commands"][2]["status"] == "running"
+
+        wait_for(slow_running, "the blocking stage to run")
+        orphan = blocking_stage_pid(project)
+        resumer.send_signal(signal.SIGKILL)
+        resumer.wait(timeout=WAIT_SECONDS)
+        stale = status_json(project, first["run_id"])
+        assert stale["stale"] is True and "gone" in stale["stale_reason"]
+
+        release_blocking_stage(project)
+        result = project.run("resume", first["run_id"], "--format", "json")
+        assert result.returncode == 0, result.stderr
+        assert [c["status"] for c in json.loads(result.stdout)["commands"]] == ["succeeded"] * 3
+        assert lines(project.root / "prepare.count") == ["run"]
+        assert lines(project.root / "slow.count") == ["run", "run"]
+        events = status_json(project, first["run_id"])["resume_events"]
+        assert [e["outcome"] for e in events] == ["in_progress", "succeeded"]
+        assert project.run("spec-guard").returncode == 0
+    finally:
+        release_blocking_stage(project)
+        if resumer.poll() is None:
+            resumer.kill()
+        resumer.wait()
+        resumer.stderr.close()  # type: ignore[union-attr]
+        if orphan is not None:
+            kill_group(orphan)

@@ -197,7 +197,10 @@ def render_report(report: GuardReport, dry_run: bool) -> list[str]:
         )
         return lines
     count = len(report.findings)
-    verdict = f"{count} finding{'s' if count != 1 else ''}" if count else "all cite succeeded runs"
+    if count:
+        verdict = f"{count} finding{'s' if count != 1 else ''}"
+    else:
+        verdict = "all cite succeeded runs" if report.items else "nothing to check"
     tail = " (dry run: not failing)" if dry_run and count else ""
     lines.append(
         f"spec-guard: {report.items} checked item(s) in {len(report.files)} file(s); "
