@@ -1,0 +1,222 @@
+"""What the conformance tests share: building an implementation, a CLI project that selects it,
+reading run records back through the active persistence, and helper processes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.contracts import SlotContext
+from orchestrator.testing.project import Project
+
+WORKER = [sys.executable, "-m", "orchestrator.testing.conformance._worker"]
+PATIENCE_VARIABLE = "CODEX_ORCHESTRATOR_KIT_PATIENCE"
+
+
+def patience() -> float:
+    """Seconds a check waits for something before calling it a hang (never a speed assertion).
+
+    60 unless ``$CODEX_ORCHESTRATOR_KIT_PATIENCE`` says otherwise (raise it on a slow machine).
+    """
+    try:
+        return float(os.environ.get(PATIENCE_VARIABLE, "60"))
+    except ValueError:
+        return 60.0
+
+
+Implementation = str | type
+"""What the ``implementation`` fixture returns: an entry-point name, or the class itself."""
+
+
+def target_of(implementation: Implementation) -> str:
+    """An entry-point name, or ``module:QualName`` for a class (what the worker imports)."""
+    if isinstance(implementation, str):
+        return implementation
+    return f"{implementation.__module__}:{implementation.__qualname__}"
+
+
+def load_implementation_class(slot: str, target: str) -> type:
+    """The class behind an entry-point name or a ``module:QualName`` target."""
+    if ":" in target:
+        module_name, _, qualname = target.partition(":")
+        value: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            value = getattr(value, part)
+        return value  # type: ignore[no-any-return]
+    from orchestrator.slots import load_class
+
+    return load_class(slot, target)[0]
+
+
+def build(slot: str, target: str, options: Mapping[str, Any], context: SlotContext) -> Any:
+    """Build an implementation exactly as the kernel does: ``cls(options_model(...), context)``."""
+    cls = load_implementation_class(slot, target)
+    return cls(cls.options_model.model_validate(dict(options)), context)
+
+
+def make_context(base: Path) -> SlotContext:
+    root = (base / "project").resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return SlotContext(root=root, runs_dir=root / ".runs", out_dir=root / "out")
+
+
+def context_json(context: SlotContext) -> dict[str, str]:
+    return {
+        "root": str(context.root),
+        "runs_dir": str(context.runs_dir),
+        "out": str(context.out_dir),
+    }
+
+
+def require_entry_point(implementation: Implementation) -> str:
+    """CLI-level checks run the real CLI, which finds implementations only by entry point."""
+    if not isinstance(implementation, str):
+        pytest.skip("CLI checks need the implementation registered under an entry point")
+    return implementation
+
+
+class SlotProject(Project):
+    """A :class:`Project` whose every CLI call selects one implementation with ``--set``."""
+
+    def __init__(
+        self,
+        base: Path,
+        slot: str,
+        name: str,
+        options: Mapping[str, Any] | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(base, env=env)
+        self.slot = slot
+        self.name = name
+        self.options = dict(options or {})
+
+    def write_pipeline(self, stages: str, settings: str = "") -> Path:
+        """Write a config with pipeline ``p`` (``stages = [...]`` as TOML), the implementation's
+        options as its slot's table, and ``settings`` (more TOML tables). Heartbeats are slow
+        unless the heartbeat is the slot under test, so runs write little beside their records.
+        """
+        tables: dict[str, dict[str, Any]] = {"heartbeat": {"interval_seconds": 30}}
+        tables[self.slot] = dict(self.options)
+        lines: list[str] = []
+        for table, values in tables.items():
+            if values:
+                lines.append(f"[{table}]")
+                lines.extend(f"{key} = {json.dumps(value)}" for key, value in values.items())
+                lines.append("")
+        lines += [settings, "", "[pipelines.p]", stages]
+        return self.write_config("\n".join(lines) + "\n")
+
+    def command(self, *args: str) -> list[str]:
+        selection = ["--set", f"plugins.{self.slot}={self.name}"]
+        if not args:
+            return super().command(*selection)
+        return super().command(args[0], *selection, *args[1:])
+
+    def kernel(self) -> Any:
+        """A kernel loaded with this project's config and selection (records, slots)."""
+        from orchestrator.kernel import Kernel
+
+        return Kernel.load(environ=self.env, assignments=[f"plugins.{self.slot}={self.name}"])
+
+
+def wait_for(condition: Callable[[], Any], what: str, timeout: float | None = None) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail naming ``what`` on a hang."""
+    timeout = patience() if timeout is None else timeout
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what} after {timeout:.0f} s")
+        time.sleep(0.02)
+
+
+def pid_running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return stat[stat.rfind(")") + 2 :].split()[0] not in ("Z", "X")
+
+
+class Worker:
+    """A helper process running one action of ``_worker`` against an implementation."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.process = subprocess.Popen(
+            [*WORKER, json.dumps(spec)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+
+    def read_line(self) -> str:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line:
+            self.process.wait(timeout=patience())
+            stderr = self.process.stderr.read() if self.process.stderr else ""
+            pytest.fail(f"worker ended early (exit {self.process.returncode}): {stderr[-2000:]}")
+        return line.strip()
+
+    def kill(self) -> None:
+        """SIGKILL the worker and anything it started, and reap it."""
+        with suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=patience())
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+
+    def finish(self) -> str:
+        out, err = self.process.communicate(timeout=patience())
+        assert self.process.returncode == 0, f"worker failed ({self.process.returncode}): {err}"
+        return out
+
+
+@contextmanager
+def worker(spec: dict[str, Any]) -> Iterator[Worker]:
+    running = Worker(spec)
+    try:
+        yield running
+    finally:
+        if running.process.poll() is None:
+            running.kill()
+
+
+def start_many(project: Project, count: int, *args: str) -> list[subprocess.Popen[str]]:
+    """``count`` CLI processes started at once."""
+    return [project.popen(*args) for _ in range(count)]
+
+
+def communicate_all(
+    processes: Sequence[subprocess.Popen[str]],
+) -> list[tuple[int, str, str]]:
+    results = []
+    for process in processes:
+        out, err = process.communicate(timeout=patience() * 5)
+        results.append((process.returncode, out, err))
+    return results

@@ -1,0 +1,305 @@
+"""Conformance tests for a command runner (``codex_orchestrator.command_runner``).
+
+Subclass :class:`CommandRunnerConformance` and override the ``implementation`` fixture (the
+entry-point name, or the class). ``implementation_options`` is the ``[command_runner]`` table.
+A runner that declares ``merged_streams = True`` hands everything over as ``stdout``; the checks
+adapt to that.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.contracts import CommandOutcome, CommandRequest, CommandRunner, SlotContext
+from orchestrator.testing.conformance._support import (
+    Implementation,
+    SlotProject,
+    build,
+    context_json,
+    make_context,
+    patience,
+    pid_running,
+    require_entry_point,
+    target_of,
+    wait_for,
+    worker,
+)
+
+FLOOD_BYTES = 64 * 1024 * 1024
+MEMORY_ALLOWANCE_BYTES = 24 * 1024 * 1024
+"""A runner that kept the flood would grow by 64 MiB; one that streams stays far below this."""
+
+
+def binary_payload(size: int = 300_000) -> bytes:
+    """Every byte value, invalid UTF-8, and multi-byte characters, in a fixed pseudo-random mix."""
+    chance = random.Random(1234)
+    pieces = [bytes(range(256)), b"\xff\xfe\xc3(\xe2\x82", "héllo ✓ 𝄞\n".encode()]
+    out = bytearray()
+    while len(out) < size:
+        out += chance.choice(pieces)
+        out += chance.randbytes(chance.randint(0, 64))
+    return bytes(out[:size])
+
+
+PAYLOAD_WRITER = (
+    "import sys, random\n"
+    "from orchestrator.testing.conformance.command_runner import binary_payload\n"
+    "data = binary_payload()\n"
+    "chance = random.Random(5)\n"
+    "i = 0\n"
+    "while i < len(data):\n"
+    "    n = chance.randint(1, 9000)\n"
+    "    sys.stdout.buffer.write(data[i:i + n]); sys.stdout.buffer.flush(); i += n\n"
+)
+
+
+class Collected:
+    """Output handed over by a runner, per stream."""
+
+    def __init__(self) -> None:
+        self.streams: dict[str, bytearray] = {}
+        self.lock = threading.Lock()
+        self.seen = threading.Event()
+
+    def __call__(self, stream: str, data: bytes) -> None:
+        assert stream in ("stdout", "stderr"), f"unknown stream {stream!r}"
+        assert isinstance(data, bytes)
+        with self.lock:
+            self.streams.setdefault(stream, bytearray()).extend(data)
+        self.seen.set()
+
+    def get(self, stream: str) -> bytes:
+        with self.lock:
+            return bytes(self.streams.get(stream, b""))
+
+    def all(self) -> bytes:
+        with self.lock:
+            return b"".join(bytes(v) for v in self.streams.values())
+
+
+def logged_output(log_path: Path) -> dict[str, bytes]:
+    """The bytes of each stream, rebuilt from a stage's ``exec:chunk`` log lines in order."""
+    from orchestrator.capture import event_bytes
+
+    output: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+    events = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines()]
+    chunks = sorted((e for e in events if e["type"] == "exec:chunk"), key=lambda e: e["sequence"])
+    for event in chunks:
+        output[event["stream"]] += event_bytes(event)
+    return {stream: bytes(data) for stream, data in output.items()}
+
+
+def read_pids(path: Path) -> list[int]:
+    return [int(word) for word in path.read_text().split()]
+
+
+class CommandRunnerConformance:
+    """The behaviour every command runner must show. Subclass it; see the module."""
+
+    @pytest.fixture
+    def implementation(self) -> Implementation:
+        pytest.fail("override the `implementation` fixture: return the entry-point name")
+
+    @pytest.fixture
+    def implementation_options(self) -> dict[str, Any]:
+        return {}
+
+    @pytest.fixture
+    def context(self, tmp_path: Path) -> SlotContext:
+        return make_context(tmp_path)
+
+    @pytest.fixture
+    def runner(
+        self,
+        implementation: Implementation,
+        implementation_options: dict[str, Any],
+        context: SlotContext,
+    ) -> CommandRunner:
+        return build(  # type: ignore[no-any-return]
+            "command_runner", target_of(implementation), implementation_options, context
+        )
+
+    def request(self, context: SlotContext, **fields: Any) -> CommandRequest:
+        fields.setdefault("argv", None)
+        fields.setdefault("shell", None)
+        fields.setdefault("env", dict(os.environ))
+        fields.setdefault("kill_grace_seconds", 0.5)
+        return CommandRequest(cwd=context.root, **fields)
+
+    def run(
+        self, runner: CommandRunner, request: CommandRequest, collected: Collected | None = None
+    ) -> tuple[CommandOutcome, Collected]:
+        """Run on a thread, so a runner that hangs fails the check instead of the suite."""
+        collected = collected or Collected()
+        result: list[Any] = []
+        thread = threading.Thread(
+            target=lambda: result.append(runner.run(request, collected)), daemon=True
+        )
+        thread.start()
+        thread.join(patience())
+        assert not thread.is_alive(), f"runner still running after {patience():.0f} s"
+        assert result, "runner raised (see the thread's traceback above)"
+        return result[0], collected
+
+    # ------------------------------------------------------------------ basics
+
+    def test_declares_whether_streams_are_merged(self, runner: CommandRunner) -> None:
+        assert isinstance(type(runner).merged_streams, bool)
+
+    def test_exit_codes_argv_shell_env_and_cwd(
+        self, runner: CommandRunner, context: SlotContext
+    ) -> None:
+        outcome, _ = self.run(runner, self.request(context, shell="exit 3"))
+        assert (outcome.exit_code, outcome.signal, outcome.timed_out) == (3, None, False)
+        env = {**os.environ, "CONFORMANCE_VALUE": "from-env"}
+        outcome, out = self.run(
+            runner,
+            self.request(
+                context, argv=["sh", "-c", 'printf "%s|" "$CONFORMANCE_VALUE"; pwd'], env=env
+            ),
+        )
+        assert outcome.exit_code == 0
+        assert out.get("stdout") == f"from-env|{context.root}\n".encode()
+
+    def test_a_missing_program_is_an_error_not_a_crash(
+        self, runner: CommandRunner, context: SlotContext
+    ) -> None:
+        outcome, _ = self.run(runner, self.request(context, argv=["no-such-program-xyz"]))
+        assert outcome.exit_code not in (0, None)
+        assert outcome.error, "the outcome should say why the command could not start"
+
+    def test_standard_input_is_closed(self, runner: CommandRunner, context: SlotContext) -> None:
+        outcome, out = self.run(runner, self.request(context, shell="cat; echo done"))
+        assert outcome.exit_code == 0 and not outcome.timed_out
+        assert out.all().endswith(b"done\n")
+
+    def test_streams_are_kept_apart_unless_declared_merged(
+        self, runner: CommandRunner, context: SlotContext
+    ) -> None:
+        outcome, out = self.run(
+            runner, self.request(context, shell="printf out; sleep 0.05; printf err >&2")
+        )
+        assert outcome.exit_code == 0
+        if type(runner).merged_streams:
+            assert out.get("stdout") == b"outerr" and out.get("stderr") == b""
+        else:
+            assert (out.get("stdout"), out.get("stderr")) == (b"out", b"err")
+
+    def test_output_is_handed_over_byte_for_byte(
+        self, runner: CommandRunner, context: SlotContext
+    ) -> None:
+        outcome, out = self.run(
+            runner, self.request(context, argv=[sys.executable, "-c", PAYLOAD_WRITER])
+        )
+        assert outcome.exit_code == 0
+        assert out.get("stdout") == binary_payload()
+
+    # ------------------------------------------------------------------ bounds and signals
+
+    def test_memory_stays_bounded_whatever_the_output(
+        self,
+        implementation: Implementation,
+        implementation_options: dict[str, Any],
+        context: SlotContext,
+    ) -> None:
+        spec = {
+            "action": "run_command_rss",
+            "slot": "command_runner",
+            "target": target_of(implementation),
+            "options": implementation_options,
+            "context": context_json(context),
+            "argv": ["head", "-c", str(FLOOD_BYTES), "/dev/zero"],
+            "cwd": str(context.root),
+            "env": dict(os.environ),
+        }
+        with worker(spec) as running:
+            report = json.loads(running.read_line())
+        assert report["exit_code"] == 0
+        assert report["bytes"] == FLOOD_BYTES
+        grown = (report["peak_kb"] - report["baseline_kb"]) * 1024
+        assert grown < MEMORY_ALLOWANCE_BYTES, (
+            f"the runner grew by {grown // 1024} KiB while streaming {FLOOD_BYTES // 2**20} MiB"
+        )
+
+    def test_a_timeout_ends_the_whole_process_tree(
+        self, runner: CommandRunner, context: SlotContext, tmp_path: Path
+    ) -> None:
+        pids = tmp_path / "pids"
+        script = (
+            f"sleep 300 & echo $! >> {pids}; "
+            f"(trap '' TERM; sleep 300) & echo $! >> {pids}; "
+            "echo started; sleep 300"
+        )
+        outcome, _ = self.run(
+            runner, self.request(context, shell=script, timeout_seconds=0.5, kill_grace_seconds=0.3)
+        )
+        assert outcome.timed_out
+        assert outcome.exit_code != 0
+        for pid in read_pids(pids):
+            wait_for(lambda p=pid: not pid_running(p), f"grandchild {pid} to be gone")
+
+    def test_cancel_ends_the_whole_process_tree(
+        self, runner: CommandRunner, context: SlotContext, tmp_path: Path
+    ) -> None:
+        pids = tmp_path / "pids"
+        request = self.request(
+            context, shell=f"sleep 300 & echo $! >> {pids}; echo started; sleep 300"
+        )
+        collected = Collected()
+        threading.Thread(
+            target=lambda: collected.seen.wait(patience()) and request.cancel.set(),
+            daemon=True,
+        ).start()
+        outcome, _ = self.run(runner, request, collected)
+        assert outcome.cancelled
+        assert not outcome.timed_out
+        assert outcome.exit_code != 0
+        for pid in read_pids(pids):
+            wait_for(lambda p=pid: not pid_running(p), f"grandchild {pid} to be gone")
+
+    def test_nothing_is_left_running_after_the_command_ends(
+        self, runner: CommandRunner, context: SlotContext, tmp_path: Path
+    ) -> None:
+        pids = tmp_path / "pids"
+        script = (
+            f"sleep 300 & echo $! >> {pids}; "
+            f"sleep 300 >/dev/null 2>&1 & echo $! >> {pids}; "
+            "echo main done"
+        )
+        outcome, out = self.run(runner, self.request(context, shell=script))
+        assert b"main done" in out.all()
+        for pid in read_pids(pids):
+            wait_for(lambda p=pid: not pid_running(p), f"leftover {pid} to be gone")
+        del outcome
+
+    # ------------------------------------------------------------------ through the CLI
+
+    @pytest.fixture
+    def project(
+        self, tmp_path: Path, implementation: Implementation, implementation_options: dict[str, Any]
+    ) -> SlotProject:
+        name = require_entry_point(implementation)
+        return SlotProject(tmp_path / "cli", "command_runner", name, options=implementation_options)
+
+    def test_the_command_log_keeps_every_byte(
+        self, project: SlotProject, runner: CommandRunner
+    ) -> None:
+        command = json.dumps([sys.executable, "-c", PAYLOAD_WRITER])
+        project.write_pipeline(f'stages = [{{ id = "binary", command = {command} }}]')
+        summary = project.start_json("p")
+        manifest = project.kernel().persistence.read_manifest(
+            project.kernel().persistence.find_run(summary["run_id"], "0101")
+        )
+        stage = manifest["commands"][0]
+        assert stage["merged_streams"] is type(runner).merged_streams
+        output = logged_output(project.root / stage["log_path"])
+        assert output["stdout"] == binary_payload()
+        assert stage["stdout_bytes"] == len(binary_payload())

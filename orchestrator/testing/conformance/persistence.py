@@ -1,0 +1,343 @@
+"""Conformance tests for a persistence implementation (``codex_orchestrator.persistence``).
+
+Subclass :class:`PersistenceConformance` in a test module and override the ``implementation``
+fixture::
+
+    class TestMyPersistence(PersistenceConformance):
+        @pytest.fixture
+        def implementation(self):
+            return "my-store"          # the entry-point name (or the class itself)
+
+Override ``implementation_options`` to pass the ``[persistence]`` table. Checks against the
+implementation object run in this process and in helper processes; the CLI checks run the real
+``codex-orchestrator`` with ``--set plugins.persistence=<name>`` and need the entry point.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from orchestrator.contracts import Persistence, RunLocation, SlotContext
+from orchestrator.errors import RunNotFoundError
+from orchestrator.testing.conformance._support import (
+    Implementation,
+    SlotProject,
+    build,
+    communicate_all,
+    context_json,
+    make_context,
+    require_entry_point,
+    start_many,
+    target_of,
+    wait_for,
+    worker,
+)
+from orchestrator.testing.conformance._worker import manifest_document
+
+CONCURRENT_STARTS = 50
+SIGKILL_ROUNDS = 4
+
+
+def new_run(context: SlotContext, task_id: str = "0101") -> RunLocation:
+    run_id = f"2025-01-01T00-00-00-000Z-{uuid.uuid4().hex[:8]}"
+    return RunLocation(context.runs_dir, context.out_dir, task_id, run_id)
+
+
+def manifest_bytes(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, indent=2).encode("utf-8") + b"\n"
+
+
+def state_entry(run: RunLocation, started_at: str, status: str = "succeeded") -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "pipeline_id": "p",
+        "status": status,
+        "started_at": started_at,
+        "completed_at": None,
+        "manifest": f".runs/{run.task_id}/cli/{run.run_id}/manifest.json",
+    }
+
+
+class PersistenceConformance:
+    """The behaviour every persistence implementation must show. Subclass it; see the module."""
+
+    @pytest.fixture
+    def implementation(self) -> Implementation:
+        pytest.fail("override the `implementation` fixture: return the entry-point name")
+
+    @pytest.fixture
+    def implementation_options(self) -> dict[str, Any]:
+        return {}
+
+    @pytest.fixture
+    def context(self, tmp_path: Path) -> SlotContext:
+        return make_context(tmp_path)
+
+    @pytest.fixture
+    def persistence(
+        self,
+        implementation: Implementation,
+        implementation_options: dict[str, Any],
+        context: SlotContext,
+    ) -> Persistence:
+        return build(  # type: ignore[no-any-return]
+            "persistence", target_of(implementation), implementation_options, context
+        )
+
+    @pytest.fixture
+    def worker_spec(
+        self,
+        implementation: Implementation,
+        implementation_options: dict[str, Any],
+        context: SlotContext,
+    ) -> dict[str, Any]:
+        return {
+            "slot": "persistence",
+            "target": target_of(implementation),
+            "options": implementation_options,
+            "context": context_json(context),
+        }
+
+    @pytest.fixture
+    def project(
+        self, tmp_path: Path, implementation: Implementation, implementation_options: dict[str, Any]
+    ) -> SlotProject:
+        name = require_entry_point(implementation)
+        return SlotProject(tmp_path / "cli", "persistence", name, options=implementation_options)
+
+    # ------------------------------------------------------------------ run records
+
+    def test_create_run_reserves_the_run_and_its_log_folder(
+        self, persistence: Persistence, context: SlotContext
+    ) -> None:
+        run = new_run(context)
+        persistence.create_run(run)
+        # The kernel writes command logs and runner.ndjson into the run folder itself.
+        assert run.commands_dir.is_dir()
+        with pytest.raises(FileExistsError):
+            persistence.create_run(run)
+        persistence.write_manifest(run, manifest_bytes(manifest_document(run, 0)))
+        assert persistence.find_run(run.run_id, run.task_id) == run
+        assert persistence.find_run(run.run_id, None) == run
+        assert run in persistence.list_runs(run.task_id)
+        assert persistence.list_runs("another-task") == []
+        with pytest.raises(RunNotFoundError):
+            persistence.find_run("2025-01-01T00-00-00-000Z-00000000", None)
+        with pytest.raises(RunNotFoundError):
+            persistence.find_run(run.run_id, "another-task")
+
+    def test_manifest_round_trips_and_the_newest_write_wins(
+        self, persistence: Persistence, context: SlotContext
+    ) -> None:
+        run = new_run(context)
+        persistence.create_run(run)
+        with pytest.raises(RunNotFoundError):
+            persistence.read_manifest(run)
+        for generation in range(3):
+            document = {**manifest_document(run, generation), "text": "naïve ✓ \u2028"}
+            persistence.write_manifest(run, manifest_bytes(document))
+            assert persistence.read_manifest(run) == document
+
+    def test_cited_manifest_paths_resolve_to_their_run(
+        self, persistence: Persistence, context: SlotContext
+    ) -> None:
+        run = new_run(context, task_id="task-7")
+        persistence.create_run(run)
+        persistence.write_manifest(run, manifest_bytes(manifest_document(run, 0)))
+        ref = persistence.manifest_ref(run)
+        assert ref.is_absolute()
+        assert persistence.resolve_manifest_ref(ref) == run
+        # As `start` prints it and checklists cite it: relative to the project root.
+        assert persistence.resolve_manifest_ref(ref.relative_to(context.root)) == run
+        missing = new_run(context, task_id="task-7")
+        assert persistence.resolve_manifest_ref(persistence.manifest_ref(missing)) is None
+        assert persistence.resolve_manifest_ref(context.root / "README.md") is None
+        assert persistence.resolve_manifest_ref(Path("/etc/passwd")) is None
+
+    def test_error_files_are_stored_and_read_back(
+        self, persistence: Persistence, context: SlotContext
+    ) -> None:
+        run = new_run(context)
+        persistence.create_run(run)
+        document = {"run_id": run.run_id, "reason": "exited with code 3", "details": {"x": 1}}
+        path = persistence.write_error_file(run, "02-test", document)
+        assert path.name == "02-test.json"
+        assert persistence.read_error_file(run, "02-test") == document
+        assert persistence.read_error_file(run, "03-other") is None
+
+    def test_state_snapshot_keeps_one_entry_per_run_in_start_order(
+        self, persistence: Persistence, context: SlotContext
+    ) -> None:
+        assert persistence.read_state("0101") is None
+        late, early = new_run(context), new_run(context)
+        persistence.record_run("0101", state_entry(late, "2025-01-02T00:00:00.000Z", "running"))
+        persistence.record_run("0101", state_entry(early, "2025-01-01T00:00:00.000Z"))
+        persistence.record_run("0101", state_entry(late, "2025-01-02T00:00:00.000Z"))
+        state = persistence.read_state("0101")
+        assert state is not None
+        assert state["task_id"] == "0101"
+        assert [r["run_id"] for r in state["runs"]] == [early.run_id, late.run_id]
+        assert state["runs"][1]["status"] == "succeeded"
+        assert state["last_run_at"] == "2025-01-02T00:00:00.000Z"
+        assert persistence.read_state("another-task") is None
+
+    def test_metrics_lines_are_appended_in_order(
+        self, persistence: Persistence, context: SlotContext
+    ) -> None:
+        assert persistence.read_metrics("0101") == []
+        lines = [{"run_id": f"r{i}", "status": "succeeded", "n": i} for i in range(3)]
+        for line in lines:
+            persistence.append_metrics("0101", line)
+        assert persistence.read_metrics("0101") == lines
+        assert persistence.read_metrics("another-task") == []
+
+    # ------------------------------------------------------------------ locks and crashes
+
+    def test_run_lock_is_exclusive_and_freed_when_its_holder_dies(
+        self, persistence: Persistence, context: SlotContext, worker_spec: dict[str, Any]
+    ) -> None:
+        run = new_run(context)
+        persistence.create_run(run)
+        with persistence.run_lock(run) as taken:
+            assert taken is True
+            with persistence.run_lock(run) as again:
+                assert again is False, "a second holder in the same process got the lock"
+        spec = {**worker_spec, "action": "hold_lock", "task_id": run.task_id, "run_id": run.run_id}
+        with worker(spec) as holder:
+            assert holder.read_line() == "taken"
+            with persistence.run_lock(run) as taken:
+                assert taken is False, "the lock was taken while another live process held it"
+            holder.kill()
+
+        def free() -> bool:
+            with persistence.run_lock(run) as taken:
+                return taken
+
+        wait_for(free, "the run lock to be free after its holder was killed")
+
+    def test_records_stay_readable_when_a_writer_is_killed_at_any_instant(
+        self, persistence: Persistence, context: SlotContext, worker_spec: dict[str, Any]
+    ) -> None:
+        run = new_run(context)
+        persistence.create_run(run)
+        spec = {
+            **worker_spec,
+            "action": "write_forever",
+            "task_id": run.task_id,
+            "run_id": run.run_id,
+        }
+        chance = random.Random(7)
+        for _ in range(SIGKILL_ROUNDS):
+            with worker(spec) as writer:
+                assert writer.read_line() == "ready"
+                time.sleep(chance.uniform(0.0, 0.15))
+                writer.kill()
+            document = persistence.read_manifest(run)
+            assert document["run_id"] == run.run_id
+            assert len(document["payload"]) == document["size"], "a torn manifest was read"
+            state = persistence.read_state(run.task_id)
+            assert state is not None
+            ids = [entry["run_id"] for entry in state["runs"]]
+            assert len(ids) == len(set(ids)) and ids
+            lines = persistence.read_metrics(run.task_id)
+            assert lines and all(line["run_id"] == run.run_id for line in lines)
+
+    # ------------------------------------------------------------------ through the CLI
+
+    @pytest.mark.slow
+    def test_fifty_concurrent_starts_of_one_task_all_land(self, project: SlotProject) -> None:
+        project.write_pipeline('stages = [{ id = "only", command = "true" }]')
+        processes = start_many(project, CONCURRENT_STARTS, "start", "p", "--format", "json")
+        results = communicate_all(processes)
+        failures = [(code, err[-500:]) for code, _, err in results if code != 0]
+        assert not failures, f"{len(failures)} of {CONCURRENT_STARTS} runs failed: {failures[:3]}"
+        run_ids = [json.loads(out)["run_id"] for _, out, _ in results]
+        assert len(set(run_ids)) == CONCURRENT_STARTS
+        persistence = project.kernel().persistence
+        state = persistence.read_state("0101")
+        assert state is not None
+        recorded = [entry["run_id"] for entry in state["runs"]]
+        assert sorted(recorded) == sorted(run_ids), "state snapshot lost or duplicated runs"
+        assert all(entry["status"] == "succeeded" for entry in state["runs"])
+        metrics = [line["run_id"] for line in persistence.read_metrics("0101")]
+        assert sorted(metrics) == sorted(run_ids), "metrics lost or duplicated lines"
+        listed = {run.run_id for run in persistence.list_runs("0101")}
+        assert listed == set(run_ids)
+        for run_id in run_ids[:5]:
+            run = persistence.find_run(run_id, "0101")
+            assert persistence.read_manifest(run)["status"] == "succeeded"
+
+    def test_a_killed_run_leaves_a_readable_manifest_and_a_free_lock(
+        self, project: SlotProject
+    ) -> None:
+        release = project.root / "release"
+        project.write_pipeline(
+            'stages = [{ id = "wait", command = "echo $CODEX_ORCHESTRATOR_RUN_ID > run-id; '
+            f'while [ ! -e {release} ]; do sleep 0.05; done" }}]'
+        )
+        process = project.popen("start", "p", "--format", "json", start_new_session=True)
+        try:
+            run_id_file = project.root / "run-id"
+            run_id = wait_for(
+                lambda: run_id_file.exists() and run_id_file.read_text().strip(),
+                "the stage to start",
+            )
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate(timeout=60)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate(timeout=60)
+        persistence = project.kernel().persistence
+        run = persistence.find_run(run_id, None)
+        manifest = persistence.read_manifest(run)
+        assert manifest["status"] == "in_progress"
+        assert manifest["commands"][0]["status"] == "running"
+        with persistence.run_lock(run) as taken:
+            assert taken, "the lock of a run whose process was killed is still held"
+        status = project.run("status", run_id, "--format", "json")
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["run_id"] == run_id
+
+    def test_lifecycle_commands_work_through_the_contract(self, project: SlotProject) -> None:
+        project.write_pipeline(
+            'stages = [{ id = "build", command = "echo built" },'
+            ' { id = "check", command = "test -f fixed.txt" }]'
+        )
+        failed = project.start_json("p", expect=1)
+        run_id = failed["run_id"]
+        status = project.run("status", run_id, "--format", "json")
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout)["status"] == "failed"
+        listing = project.run("status", "--format", "json")
+        assert [r["run_id"] for r in json.loads(listing.stdout)] == [run_id]
+        review = project.run("review", run_id)
+        assert review.returncode == 0, review.stderr
+        assert "check" in review.stdout and "exited with code 1" in review.stdout
+        (project.root / "fixed.txt").write_text("ok\n")
+        resumed = project.run("resume", run_id, "--format", "json")
+        assert resumed.returncode == 0, resumed.stderr
+        status = project.run("status", run_id, "--format", "json")
+        assert json.loads(status.stdout)["status"] == "succeeded"
+        project.write(
+            "tasks/demo.md",
+            f"- [x] checks pass (evidence: {failed['manifest']})\n",
+        )
+        guard = project.run("spec-guard")
+        assert guard.returncode == 0, guard.stdout + guard.stderr
+        project.write(
+            "tasks/demo.md",
+            "- [x] checks pass (evidence: .runs/0101/cli/"
+            "2020-01-01T00-00-00-000Z-00000000/manifest.json)\n",
+        )
+        guard = project.run("spec-guard")
+        assert guard.returncode == 1, guard.stdout + guard.stderr

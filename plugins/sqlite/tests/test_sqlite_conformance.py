@@ -1,0 +1,13 @@
+"""The sqlite persistence passes the conformance kit, like the built-in filesystem one."""
+
+from __future__ import annotations
+
+import pytest
+
+from orchestrator.testing.conformance import PersistenceConformance
+
+
+class TestSqlitePersistence(PersistenceConformance):
+    @pytest.fixture
+    def implementation(self) -> str:
+        return "sqlite"
