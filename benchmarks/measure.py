@@ -36,6 +36,7 @@ class Measured:
     rc: int | None  # None when the watchdog killed it
     wall_s: float
     maxrss_mb: float  # ru_maxrss from wait4: the process and the children it waited for
+    cpu_s: float  # user + system CPU time of the process and the children it waited for
     stdout: str
     stderr: str
     own_peak_rss_mb: float | None = None  # VmHWM of the process itself, when sampled
@@ -132,6 +133,7 @@ def run_measured(
         rc=None if killed.is_set() else proc.returncode,
         wall_s=wall,
         maxrss_mb=usage.ru_maxrss / 1024,
+        cpu_s=usage.ru_utime + usage.ru_stime,
         stdout=stdout,
         stderr=stderr,
         own_peak_rss_mb=own_peak,

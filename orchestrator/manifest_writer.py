@@ -3,9 +3,13 @@
 Stage changes, heartbeat ticks and the final flush all go through :class:`ManifestWriter`, so
 throttling and forced writes are one mechanism. The engine changes the in-memory manifest under
 ``writer.lock`` and then calls :meth:`request`; a background thread writes the newest state.
-Forced requests (stage changes) are written at once; heartbeat-only changes at most every
-``manifest_throttle_seconds``. Bursts coalesce: the file on disk trails the engine by at most
-one write, and the cost per stage does not grow with the number of stages written before.
+Forced requests (stage changes) are written as soon as the writer is free, paced so that writing
+never takes more than a fifth of the run's time (after a write that took ``w``, the next forced
+write waits ``FORCED_WRITE_PACE * w``); heartbeat-only changes at most every
+``manifest_throttle_seconds``. Bursts coalesce: the file on disk trails the engine by at most one
+write plus that pause, and since a write of a large manifest costs more, larger manifests are
+simply written less often, so the cost per stage stays flat however many stages the run has
+(benchmarks/: ``per-stage overhead``).
 Writes are ordered (a newer state is never overwritten by an older one); a failed write is logged
 and tried again on the next request or tick; :meth:`close` always performs the final flush.
 """
@@ -25,6 +29,8 @@ log = logging.getLogger(__name__)
 
 FINAL_FLUSH_ATTEMPTS = 5
 RETRY_AFTER_SECONDS = 1.0
+FORCED_WRITE_PACE = 4.0
+"""After a write that took ``w`` seconds, the next forced write waits ``FORCED_WRITE_PACE * w``."""
 
 
 class ManifestWriter:
@@ -48,6 +54,7 @@ class ManifestWriter:
         self._written_version = 0
         self._forced = False
         self._last_write = 0.0
+        self._last_cost = 0.0  # seconds the last successful write took
         self._retry_at = 0.0
         self._closed = False
         self.writes = 0
@@ -72,9 +79,10 @@ class ManifestWriter:
         backoff = self._retry_at - time.monotonic()
         if backoff > 0:
             return backoff
-        if self._forced:
-            return 0.0
-        return max(0.0, self._last_write + self.throttle_seconds - time.monotonic())
+        pause = FORCED_WRITE_PACE * self._last_cost
+        if not self._forced:
+            pause = max(pause, self.throttle_seconds)
+        return max(0.0, self._last_write + pause - time.monotonic())
 
     def _loop(self) -> None:
         while True:
@@ -92,6 +100,7 @@ class ManifestWriter:
     def write_now(self) -> bool:
         """Write the newest state synchronously; return False (and log) when the write failed."""
         with self._write_lock:
+            began = time.monotonic()
             with self._wake:
                 version = self._version
             if version < self._written_version:
@@ -115,6 +124,7 @@ class ManifestWriter:
             with self._wake:
                 self._written_version = max(self._written_version, version)
                 self._last_write = time.monotonic()
+                self._last_cost = self._last_write - began
             return True
 
     def close(self) -> bool:

@@ -7,6 +7,7 @@ third party's.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,10 +38,24 @@ class LoadedSlot:
     info: ImplementationInfo
 
 
+@functools.lru_cache(maxsize=1)
+def _entry_points() -> Any:
+    """Every installed entry point, with its distribution (read once per process: ~2 ms)."""
+    from importlib import metadata
+
+    return metadata.entry_points()
+
+
 def _distribution_of(entry_point: Any) -> tuple[str | None, str | None]:
     dist = getattr(entry_point, "dist", None)
+    if dist is None:
+        # stevedore's cached entry points carry no distribution: find the same entry point in
+        # importlib.metadata (cheap) instead of scanning every installed file (tens of ms)
+        matches = _entry_points().select(group=entry_point.group, name=entry_point.name)
+        dist = next((ep.dist for ep in matches if ep.value == entry_point.value), None)
     if dist is not None:
-        return dist.metadata["Name"], dist.version
+        meta = dist.metadata
+        return meta["Name"], meta["Version"]
     from importlib import metadata
 
     module = entry_point.value.split(":", 1)[0].split(".", 1)[0]
