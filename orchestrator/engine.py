@@ -285,7 +285,7 @@ class RunEngine:
             self.warn(text)
 
     def warn(self, message: str) -> None:
-        """One ``warning: ...`` line on stderr (through logging: the CLI formats it) and an event."""
+        """One ``warning: ...`` line on stderr (via logging, formatted by the CLI) and an event."""
         log.warning(message)
         if self.run_log is not None:
             self.run_log.write({"type": "run:warning", "timestamp": now_iso(), "message": message})
@@ -504,10 +504,10 @@ class RunEngine:
             )
             self._record_state(manifest, manifest_path)
             heartbeat = _Heartbeat(self, location, writer)
-            heartbeat.start()
             failure: BaseException | None = None
             try:
-                kernel.observers.run_started(self.view)
+                kernel.observers.run_started(self.view)  # observers hear of the run first
+                heartbeat.start()
                 self._run_stages(location, manifest, pipeline, writer)
             except BaseException as exc:  # a bug or KeyboardInterrupt: the run still ends cleanly
                 failure = exc

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import socket
-import time
 from datetime import UTC, datetime
 
 from orchestrator.testing import Project

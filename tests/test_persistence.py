@@ -18,7 +18,7 @@ MANY_STAGES = 40
 
 def many_short_stages() -> str:
     stages = ",\n".join(
-        f'  {{ id = "s{i:02d}", command = "sleep 0.02; echo stage {i}" }}' for i in range(MANY_STAGES)
+        f'  {{ id = "s{i:02d}", command = "sleep 0.02; echo {i}" }}' for i in range(MANY_STAGES)
     )
     return f"[pipelines.p]\nstages = [\n{stages}\n]\n"
 
