@@ -145,21 +145,6 @@ def wait_for(condition: Callable[[], Any], what: str, timeout: float | None = No
         time.sleep(0.02)
 
 
-def pid_running(pid: int) -> bool:
-    """Whether ``pid`` exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    return stat[stat.rfind(")") + 2 :].split()[0] not in ("Z", "X")
-
-
 class Worker:
     """A helper process running one action of ``_worker`` against an implementation."""
 

@@ -26,12 +26,12 @@ from orchestrator.testing.conformance._support import (
     context_json,
     make_context,
     patience,
-    pid_running,
     require_entry_point,
     target_of,
     wait_for,
     worker,
 )
+from orchestrator.testing.project import process_running
 
 FLOOD_BYTES = 64 * 1024 * 1024
 MEMORY_ALLOWANCE_BYTES = 24 * 1024 * 1024
@@ -244,7 +244,7 @@ class CommandRunnerConformance:
         assert outcome.timed_out
         assert outcome.exit_code != 0
         for pid in read_pids(pids):
-            wait_for(lambda p=pid: not pid_running(p), f"grandchild {pid} to be gone")
+            wait_for(lambda p=pid: not process_running(p), f"grandchild {pid} to be gone")
 
     def test_cancel_ends_the_whole_process_tree(
         self, runner: CommandRunner, context: SlotContext, tmp_path: Path
@@ -263,7 +263,7 @@ class CommandRunnerConformance:
         assert not outcome.timed_out
         assert outcome.exit_code != 0
         for pid in read_pids(pids):
-            wait_for(lambda p=pid: not pid_running(p), f"grandchild {pid} to be gone")
+            wait_for(lambda p=pid: not process_running(p), f"grandchild {pid} to be gone")
 
     def test_nothing_is_left_running_after_the_command_ends(
         self, runner: CommandRunner, context: SlotContext, tmp_path: Path
@@ -277,7 +277,7 @@ class CommandRunnerConformance:
         outcome, out = self.run(runner, self.request(context, shell=script))
         assert b"main done" in out.all()
         for pid in read_pids(pids):
-            wait_for(lambda p=pid: not pid_running(p), f"leftover {pid} to be gone")
+            wait_for(lambda p=pid: not process_running(p), f"leftover {pid} to be gone")
         del outcome
 
     # ------------------------------------------------------------------ through the CLI

@@ -157,18 +157,18 @@ class SqlitePersistence:
         return connection
 
     def _set_up(self, connection: sqlite3.Connection) -> None:
-        mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise sqlite3.OperationalError(f"database is locked (journal_mode stayed {mode})")
-        connection.execute(f"PRAGMA synchronous = {self.options.synchronous}")
         version = connection.execute("PRAGMA user_version").fetchone()[0]
-        if version == SCHEMA_VERSION:
-            return
         if version > SCHEMA_VERSION:
             raise CorruptRecordError(
                 f"database {self.database} has schema version {version}, newer than this "
                 f"plugin's {SCHEMA_VERSION}; upgrade codex-orchestrator-sqlite"
             )
+        mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(f"database is locked (journal_mode stayed {mode})")
+        connection.execute(f"PRAGMA synchronous = {self.options.synchronous}")
+        if version == SCHEMA_VERSION:
+            return
         connection.execute("BEGIN IMMEDIATE")
         try:
             for statement in SCHEMA.split(";"):
