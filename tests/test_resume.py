@@ -67,6 +67,7 @@ def test_a_fixed_gate_resumes_in_the_same_run_without_rerunning_earlier_stages(
     assert event["actor"] and event["timestamp"].endswith("Z")
     assert event["from_stage"] == "gate"
     assert [r["status"] for r in project.state()["runs"]] == ["succeeded"]
+    assert project.validate_manifests() == 1  # the resumed manifest still fits the schema
 
 
 def test_a_resumed_run_that_fails_again_exits_1_and_records_the_outcome(
@@ -121,6 +122,7 @@ def test_a_changed_pipeline_needs_force(project: Project) -> None:
     manifest = project.manifest(first)
     assert manifest["resume_events"][-1]["pipeline_changed"] is True
     assert manifest["commands"][2]["command"] == "echo run >> report2.count"
+    assert project.validate_manifests() == 1
 
 
 def test_racing_resumes_exactly_one_proceeds(project: Project) -> None:
@@ -222,6 +224,7 @@ def test_a_sigkilled_orchestrator_is_stale_and_resumes_from_the_killed_stage(
         assert event["reason"].startswith("run went stale") and event["outcome"] == "succeeded"
         after = status_json(project, folder.name)
         assert after["status"] == "succeeded" and after["stale"] is None
+        assert project.validate_manifests() == 1
     finally:
         release_blocking_stage(project)
         if orchestrator.poll() is None:
