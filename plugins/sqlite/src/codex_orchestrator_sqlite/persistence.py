@@ -52,10 +52,10 @@ T = TypeVar("T")
 class SqliteOptions(PersistenceOptions):
     """The ``[persistence]`` table when ``[plugins] persistence = "sqlite"``."""
 
-    database: str = Field(
-        "",
-        description="database file; relative to the project root; empty = "
-        f"<runs>/{DEFAULT_DATABASE}",
+    database: Path | None = Field(
+        None,
+        description="database file (relative: to the config file's folder); "
+        f"default <runs>/{DEFAULT_DATABASE}",
     )
     busy_timeout_ms: int = Field(
         10_000, ge=0, le=600_000, description="how long a writer waits for the database's lock"
@@ -107,7 +107,7 @@ class SqlitePersistence:
     def __init__(self, options: SqliteOptions, context: SlotContext) -> None:
         self.options = options
         self.context = context
-        configured = Path(options.database).expanduser() if options.database else None
+        configured = options.database.expanduser() if options.database else None
         if configured is None:
             self.database = context.runs_dir / DEFAULT_DATABASE
         else:
