@@ -208,3 +208,51 @@ def test_a_silent_orchestrator_goes_stale_but_keeps_its_run_locked(project: Proj
             orchestrator.send_signal(signal.SIGCONT)
             orchestrator.kill()
         orchestrator.wait()
+
+
+def test_watch_redraws_in_place_on_a_terminal(project: Project) -> None:
+    import os
+    import pty
+    import threading
+
+    project.write_config(LIVE)
+    orchestrator = start_in_background(project, "p")
+    primary, secondary = pty.openpty()
+    chunks: list[bytes] = []
+
+    def drain() -> None:  # keep the terminal empty so the watcher never blocks writing
+        while True:
+            try:
+                chunk = os.read(primary, 65536)
+            except OSError:  # the terminal closed
+                return
+            if not chunk:
+                return
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        folder = wait_for_stage(project, "slow", "running")
+        watcher = project.popen("status", folder.name, "--watch", stdout=secondary)
+        time.sleep(1.2)  # a few redraws of the live run
+        release_blocking_stage(project)
+        _, err = watcher.communicate(timeout=WAIT_SECONDS)
+        assert watcher.returncode == 0, err
+        os.close(secondary)
+        secondary = -1
+        reader.join(timeout=WAIT_SECONDS)
+        text = b"".join(chunks).decode("utf-8", "replace")
+        assert "\x1b[1A" in text and "\x1b[2K" in text  # cursor up, erase line: drawn in place
+        assert text.count("stages (2):") >= 2  # redrawn, not printed once
+        assert "status:    succeeded" in text
+        assert "[2] after succeeded" not in text  # the off-terminal line format is not used
+    finally:
+        release_blocking_stage(project)
+        if secondary >= 0:
+            os.close(secondary)
+        reader.join(timeout=5)
+        os.close(primary)
+        if orchestrator.poll() is None:
+            orchestrator.kill()
+        orchestrator.wait()
