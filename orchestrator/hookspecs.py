@@ -1,9 +1,9 @@
 """The observer hooks: the one contract for plugins in ``codex_orchestrator.plugins``.
 
 An observer is a module or object with functions named like the hooks below, marked with
-``orchestrator.hookimpl``. It may take any subset of a hook's parameters. Observers only observe:
-a hook that raises is reported on standard error and in the run's event log, and never fails the
-run. Every hook here is documented in ``docs/plugins.md`` (a test checks that).
+``orchestrator.hookspecs.hookimpl``. It may take any subset of a hook's parameters. Observers
+only observe: a hook that raises is reported on standard error and in the run's event log, and
+never fails the run. Every hook here is documented in ``docs/plugins.md`` (a test checks that).
 
 Parameters common to many hooks:
 
