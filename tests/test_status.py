@@ -125,6 +125,23 @@ def test_a_corrupt_manifest_is_reported_with_its_path_and_the_listing_survives_i
     ]
 
 
+def test_the_listing_survives_a_lost_or_corrupt_state_snapshot(project: Project) -> None:
+    project.write_config(FAILING)
+    failed = project.start_json("p", expect=1)
+    snapshot = project.out_dir / "0101" / "state.json"
+
+    snapshot.write_text("{ torn")
+    result = project.run("status", "--format", "json")
+    assert result.returncode == 0
+    assert str(snapshot) in result.stderr  # warned, then listed from the run records
+    [entry] = json.loads(result.stdout)
+    assert (entry["run_id"], entry["status"]) == (failed["run_id"], "failed")
+    assert entry["commands"][1]["status"] == "failed"  # read from the manifest this time
+
+    snapshot.unlink()
+    assert [r["run_id"] for r in status_json(project)] == [failed["run_id"]]
+
+
 def test_bad_run_ids_and_usage(project: Project) -> None:
     project.write_config(FAILING)
     result = project.run("status", "../escape")
