@@ -151,7 +151,8 @@ def error_document(
     """
     import json
 
-    stderr_tail = capture.tails["stderr"]
+    # A runner with merged streams (e.g. a pseudo-terminal) delivers stderr inside stdout.
+    stderr_tail = capture.tails["stdout" if record.merged_streams else "stderr"]
     keep = min(cap, stderr_tail.cap)
     command = record.command
     while True:

@@ -64,8 +64,10 @@ def test_a_failing_stage_keeps_its_error_text_in_the_error_file(project: Project
     assert stage["exit_code"] == 4
     error = json.loads((project.root / stage["error_file"]).read_text())
     assert error["reason"] == "exited with code 4"
-    # The stage's stderr is the terminal: its text is in the log, under stdout.
+    # The stage's stderr is the terminal: its text is logged under stdout, and the error file
+    # carries the merged stream's newest bytes so a reviewer still sees why it failed.
     assert project.stage_output(summary, 1)["stdout"] == b"broken\n"
+    assert error["details"]["stderr"] == "broken\n"
 
 
 def test_a_bad_option_is_a_config_error_naming_the_key(project: Project) -> None:
