@@ -40,6 +40,34 @@ pipes (a process that left the group); then the pipes are closed and the stage i
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
+_heap_tuned = False
+
+
+def keep_chunk_buffers_in_heap() -> None:
+    """Let glibc reuse freed chunk buffers instead of mapping a fresh one for every chunk.
+
+    glibc serves a request at or above its mmap threshold with a new mapping and unmaps it on
+    free, and its self-tuning never lifts the threshold past a size it keeps seeing. Every
+    ``READ_SIZE`` chunk (and its text and log line) then costs a page fault per 4 KB: about
+    45% of the CPU time of capturing 200 MB (docs/performance.md). Raising both thresholds
+    keeps such buffers in the heap, where they are reused. Done once per process; elsewhere
+    (no glibc) it is a no-op.
+    """
+    global _heap_tuned
+    if _heap_tuned:
+        return
+    _heap_tuned = True
+    try:
+        import ctypes
+
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    mallopt(m_mmap_threshold, 16 * READ_SIZE)
+    mallopt(m_trim_threshold, 32 * READ_SIZE)
+
+
 def signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
@@ -114,6 +142,7 @@ class SubprocessRunner:
 
     def run(self, request: CommandRequest, on_output: OutputCallback) -> CommandOutcome:
         argv = request.argv if request.argv is not None else ["/bin/sh", "-c", request.shell or ""]
+        keep_chunk_buffers_in_heap()
         try:
             process = subprocess.Popen(
                 argv,
