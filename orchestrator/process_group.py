@@ -23,15 +23,49 @@ def signal_name(number: int) -> str:
         return f"SIG{number}"
 
 
+ESCAPED_DRAIN_SECONDS = 0.5
+"""How long output is still read once the main process ended and its group is gone while a
+process that left the group (``setsid``) keeps the output open; then the runner stops reading."""
+GROUP_CHECK_SECONDS = 0.1
+
+
+def _group_has_live_member(pgid: int) -> bool | None:
+    """Whether ``/proc`` shows a process of group ``pgid`` that is not a zombie (None: no /proc).
+
+    ``killpg(pgid, 0)`` succeeds for a group of zombies too, and where nothing reaps orphans (a
+    container whose init never waits) a finished grandchild stays a zombie for good.
+    """
+    try:
+        entries = os.scandir("/proc")
+    except OSError:
+        return None
+    wanted = str(pgid).encode()
+    with entries:
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                    stat = handle.read()
+            except OSError:
+                continue  # it ended meanwhile
+            # "pid (comm) state ppid pgrp ...": comm may hold anything, so split after its ")"
+            fields = stat[stat.rfind(b")") + 2 :].split()
+            if len(fields) > 2 and fields[2] == wanted and fields[0] not in (b"Z", b"X"):
+                return True
+    return False
+
+
 def group_alive(pgid: int) -> bool:
-    """Whether any process of the group still exists (zombies count until they are reaped)."""
+    """Whether any process of the group still runs (zombies do not count where /proc says so)."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    live = _group_has_live_member(pgid)
+    return True if live is None else live
 
 
 def signal_group(pgid: int, sig: int) -> None:
@@ -75,6 +109,8 @@ class GroupLimits:
         self.kill_at: float | None = None
         now = time.monotonic()
         self.deadline = now + timeout_seconds if timeout_seconds > 0 else None
+        self._next_group_check = 0.0
+        self._group_gone_at: float | None = None
 
     def begin_ending(self) -> None:
         """SIGTERM the group now (once) and schedule the SIGKILL."""
@@ -102,3 +138,20 @@ class GroupLimits:
         if self.kill_at is not None:
             candidates.append(self.kill_at - now)
         return max(0.0, min(candidates))
+
+    def only_escaped_processes_remain(self, leader_done: bool) -> bool:
+        """True once the main process ended and its group has been gone for
+        :data:`ESCAPED_DRAIN_SECONDS`: whatever still holds the output left the group, and the
+        runner stops reading instead of waiting for it forever."""
+        if not leader_done:
+            return False
+        now = time.monotonic()
+        if now < self._next_group_check:
+            return False
+        self._next_group_check = now + GROUP_CHECK_SECONDS
+        if group_alive(self.pgid):
+            self._group_gone_at = None
+            return False
+        if self._group_gone_at is None:
+            self._group_gone_at = now
+        return now - self._group_gone_at >= ESCAPED_DRAIN_SECONDS

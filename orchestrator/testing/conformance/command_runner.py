@@ -8,9 +8,12 @@ adapt to that.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import shutil
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -279,6 +282,22 @@ class CommandRunnerConformance:
         for pid in read_pids(pids):
             wait_for(lambda p=pid: not process_running(p), f"leftover {pid} to be gone")
         del outcome
+
+    def test_a_process_that_leaves_the_group_cannot_hang_the_stage(
+        self, runner: CommandRunner, context: SlotContext, tmp_path: Path
+    ) -> None:
+        if shutil.which("setsid") is None:
+            pytest.skip("needs the setsid program (util-linux)")
+        pids = tmp_path / "pids"
+        script = f"setsid sleep 300 & echo $! >> {pids}; echo main done"
+        try:
+            outcome, out = self.run(runner, self.request(context, shell=script))
+        finally:
+            for pid in read_pids(pids) if pids.exists() else []:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        assert outcome.exit_code == 0
+        assert b"main done" in out.all()
 
     # ------------------------------------------------------------------ through the CLI
 

@@ -160,6 +160,8 @@ def _supervise(
             if leader_done and output_open and limits.kill_at is None:
                 # The main process is gone but something it started still holds the terminal.
                 limits.begin_ending()
+            if output_open and limits.only_escaped_processes_remain(leader_done):
+                break  # a process that left the group holds the terminal: stop waiting for it
         returncode = process.wait()
     finally:
         selector.close()
