@@ -80,6 +80,9 @@ class CommandRunnerOptions(SlotOptions):
         default_factory=list, description="exit codes that are retried; empty = any non-zero"
     )
     retry_initial_delay_ms: int = Field(200, ge=0, le=600_000, description="first retry wait")
+    retry_max_delay_ms: int = Field(
+        30_000, ge=0, le=3_600_000, description="no retry wait is longer (waits double until then)"
+    )
 
 
 class IdSanitizerOptions(SlotOptions):

@@ -47,6 +47,18 @@ class StageConfig(_Strict):
             raise ValueError("command must not be empty")
         return value
 
+    @field_validator("summary_hint")
+    @classmethod
+    def _hint_is_a_pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            import re
+
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"summary_hint is not a valid regular expression: {exc}") from None
+        return value
+
     @model_validator(mode="after")
     def _one_kind(self) -> StageConfig:
         kinds = [k for k in ("command", "stage_set", "pipeline") if getattr(self, k) is not None]
