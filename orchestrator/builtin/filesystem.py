@@ -94,9 +94,8 @@ class FilesystemPersistence:
         run.run_dir.mkdir()  # FileExistsError when the id is taken
         run.commands_dir.mkdir()
         run.errors_dir.mkdir()
-        if durable:  # the new names must survive a crash as well as the files in them
-            fsync_dir(run.run_dir)
-            fsync_dir(run.run_dir.parent)
+        if durable:  # the run's own name must survive a crash too (the first manifest write
+            fsync_dir(run.run_dir.parent)  # fsyncs the run folder, and so the names in it)
 
     def write_manifest(self, run: RunLocation, manifest: bytes) -> None:
         atomic_write_bytes(run.manifest_path, manifest, durable=self.options.fsync)
