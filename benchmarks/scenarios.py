@@ -370,11 +370,18 @@ def output_capture(work: Path, plan: Plan, peer: PeerSide | None, log: Log) -> t
         ours: list[Measured] = []
         runs: list[dict[str, Any]] = []
         base: list[float] = []
+        piped: list[float] = []
         for _ in range(plan.output_repeats):
             redirect = run_measured(
                 ["/bin/sh", "-c", f"{{ {command}; }} > {sink} 2>&1"], timeout_s=600
             )
             base.append(redirect.wall_s)
+            sink.unlink(missing_ok=True)
+            # the floor of any tool that reads a stage's output through a pipe
+            through_pipe = run_measured(
+                ["/bin/sh", "-c", f"{{ {command}; }} 2>&1 | cat > {sink}"], timeout_s=600
+            )
+            piped.append(through_pipe.wall_s)
             sink.unlink(missing_ok=True)
             measured = run_measured(
                 project.start(ids[name]),
@@ -400,6 +407,7 @@ def output_capture(work: Path, plan: Plan, peer: PeerSide | None, log: Log) -> t
         wall = summarize(_walls(ours))
         stage = summarize(r["stage_s"] for r in runs)
         base_stats = summarize(base)
+        pipe_stats = summarize(piped)
         own_rss = summarize(m.own_peak_rss_mb for m in ours if _ok(m))
         tree_rss = summarize(m.maxrss_mb for m in ours if _ok(m))
         disk = summarize(r["disk"] / size for r in runs if r["disk"] is not None)
@@ -410,6 +418,7 @@ def output_capture(work: Path, plan: Plan, peer: PeerSide | None, log: Log) -> t
             "wall_s": wall,
             "stage_s": stage,
             "redirect_s": base_stats,
+            "pipe_to_cat_s": pipe_stats,
             "orchestrator_peak_rss_mb": own_rss,
             "wait4_maxrss_mb": tree_rss,
             "disk_bytes_per_output_byte": disk,
@@ -444,6 +453,15 @@ def output_capture(work: Path, plan: Plan, peer: PeerSide | None, log: Log) -> t
                 target="<= 1.5 x redirect",
                 met=None if stage_ratio is None else stage_ratio <= 1.5,
                 note="the stage's duration_ms in the manifest: capture without start-up",
+            ),
+            row(
+                "3 capture",
+                f"{name}: stage time vs a pipe",
+                "s",
+                stage,
+                baseline=pipe_stats,
+                baseline_label="| cat > file",
+                note="the floor of reading output through a pipe",
             ),
             row(
                 "3 capture",

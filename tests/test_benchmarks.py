@@ -1,0 +1,79 @@
+"""The benchmarks never rot: the quick suite and the soak script run end to end.
+
+They check that every scenario runs and prints its figures, and what a user would call a bug
+(lost runs, missing output bytes, torn files, runs that cannot be resumed); never how fast
+anything is, since these machines are shared and noisy. docs/performance.md has the figures.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = {"startup", "stages", "output", "contention", "history", "heartbeat"}
+
+
+def run_script(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / name), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.mark.slow
+def test_quick_suite_runs_every_scenario_and_prints_its_figures(tmp_path: Path) -> None:
+    target = tmp_path / "quick.json"
+    result = run_script("run.py", "--quick", "--json", str(target))
+    assert result.returncode == 0, result.stdout + result.stderr
+    document = json.loads(target.read_text(encoding="utf-8"))
+    assert document["errors"] == {}
+    assert set(document["results"]) == SCENARIOS
+    scenarios_in_rows = {row["scenario"].split()[0] for row in document["rows"]}
+    assert scenarios_in_rows == {"1", "2", "3", "4", "5", "6"}
+    for row in document["rows"]:
+        assert isinstance(row["ours"]["median"], int | float), row
+        assert row["metric"] in result.stdout  # the table shows every figure
+    assert f"JSON written to {target}" in result.stdout
+
+    results = document["results"]
+    assert results["startup"]["failures"]["start"] == 0
+    assert all(count == 0 for count in results["stages"]["failures"].values())
+    for case in results["output"]["cases"].values():
+        assert case["failures"] == 0
+        assert case["all_bytes_captured"], case
+    for k in document["plan"]["concurrency"]:
+        contention = results["contention"][str(k)]
+        assert contention["runs_lost"]["max"] == 0
+        assert contention["state_duplicates"]["max"] == 0
+        assert contention["lock_samples"]["min"] == 2 * k  # every run recorded its lock waits
+    history = results["history"]
+    assert all(count == 0 for count in history["failures"].values()), history["errors"]
+    assert history["listed_by_status"] >= history["runs_in_history"]
+    heartbeat = results["heartbeat"]
+    assert heartbeat["status"] == "succeeded"
+    assert heartbeat["manifest_heartbeat_writes_during_stage"] >= 1
+
+
+@pytest.mark.slow
+def test_soak_kills_runs_and_every_one_is_intact_and_resumable(tmp_path: Path) -> None:
+    target = tmp_path / "soak.json"
+    result = run_script("soak.py", "--quick", "--runs", "4", "--seed", "3", "--json", str(target))
+    assert result.returncode in (0, 1), result.stdout + result.stderr
+    document = json.loads(target.read_text(encoding="utf-8"))
+    summary = document["summary"]
+    assert summary["cycles"] == 4
+    assert summary["torn_files"] == 0, summary["torn_examples"]
+    assert summary["could_not_be_resumed"] == 0, document["cycles"]
+    assert summary["succeeded_stages_rerun"] == 0
+    assert summary["status_failures"] == 0
+    assert summary["in_progress_not_stale"] == 0
+    assert "torn files" in result.stdout
