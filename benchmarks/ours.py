@@ -52,6 +52,7 @@ class OurProject:
             shutil.rmtree(base)
         self.project = Project(base)
         self.project.write_config(pipelines_toml(pipelines))
+        self.pycache = base.parent / "pycache"
 
     @property
     def root(self) -> Path:
@@ -59,7 +60,16 @@ class OurProject:
 
     @property
     def env(self) -> dict[str, str]:
-        return dict(self.project.env)
+        """The project's clean environment, with Python's bytecode cache on, as a user has it.
+
+        An installed package comes with its bytecode compiled; a shell that sets
+        PYTHONDONTWRITEBYTECODE would instead recompile every orchestrator module on every
+        command (~25 ms). The cache goes to a folder of the benchmark, not the source tree.
+        """
+        env = dict(self.project.env)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(self.pycache)
+        return env
 
     def command(self, *args: str) -> list[str]:
         return [*cli(), *args]

@@ -122,9 +122,12 @@ def run() -> NoReturn:
 
     By the time a command returns, everything it wrote is closed and fsynced and the telemetry
     export has been awaited; what is left is finalizing some 450 modules, which costs 30-50 ms
-    per command (docs/performance.md). Flush the standard streams and leave at once.
+    per command (docs/performance.md). Flush the standard streams and leave at once, unless a
+    tracer or profiler (coverage, cProfile) is attached: it writes its results on a normal exit.
     """
     code = main()
+    if sys.gettrace() is not None or sys.getprofile() is not None:
+        sys.exit(code)
     for stream in (sys.stdout, sys.stderr):
         # a reader that went away (`| head`) or a closed stream must not change the outcome
         with contextlib.suppress(OSError, ValueError):
