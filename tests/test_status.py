@@ -273,3 +273,21 @@ def test_watch_redraws_in_place_on_a_terminal(project: Project) -> None:
         if orchestrator.poll() is None:
             orchestrator.kill()
         orchestrator.wait()
+
+
+def test_listing_entries_are_full_status_records_and_limit_cuts_the_newest(
+    project: Project,
+) -> None:
+    project.write_config(FAILING)
+    runs = [project.start_json("ok") for _ in range(3)]
+    listing = status_json(project)
+    assert [r["run_id"] for r in listing] == [r["run_id"] for r in reversed(runs)]
+    for entry in listing:
+        single = status_json(project, entry["run_id"])
+        assert entry["commands"] == single["commands"] and entry["commands"]
+    limited = status_json(project, "--limit", "2")
+    assert [r["run_id"] for r in limited] == [runs[2]["run_id"], runs[1]["run_id"]]
+    text = project.run("status", "--limit", "1").stdout.splitlines()[0]
+    assert text == "task 0101: 3 run(s), newest first, the newest 1 shown (--limit 0: all)"
+    bad = project.run("status", "--limit", "-1")
+    assert bad.returncode == 2 and "--limit" in bad.stderr

@@ -37,6 +37,9 @@ def status(
     watch: Annotated[
         bool, Parameter(help="Follow the run until it ends (redrawn in place on a terminal).")
     ] = False,
+    limit: Annotated[
+        int, Parameter(help="Without RUN_ID: list at most this many runs, newest first (0 = all).")
+    ] = 50,
     common: Common | None = None,
 ) -> int:
     """Show one run in detail, or list the task's runs, newest first.
@@ -48,7 +51,7 @@ def status(
         of the task are listed.
     """
     from orchestrator.lifecycle.records import locate_run
-    from orchestrator.lifecycle.status import render_listing, render_run, run_status, task_runs
+    from orchestrator.lifecycle.status import detailed_runs, render_listing, render_run, run_status
 
     common = common or Common()
     kernel = load_kernel(common)
@@ -56,11 +59,13 @@ def status(
         if watch:
             raise UsageError("--watch needs a run id: `codex-orchestrator status RUN_ID --watch`")
         task = task_id(kernel, common)
-        listing = task_runs(kernel, task)
+        if limit < 0:
+            raise UsageError(f"--limit must be 0 (all) or a positive number, not {limit}")
+        listing, total = detailed_runs(kernel, task, limit)
         if common.format == "json":
             print_json(listing)
         else:
-            print("\n".join(render_listing(task, listing)))
+            print("\n".join(render_listing(task, listing, total)))
         return 0
     run = locate_run(kernel, run_id, _explicit_task(kernel, common))
     if watch:

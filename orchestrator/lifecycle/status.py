@@ -169,13 +169,8 @@ def _from_state(task_id: str, entry: dict[str, Any]) -> dict[str, Any]:
 
 def _listing_entry(kernel: Kernel, run: RunLocation, fallback: dict[str, Any]) -> dict[str, Any]:
     """The full record of one run, cut to LIST_KEYS; an unreadable one says why instead."""
-    try:
-        _, _, full = run_status(kernel, run)
-    except (CorruptRecordError, RunNotFoundError) as exc:
-        entry = dict(fallback)
-        entry["error"] = str(exc)
-        return entry
-    return {key: full.get(key) for key in LIST_KEYS}
+    full = _full_entry(kernel, run, fallback)
+    return full if "error" in full else {key: full.get(key) for key in LIST_KEYS}
 
 
 def task_runs(kernel: Kernel, task_id: str) -> list[dict[str, Any]]:
@@ -209,6 +204,38 @@ def task_runs(kernel: Kernel, task_id: str) -> list[dict[str, Any]]:
             listing.append(_listing_entry(kernel, run, fallback))
     listing.sort(key=lambda e: (e.get("started_at") or "", e["run_id"]), reverse=True)
     return listing
+
+
+DEFAULT_LIST_LIMIT = 50
+
+
+def detailed_runs(
+    kernel: Kernel, task_id: str, limit: int = DEFAULT_LIST_LIMIT
+) -> tuple[list[dict[str, Any]], int]:
+    """The newest ``limit`` runs of the task (0 = all) as full status records, and the total.
+
+    Every record has the same shape as ``status RUN_ID`` gives (``commands`` included): the
+    index comes from the state snapshot, then only the manifests of the runs shown are read,
+    so the cost follows ``limit``, not the size of the history.
+    """
+    index = task_runs(kernel, task_id)
+    shown = index if limit <= 0 else index[:limit]
+    stored = {run.run_id: run for run in kernel.persistence.list_runs(task_id)} if shown else {}
+    records = []
+    for entry in shown:
+        run = stored.get(entry["run_id"])
+        records.append(_full_entry(kernel, run, entry) if run is not None else entry)
+    return records, len(index)
+
+
+def _full_entry(kernel: Kernel, run: RunLocation, fallback: dict[str, Any]) -> dict[str, Any]:
+    try:
+        _, _, full = run_status(kernel, run)
+    except (CorruptRecordError, RunNotFoundError) as exc:
+        entry = dict(fallback)
+        entry["error"] = str(exc)
+        return entry
+    return full
 
 
 # ---------------------------------------------------------------------------- text
@@ -287,10 +314,14 @@ def render_run(document: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render_listing(task_id: str, listing: list[dict[str, Any]]) -> list[str]:
+def render_listing(
+    task_id: str, listing: list[dict[str, Any]], total: int | None = None
+) -> list[str]:
     if not listing:
         return [f"task {task_id} has no runs yet; start one with `codex-orchestrator start`"]
-    lines = [f"task {task_id}: {len(listing)} run(s), newest first"]
+    total = len(listing) if total is None else total
+    shown = "" if total == len(listing) else f", the newest {len(listing)} shown (--limit 0: all)"
+    lines = [f"task {task_id}: {total} run(s), newest first{shown}"]
     width = max(len(e.get("pipeline_id") or "") for e in listing)
     for entry in listing:
         note = entry.get("status_detail") or ""
