@@ -59,6 +59,7 @@ class ManifestWriter:
         self._closed = False
         self.writes = 0
         self.failures = 0
+        self._streak = 0  # failed writes since the last good one
         self._thread = threading.Thread(target=self._loop, name="manifest-writer", daemon=True)
 
     def start(self) -> None:
@@ -105,15 +106,17 @@ class ManifestWriter:
                 version = self._version
             if version < self._written_version:
                 return True
-            with self.lock:
-                self.manifest.updated_at = now_iso()
-                payload = self.manifest.model_dump_json(indent=2).encode("utf-8") + b"\n"
             try:
+                with self.lock:
+                    self.manifest.updated_at = now_iso()
+                    payload = self.manifest.model_dump_json(indent=2).encode("utf-8") + b"\n"
                 self.persistence.write_manifest(self.run, payload)
             except Exception as exc:
                 self.failures += 1
+                self._streak += 1
                 message = f"manifest write failed ({type(exc).__name__}: {exc}); will retry"
-                log.warning(message)
+                if self._streak == 1:  # stderr hears of a streak once; the run's log of each
+                    log.warning(message)
                 if self.on_error:
                     self.on_error(message)
                 with self._wake:
@@ -121,6 +124,7 @@ class ManifestWriter:
                     self._retry_at = time.monotonic() + RETRY_AFTER_SECONDS
                 return False
             self.writes += 1
+            self._streak = 0
             with self._wake:
                 self._written_version = max(self._written_version, version)
                 self._last_write = time.monotonic()

@@ -174,3 +174,25 @@ def test_a_snapshot_lock_held_briefly_is_waited_for(project: Project) -> None:
     (entry,) = project.state()["runs"]
     assert entry["run_id"] == summary["run_id"] and entry["status"] == "succeeded"
     assert "skipped" not in project.manifest(summary)["summary"]
+
+
+def test_a_manifest_that_cannot_be_written_does_not_change_the_outcome(project: Project) -> None:
+    # the stage puts a folder where the manifest goes: every later manifest write fails
+    script = 'm="$CODEX_ORCHESTRATOR_MANIFEST_PATH"; rm -f "$m"; mkdir "$m"; echo done'
+    project.write_config(
+        f'[pipelines.p]\nstages = [{{ id = "a", command = {json.dumps(script)} }}, '
+        '{ id = "b", command = "true" }]\n'
+    )
+    result = project.run("start", "p", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["status"] == "succeeded"
+    assert result.stderr.count("warning: manifest write failed (IsADirectoryError") == 1
+    assert "final manifest flush of" in result.stderr
+    events = project.runner_events(summary)
+    assert len([e for e in events if e["type"] == "manifest:write_failed"]) >= 2
+    end = events[-1]
+    assert end["type"] == "run:end" and end["manifest_flushed"] is False
+    assert [m["status"] for m in project.metrics()] == ["succeeded"]
+    assert project.state()["runs"][0]["status"] == "succeeded"
+    assert list(project.run_dir(summary).glob(".*.tmp")) == []
