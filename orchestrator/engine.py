@@ -539,6 +539,10 @@ class RunEngine:
                     manifest_writes=writer.writes,
                     manifest_write_failures=writer.failures,
                     heartbeat_failures=heartbeat.failures,
+                    observer_failures={
+                        f"{observer}:{hook}": count
+                        for (observer, hook), count in kernel.observers.failures.items()
+                    },
                     peak_rss_kb=peak_rss_kb(),
                 )
             if failure is not None and not isinstance(failure, KeyboardInterrupt | Exception):

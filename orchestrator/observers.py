@@ -37,7 +37,8 @@ class ObserverInfo:
 def _report_to_stderr(observer: str, hook: str, exc: BaseException) -> None:
     print(
         f"warning: observer {observer!r} failed in {hook}: {type(exc).__name__}: {exc} "
-        f"(the run goes on; disable it with [plugins] disabled = [{observer!r}])",
+        f"(the run goes on; further failures of this hook are counted, not shown; "
+        f"disable it with [plugins] disabled = [{observer!r}])",
         file=sys.stderr,
     )
 
@@ -50,6 +51,8 @@ class Observers:
     infos: list[ObserverInfo] = field(default_factory=list)
     on_error: ErrorReporter = _report_to_stderr
     _impls: dict[str, list[Any]] = field(default_factory=dict)
+    failures: dict[tuple[str, str], int] = field(default_factory=dict)
+    """How often each (observer, hook) raised; only the first time is reported."""
 
     def register(self, plugin: object, name: str) -> None:
         self.manager.register(plugin, name=name)
@@ -68,7 +71,10 @@ class Observers:
             try:
                 impl.function(*[kwargs[name] for name in impl.argnames])
             except Exception as exc:
-                self.on_error(impl.plugin_name, hook, exc)
+                key = (impl.plugin_name, hook)
+                self.failures[key] = self.failures.get(key, 0) + 1
+                if self.failures[key] == 1:  # once per observer and hook, not once per chunk
+                    self.on_error(impl.plugin_name, hook, exc)
 
     def has(self, hook: str) -> bool:
         """Whether any observer implements ``hook`` (lets hot paths skip building arguments)."""

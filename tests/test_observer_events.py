@@ -236,3 +236,16 @@ def test_run_completed_fires_when_the_command_runner_plugin_raises(observed: Pro
     assert observed.stage_output(summary, 1)["stdout"] == b"about to explode\n"
     assert len(named(calls, "output_chunk")) == 1
     assert observed.validate_manifests() == 1
+
+
+def test_a_hook_that_keeps_raising_is_reported_once_and_counted(observed: Project) -> None:
+    observed.write_config(
+        '[pipelines.p]\nstages = [{ id = "a", command = "for i in 1 2 3 4 5; do echo $i; '
+        'sleep 0.05; done" }]\n'
+    )
+    result = observed.run("start", "p", "--format", "json", env={"RECORDER_RAISE": "output_chunk"})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("failed in orchestrator_output_chunk") == 1
+    summary = json.loads(result.stdout)
+    end = next(e for e in observed.runner_events(summary) if e["type"] == "run:end")
+    assert end["observer_failures"]["recorder:orchestrator_output_chunk"] >= 2
