@@ -575,12 +575,25 @@ def _lock_waits(project: OurProject) -> list[float]:
     return waits
 
 
+def _skipped_snapshots(project: OurProject) -> int:
+    """Runs that warned that a state snapshot write was skipped (lock not taken in time)."""
+    count = 0
+    for run_dir in project.run_dirs():
+        try:
+            text = (run_dir / "runner.ndjson").read_text(encoding="utf-8")
+        except OSError:
+            continue
+        count += "state snapshot skipped" in text
+    return count
+
+
 def _contention_round(work: Path, k: int, index: int, timeout_s: float) -> dict[str, Any]:
     project = OurProject(work / f"contention-{k}-{index}", {"one": ["true"]})
     cmd = project.command("start", "one", "--task", TASK, "--format", "json")
     wall, codes = _launch_together(cmd, project, k, timeout_s)
     state_runs = project.state().get("runs", [])
     state_ids = [r.get("run_id") for r in state_runs]
+    final = {r.get("run_id"): r.get("status") for r in state_runs}
     manifests = [read_json(d / "manifest.json") or {} for d in project.run_dirs()]
     succeeded = sum(1 for m in manifests if m.get("status") == "succeeded")
     metric_ids = {m.get("run_id") for m in project.metrics()}
@@ -595,6 +608,8 @@ def _contention_round(work: Path, k: int, index: int, timeout_s: float) -> dict[
         "state_duplicates": len(state_ids) - len(set(state_ids)),
         "metrics_lines": len(metric_ids),
         "runs_lost": k - min(len(set(state_ids)), len(metric_ids), succeeded),
+        "state_not_final": sum(1 for status in final.values() if status != "succeeded"),
+        "snapshot_skipped": _skipped_snapshots(project),
         "lock_ms_p50": percentile(waits, 0.5),
         "lock_ms_p99": percentile(waits, 0.99),
         "lock_ms_max": max(waits) if waits else None,
@@ -625,7 +640,7 @@ def contention(work: Path, plan: Plan, peer: PeerSide | None, log: Log) -> tuple
         summary["rounds"] = rounds
         results[str(k)] = summary
         their = peer_results.get(str(k), {})
-        lost = summary["runs_lost"]["max"]
+        lost = summary["runs_lost"]["max"] + summary["state_not_final"]["max"]
         rows += [
             row(
                 "4 contention",
@@ -643,7 +658,9 @@ def contention(work: Path, plan: Plan, peer: PeerSide | None, log: Log) -> tuple
                 target="0",
                 met=lost == 0,
                 note=f"non-zero exits {summary['exit_nonzero']['max']}, "
-                f"duplicates {summary['state_duplicates']['max']}",
+                f"duplicates {summary['state_duplicates']['max']}, "
+                f"snapshot writes skipped {summary['snapshot_skipped']['max']}, "
+                f"history entries not final {summary['state_not_final']['max']}",
             ),
             row(
                 "4 contention",
