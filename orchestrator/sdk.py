@@ -408,15 +408,15 @@ class Orchestrator:
                 f"run {run_id} is {state.get('status')}; only failed or cancelled runs are "
                 "retried (use resume() to continue a stale one)"
             )
-        manifest_path = Path(self.root, str(state["manifest"]))
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        task = str(manifest["task_id"])
-        if manifest["pipeline_id"] == "exec" and manifest.get("commands"):
-            stage = manifest["commands"][0]
+        # The status document comes through the persistence slot: no manifest file is read
+        # here (a database-backed persistence has none).
+        task = str(state["task_id"])
+        if state["pipeline_id"] == "exec" and state.get("commands"):
+            stage = state["commands"][0]
             command = stage["command"]
             argv = command if isinstance(command, list) else ["/bin/sh", "-c", command]
             return self.exec(argv, task=task, cwd=stage.get("cwd") or None)
-        return self.start(manifest["pipeline_id"], task=task)
+        return self.start(state["pipeline_id"], task=task)
 
     def run(self, pipeline: str | None = None, **options: Any) -> RunSummary:
         """``start`` and wait: the summary of the finished run."""

@@ -132,6 +132,7 @@ def status_document(
             allow_failure=record.allow_failure,
             log_path=record.log_path,
             error_file=record.error_file,
+            cwd=record.cwd,
         )
     can_resume = resumable(manifest, act)
     document.update(
