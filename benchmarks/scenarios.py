@@ -720,6 +720,11 @@ def history_growth(work: Path, plan: Plan, peer: PeerSide | None, log: Log) -> t
             project.command("status", "--task", "full", "--format", "json"),
             project.command("status", "--task", "empty", "--format", "json"),
         ),
+        "status --limit 0 (every run)": (
+            "full",
+            project.command("status", "--task", "full", "--limit", "0", "--format", "json"),
+            project.command("status", "--task", "empty", "--limit", "0", "--format", "json"),
+        ),
         "status RUN_ID": (
             "full",
             project.command("status", newest_full, "--task", "full", "--format", "json"),
@@ -739,17 +744,23 @@ def history_growth(work: Path, plan: Plan, peer: PeerSide | None, log: Log) -> t
             empty[name].append(
                 run_measured(small, cwd=project.root, env=project.env, timeout_s=300)
             )
-    listed = None
-    last_list = full["status (task list)"][-1]
-    if last_list.rc == 0:
+
+    def listed_by(name: str) -> int | None:
+        last = full[name][-1]
+        if last.rc != 0:
+            return None
         try:
-            listed = len(json.loads(last_list.stdout))
+            return len(json.loads(last.stdout))
         except (ValueError, TypeError):
-            listed = None
+            return None
+
+    listed = listed_by("status --limit 0 (every run)")
+    listed_default = listed_by("status (task list)")
     results: dict[str, Any] = {
         "runs_in_history": plan.history_runs + 1,
         "generation_s": generation_s,
         "listed_by_status": listed,
+        "listed_by_default_status": listed_default,
         "wall_s": {name: summarize(_walls(s)) for name, s in full.items()},
         "baseline_wall_s": {name: summarize(_walls(s)) for name, s in empty.items()},
         "failures": {name: _failures(s) for name, s in full.items()},
@@ -778,7 +789,8 @@ def history_growth(work: Path, plan: Plan, peer: PeerSide | None, log: Log) -> t
                     else (failures == 0 and stats["median"] is not None and stats["max"] < 1.0)
                 ),
                 note=f"failures={failures}"
-                + (f", listed {listed}" if name == "status (task list)" else ""),
+                + (f", listed {listed_default}" if name == "status (task list)" else "")
+                + (f", listed {listed}" if name.startswith("status --limit 0") else ""),
             )
         )
     return results, rows

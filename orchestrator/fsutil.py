@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from pydantic_core import PydanticSerializationError, to_json
+
 TEMP_SUFFIX = ".tmp"
 
 
@@ -66,7 +68,16 @@ def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None
 
 
 def dump_json(document: Any) -> bytes:
-    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    """Indented JSON, text left as UTF-8, as ``json.dumps(indent=2, ensure_ascii=False)`` writes.
+
+    pydantic-core's serializer writes it about 4x faster: the json module drops to its pure
+    Python encoder whenever ``indent`` is set, which made rewriting a state snapshot of 10,000
+    runs cost ~35 ms per write (docs/performance.md).
+    """
+    try:
+        return to_json(document, indent=2) + b"\n"
+    except (PydanticSerializationError, ValueError):  # e.g. a float the json module would write
+        return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def atomic_write_json(path: Path, document: Any, *, durable: bool = True) -> None:
