@@ -70,7 +70,7 @@ class Observers:
         for impl in self._hook_impls(hook):
             try:
                 impl.function(*[kwargs[name] for name in impl.argnames])
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # an observer never ends the run
                 key = (impl.plugin_name, hook)
                 self.failures[key] = self.failures.get(key, 0) + 1
                 if self.failures[key] == 1:  # once per observer and hook, not once per chunk
@@ -152,7 +152,7 @@ def load_observers(
             plugin = entry_point.load()
             observers.manager.register(plugin, name=entry_point.name)
             observers.manager.check_pending()
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             if plugin is not None and observers.manager.is_registered(plugin):
                 observers.manager.unregister(plugin)
             message = f"{type(exc).__name__}: {exc}"

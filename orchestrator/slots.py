@@ -84,6 +84,7 @@ def load_class(slot: str, name: str) -> tuple[type, ImplementationInfo]:
     def on_failure(_manager: Any, entry_point: Any, exc: BaseException) -> None:
         failures.append(exc)
 
+    manager: Any = None
     try:
         manager = DriverManager(
             namespace=group,
@@ -92,6 +93,10 @@ def load_class(slot: str, name: str) -> tuple[type, ImplementationInfo]:
             on_load_failure_callback=on_failure,
         )
     except NoMatches:
+        pass
+    except SystemExit as exc:  # a plugin that exits while imported failed to load, no more
+        failures.append(exc)
+    if manager is None:
         if failures:
             cause = failures[0]
             raise PluginLoadError(
@@ -131,7 +136,7 @@ def build(slot: str, name: str, options: BaseModel, context: SlotContext) -> Any
 def instantiate(slot: str, name: str, cls: type, options: BaseModel, context: SlotContext) -> Any:
     try:
         return cls(options, context)
-    except Exception as exc:  # a third party's constructor: report, never crash
+    except (Exception, SystemExit) as exc:  # a third party's constructor: report, never crash
         raise PluginLoadError(
             f"plugin {name!r} in group {SLOT_GROUPS[slot]} failed to start: "
             f"{type(exc).__name__}: {exc}"
@@ -149,7 +154,7 @@ def list_installed(slot: str) -> list[ImplementationInfo]:
         error = None
         try:
             entry_point.load()
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             error = f"{type(exc).__name__}: {exc}"
         found[entry_point.name] = ImplementationInfo(
             slot, entry_point.name, entry_point.value, distribution, version, error

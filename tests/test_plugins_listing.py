@@ -64,6 +64,20 @@ BROKEN_IMPORT = """
     raise ImportError("libfoo.so.1: cannot open shared object file")
 """
 
+EXITING_IMPORT = """
+    raise SystemExit("refusing to run here")
+"""
+
+QUITTING_OBSERVER = """
+    import sys
+    from orchestrator.hookspecs import hookimpl
+
+
+    @hookimpl
+    def orchestrator_stage_finished(stage):
+        sys.exit(3)
+"""
+
 CONFIG = """
 [pipelines.p]
 stages = [{ id = "only", command = "true" }]
@@ -86,13 +100,18 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "codex-orchestrator-broken",
         {
             "broken_native.py": BROKEN_IMPORT,
+            "exiting_module.py": EXITING_IMPORT,
             "raising_observer.py": RAISING_OBSERVER,
+            "quitting_observer.py": QUITTING_OBSERVER,
             "typo_observer.py": TYPO_OBSERVER,
         },
         {
             "codex_orchestrator.persistence": {"broken": "broken_native:Store"},
+            "codex_orchestrator.heartbeat": {"exits": "exiting_module:Beat"},
             "codex_orchestrator.plugins": {
                 "broken-import": "broken_native",
+                "exits-on-import": "exiting_module",
+                "quitting": "quitting_observer",
                 "raising": "raising_observer",
                 "typo": "typo_observer",
             },
@@ -142,6 +161,10 @@ def test_a_broken_plugin_is_listed_with_its_error_beside_the_working_ones(
     assert "libfoo.so.1" in observers["broken-import"]["error"]
     assert observers["typo"]["status"] == "error"
     assert "orchestrator_run_strated" in observers["typo"]["error"]
+    # A plugin that calls sys.exit while being imported is just another broken plugin.
+    exits = {i["name"]: i for i in document["slots"]["heartbeat"]["implementations"]}["exits"]
+    assert exits["error"] == "SystemExit: refusing to run here"
+    assert observers["exits-on-import"]["error"] == "SystemExit: refusing to run here"
 
 
 def test_the_text_listing_marks_the_active_implementation_and_the_broken_one(
@@ -155,14 +178,24 @@ def test_the_text_listing_marks_the_active_implementation_and_the_broken_one(
     assert "codex-orchestrator-broken 0.0.1" in broken and "libfoo.so.1" in broken
 
 
-def test_an_active_plugin_that_cannot_load_is_one_clear_error(project: Project) -> None:
-    listed = listing(project, "--set", "plugins.persistence=broken")
-    assert listed["slots"]["persistence"]["active"] == "broken"
-    result = project.run("start", "p", "--set", "plugins.persistence=broken")
+@pytest.mark.parametrize(
+    ("selection", "group", "cause"),
+    [
+        ("persistence=broken", "codex_orchestrator.persistence", "libfoo.so.1"),
+        ("heartbeat=exits", "codex_orchestrator.heartbeat", "SystemExit: refusing to run here"),
+    ],
+)
+def test_an_active_plugin_that_cannot_load_is_one_clear_error(
+    project: Project, selection: str, group: str, cause: str
+) -> None:
+    slot, name = selection.split("=")
+    listed = listing(project, "--set", f"plugins.{selection}")
+    assert listed["slots"][slot]["active"] == name
+    result = project.run("start", "p", "--set", f"plugins.{selection}")
     assert result.returncode == 2
     message = result.stderr.strip().splitlines()[-1]
-    assert "broken" in message and "codex_orchestrator.persistence" in message
-    assert "libfoo.so.1" in message
+    assert message.startswith(f"error: plugin {name!r} in group {group} failed to load")
+    assert cause in message
     assert not project.runs_dir.exists()
 
 
@@ -177,22 +210,19 @@ def test_observers_hear_the_run_and_a_failing_one_never_fails_it(project: Projec
     result = project.run("start", "p")
     assert result.returncode == 0
     assert "observer 'raising' failed" in result.stderr and "observer bug" in result.stderr
+    assert "observer 'quitting' failed in orchestrator_stage_finished" in result.stderr
     assert "'broken-import'" in result.stderr  # reported, and skipped
 
 
 def test_disabled_observers_are_neither_loaded_nor_called(project: Project) -> None:
-    project.write_config('[plugins]\ndisabled = ["demo", "broken-import", "raising"]\n' + CONFIG)
+    disabled = ["demo", "broken-import", "exits-on-import", "quitting", "raising"]
+    project.write_config(f"[plugins]\ndisabled = {json.dumps(disabled)}\n" + CONFIG)
     observers = {
         o["name"]: o["status"]
         for o in listing(project)["observers"]
         if o["distribution"] != "codex-orchestrator"
     }
-    assert observers == {
-        "demo": "disabled",
-        "broken-import": "disabled",
-        "raising": "disabled",
-        "typo": "error",
-    }
+    assert observers == {**dict.fromkeys(disabled, "disabled"), "typo": "error"}
     result = project.run("start", "p", "--format", "json")
     assert result.returncode == 0, result.stderr
     assert observer_log(project) == []

@@ -63,7 +63,7 @@ def pip_install(*sources: Path, target: Path | None = None, python: Path | None 
     ]
     if target is not None:
         command += ["--target", str(target)]
-    command += [str(source) for source in sources]
+    command += [str(source.resolve()) for source in sources]
     result = subprocess.run(
         command, capture_output=True, text=True, timeout=PIP_TIMEOUT_SECONDS, check=False
     )
