@@ -30,13 +30,17 @@ from orchestrator.contracts import (
     OutputCallback,
     SlotContext,
 )
+from orchestrator.process_group import (
+    ESCAPED_DRAIN_SECONDS,
+    end_group,
+    group_alive,
+    signal_group,
+    signal_name,
+)
 
 READ_SIZE = 1 << 20
 PIPE_SIZE = 1 << 20
 POLL_SECONDS = 0.1
-ESCAPED_DRAIN_SECONDS = 0.5
-"""How long output is still read after the stage's group ended while something else holds its
-pipes (a process that left the group); then the pipes are closed and the stage is done."""
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
@@ -66,71 +70,6 @@ def keep_chunk_buffers_in_heap() -> None:
     m_trim_threshold, m_mmap_threshold = -1, -3
     mallopt(m_mmap_threshold, 16 * READ_SIZE)
     mallopt(m_trim_threshold, 32 * READ_SIZE)
-
-
-def signal_name(number: int) -> str:
-    try:
-        return signal.Signals(number).name
-    except ValueError:
-        return f"SIG{number}"
-
-
-def _live_members_from_proc(pgid: int) -> bool | None:
-    """Whether ``/proc`` shows a process of group ``pgid`` that is not a zombie (None: no /proc).
-
-    ``killpg(pgid, 0)`` also succeeds for a group of zombies, and where nothing reaps orphans
-    (a container whose init does not wait for them) a finished grandchild stays a zombie for good:
-    waiting for the group to be "gone" would then always wait out the whole grace period.
-    """
-    try:
-        entries = os.scandir("/proc")
-    except OSError:
-        return None
-    wanted = str(pgid).encode()
-    with entries:
-        for entry in entries:
-            if not entry.name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry.name}/stat", "rb") as handle:
-                    stat = handle.read()
-            except OSError:
-                continue  # it ended meanwhile
-            # "pid (comm) state ppid pgrp ...": comm may hold spaces and ')', split after the last
-            fields = stat[stat.rfind(b")") + 2 :].split()
-            if len(fields) > 2 and fields[2] == wanted and fields[0] not in (b"Z", b"X"):
-                return True
-    return False
-
-
-def group_alive(pgid: int) -> bool:
-    """Whether any process of the group still runs (zombies do not count)."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    live = _live_members_from_proc(pgid)
-    return True if live is None else live
-
-
-def signal_group(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def end_group(pgid: int, grace: float) -> None:
-    """SIGTERM the group, then SIGKILL whatever is left after ``grace`` seconds."""
-    if not group_alive(pgid):
-        return
-    signal_group(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not group_alive(pgid):
-            return
-        time.sleep(0.01)
-    signal_group(pgid, signal.SIGKILL)
 
 
 class SubprocessRunner:
