@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -85,7 +84,9 @@ def task_id(kernel: Kernel, common: Common) -> str:
 
 
 def print_json(document: Any) -> None:
-    sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    from orchestrator.fsutil import dump_json  # the fast indenting serializer (a long listing)
+
+    sys.stdout.write(dump_json(document).decode("utf-8"))
     sys.stdout.flush()
 
 
