@@ -435,6 +435,19 @@ class RunEngine:
                 f"`codex-orchestrator status {location.run_id}`"
             )
 
+    def _end_leftovers(self, location: RunLocation, manifest: Manifest) -> None:
+        """Before a stale run runs again: end what its dead orchestrator left running."""
+        from orchestrator.leftovers import end_leftovers
+
+        run_ids = [location.run_id, *(child.run_id for child in manifest.child_runs)]
+        options: CommandRunnerOptions = self.kernel.slot("command_runner").options  # type: ignore[assignment]
+        ended = end_leftovers(run_ids, options.kill_grace_seconds)
+        if ended:
+            self.warn(
+                f"ended {len(ended)} process(es) that the previous orchestrator of run "
+                f"{location.run_id} left running (pids {', '.join(map(str, ended))})"
+            )
+
     @contextmanager
     def _locked(self, location: RunLocation) -> Iterator[None]:
         with self.kernel.persistence.run_lock(location) as taken:
@@ -463,6 +476,8 @@ class RunEngine:
                 self._check_unchanged(location, manifest)
             self.run_log = NdjsonLog(location.runner_log_path)
             stack.callback(self.run_log.close)
+            if resumed:
+                self._end_leftovers(location, manifest)
             writer = ManifestWriter(
                 manifest,
                 persistence,
