@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.contracts import SlotContext
+from orchestrator.contracts import RunLocation, SlotContext
 from orchestrator.testing.project import Project
 
 WORKER = [sys.executable, "-m", "orchestrator.testing.conformance._worker"]
@@ -205,3 +205,18 @@ def communicate_all(
         out, err = process.communicate(timeout=patience() * 5)
         results.append((process.returncode, out, err))
     return results
+
+
+LARGE_PAYLOAD = 400_000
+
+
+def manifest_document(run: RunLocation, generation: int) -> dict[str, Any]:
+    """A manifest-like document whose consistency a reader can check (``size`` == payload)."""
+    size = LARGE_PAYLOAD if generation % 2 else 16
+    return {
+        "run_id": run.run_id,
+        "task_id": run.task_id,
+        "generation": generation,
+        "size": size,
+        "payload": "x" * size,
+    }

@@ -16,9 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.contracts import CommandRequest, RunLocation, SlotContext
-from orchestrator.testing.conformance._support import build
-
-LARGE_PAYLOAD = 400_000
+from orchestrator.testing.conformance._support import build, manifest_document
 
 
 def _say(text: str) -> None:
@@ -28,18 +26,6 @@ def _say(text: str) -> None:
 
 def _location(context: SlotContext, spec: dict[str, Any]) -> RunLocation:
     return RunLocation(context.runs_dir, context.out_dir, spec["task_id"], spec["run_id"])
-
-
-def manifest_document(run: RunLocation, generation: int) -> dict[str, Any]:
-    """A manifest-like document whose consistency a reader can check (``size`` == payload)."""
-    size = LARGE_PAYLOAD if generation % 2 else 16
-    return {
-        "run_id": run.run_id,
-        "task_id": run.task_id,
-        "generation": generation,
-        "size": size,
-        "payload": "x" * size,
-    }
 
 
 def hold_lock(implementation: Any, run: RunLocation) -> None:

@@ -35,13 +35,13 @@ from orchestrator.testing.conformance._support import (
     communicate_all,
     context_json,
     make_context,
+    manifest_document,
     require_entry_point,
     start_many,
     target_of,
     wait_for,
     worker,
 )
-from orchestrator.testing.conformance._worker import manifest_document
 
 CONCURRENT_STARTS = 50
 SIGKILL_ROUNDS = 4
