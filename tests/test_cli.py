@@ -244,3 +244,29 @@ def test_live_progress_on_a_terminal_honours_no_color(project: Project) -> None:
     plain = _run_in_terminal(project, ["start", "p"], {"TERM": "xterm-256color", "NO_COLOR": "1"})
     assert "✓ a in" in plain
     assert "\x1b[32m" not in plain  # no green
+
+
+def test_blank_task_id_is_shown_as_typed(project: Project) -> None:
+    project.write_config('[pipelines.p]\nstages = [{ id = "a", command = "true" }]\n')
+    result = project.run("start", "p", "--task", "   ")
+    assert result.returncode == 2
+    assert result.stderr.strip() == 'error: Invalid task ID "   ": must not be empty or blank'
+
+
+def test_a_reader_that_goes_away_is_not_an_internal_error(project: Project) -> None:
+    stages = ", ".join(f'{{ id = "s{i}", command = "true" }}' for i in range(1000))
+    project.write_config(f"[pipelines.p]\nstages = [{stages}]\n")  # a plan far over a pipe's buffer
+    shell = (
+        f"{' '.join(project.command('plan', 'p', '--format', 'json'))} | head -c 1 >/dev/null;"
+        " echo status=${PIPESTATUS[0]} >&2"
+    )
+    result = subprocess.run(
+        ["bash", "-c", shell],
+        cwd=project.root,
+        env=project.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.strip() in ("status=0", "status=141")

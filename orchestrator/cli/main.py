@@ -13,6 +13,8 @@ from cyclopts import App
 from orchestrator import __version__
 from orchestrator.errors import EXIT_RUN_FAILED, EXIT_USAGE
 
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a process its reader left
+
 COMMANDS: list[tuple[str, str, str]] = [
     ("orchestrator.cli.run_commands:start", "start", "Run a pipeline as a new run."),
     (
@@ -79,7 +81,8 @@ def build_app() -> App:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+    """Line breaks become spaces; spaces inside the message (a quoted id of blanks) stay."""
+    return " ".join(line.strip() for line in str(text).splitlines() if line.strip()) or str(text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -105,6 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`| head`): say nothing more, exit as a process killed by SIGPIPE
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except Exception as exc:
         if debug:
             raise
