@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from cyclopts import Parameter
 
-from orchestrator.cli.common import StreamCommon, load_kernel, print_json, task_id
+from orchestrator.cli.common import StreamCommon, load_kernel, task_id
 from orchestrator.errors import EXIT_CANCELLED, EXIT_OK, EXIT_RUN_FAILED, UsageError
 from orchestrator.hookspecs import hookimpl
 
@@ -142,7 +142,7 @@ def exec_(
     With --format jsonl, standard output carries exec:begin, exec:chunk, exec:retry, exec:end
     and run:summary events, one JSON object a line, as the command runs.
     """
-    from orchestrator.cli.signals import cancel_on_signals
+    from orchestrator.cli.run_output import run_with_output
     from orchestrator.engine import RunEngine
     from orchestrator.pipeline import single_command_pipeline
 
@@ -159,20 +159,12 @@ def exec_(
     pipeline = single_command_pipeline(
         argv, timeout_seconds=timeout, cwd=stage_cwd(cwd, kernel.root)
     )
-    stream = None
-    if common.format == "jsonl":
-        from orchestrator.cli.event_stream import attach_event_stream
-
-        stream = attach_event_stream(kernel, run_events=False)
-    elif common.format == "text":
-        kernel.observers.register(ExecEcho(), "codex-orchestrator:exec-echo")
-    with cancel_on_signals(kernel.cancel):
-        result = RunEngine(kernel, task, exit_code_of=command_exit_code).start(pipeline)
-    summary = result.summary(kernel.root)
-    if stream is not None:
-        stream.summary(summary)
-    elif common.format == "json":
-        print_json(summary)
-    else:
-        print(closing_line(summary, result.exit_code), file=sys.stderr)
-    return result.exit_code
+    engine = RunEngine(kernel, task, exit_code_of=command_exit_code)
+    return run_with_output(
+        kernel,
+        common.format,
+        lambda: engine.start(pipeline),
+        text_observer=ExecEcho(),
+        closing=lambda summary, code: print(closing_line(summary, code), file=sys.stderr),
+        run_events=False,
+    )

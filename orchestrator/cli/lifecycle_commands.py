@@ -16,6 +16,7 @@ from orchestrator.cli.common import (
     task_id,
     use_color,
 )
+from orchestrator.cli.run_output import Approve
 from orchestrator.errors import UsageError
 
 WATCH_POLL_SECONDS = 0.5
@@ -153,13 +154,7 @@ def resume(
     reason: Annotated[
         str | None, Parameter(help="Why you resume it (recorded in resume_events).")
     ] = None,
-    approve: Annotated[
-        bool,
-        Parameter(
-            negative=(),
-            help="Grant stages that require approval (the grant is cached for the task).",
-        ),
-    ] = False,
+    approve: Approve = False,
     common: StreamCommon | None = None,
 ) -> int:
     """Continue a failed, cancelled or stale run from its first stage that did not succeed.
@@ -169,7 +164,7 @@ def resume(
     run_id
         The run to resume (looked up across tasks unless --task is given).
     """
-    from orchestrator.cli.signals import cancel_on_signals
+    from orchestrator.cli.run_output import run_with_output
     from orchestrator.engine import RunEngine
     from orchestrator.lifecycle.records import load_manifest, locate_run
     from orchestrator.lifecycle.resume import plan_resume
@@ -181,28 +176,13 @@ def resume(
     manifest = load_manifest(kernel, run)
     plan = plan_resume(kernel, run, manifest, force=force, reason=reason)
     if common.format == "text":
-        from orchestrator.cli.reporter import make_reporter
-
-        kernel.observers.register(make_reporter(use_color()), "codex-orchestrator:reporter")
         start_at = f"from stage {plan.from_stage}" if plan.from_stage else "(no stage left to run)"
         changed = "; the pipeline changed (--force)" if plan.pipeline_changed else ""
         print(f"resuming run {run.run_id} {start_at}: {plan.event['reason']}{changed}")
-    stream = None
-    if common.format == "jsonl":
-        from orchestrator.cli.event_stream import attach_event_stream
-
-        stream = attach_event_stream(kernel)
-    with cancel_on_signals(kernel.cancel):
-        result = RunEngine(kernel, run.task_id).resume(run, manifest, plan.pipeline, plan.event)
-    summary = result.summary(kernel.root)
-    if stream is not None:
-        stream.summary(summary)
-    elif common.format == "json":
-        print_json(summary)
-    else:
-        print(f"run {summary['run_id']} {summary['status']}: {summary['summary']}")
-        print(f"manifest: {summary['manifest']}")
-    return result.exit_code
+    engine = RunEngine(kernel, run.task_id)
+    return run_with_output(
+        kernel, common.format, lambda: engine.resume(run, manifest, plan.pipeline, plan.event)
+    )
 
 
 def review(run_id: str | None = None, /, *, common: Common | None = None) -> int:

@@ -13,8 +13,8 @@ from orchestrator.cli.common import (
     load_kernel,
     print_json,
     task_id,
-    use_color,
 )
+from orchestrator.cli.run_output import Approve
 from orchestrator.errors import UsageError
 
 
@@ -37,13 +37,7 @@ def start(
     parent_run: Annotated[
         str | None, Parameter(help="Record this run as a child of RUN_ID.")
     ] = None,
-    approve: Annotated[
-        bool,
-        Parameter(
-            negative=(),
-            help="Grant stages that require approval (the grant is cached for the task).",
-        ),
-    ] = False,
+    approve: Approve = False,
     common: StreamCommon | None = None,
 ) -> int:
     """Run a pipeline as a new run.
@@ -53,7 +47,7 @@ def start(
     pipeline
         Pipeline to run (default: ``default_pipeline`` from config).
     """
-    from orchestrator.cli.signals import cancel_on_signals
+    from orchestrator.cli.run_output import run_with_output
     from orchestrator.engine import RunEngine
     from orchestrator.identifiers import check_id
     from orchestrator.pipeline import resolve_pipeline
@@ -68,26 +62,10 @@ def start(
     resolved = resolve_pipeline(
         kernel.config.settings, pipeline_id, kernel.root, kernel.sanitizer, kernel.where
     )
-    if common.format == "text":
-        from orchestrator.cli.reporter import make_reporter
-
-        kernel.observers.register(make_reporter(use_color()), "codex-orchestrator:reporter")
-    stream = None
-    if common.format == "jsonl":
-        from orchestrator.cli.event_stream import attach_event_stream
-
-        stream = attach_event_stream(kernel)
-    with cancel_on_signals(kernel.cancel):
-        result = RunEngine(kernel, task).start(resolved, parent_run_id=parent)
-    summary = result.summary(kernel.root)
-    if stream is not None:
-        stream.summary(summary)
-    elif common.format == "json":
-        print_json(summary)
-    else:
-        print(f"run {summary['run_id']} {summary['status']}: {summary['summary']}")
-        print(f"manifest: {summary['manifest']}")
-    return result.exit_code
+    engine = RunEngine(kernel, task)
+    return run_with_output(
+        kernel, common.format, lambda: engine.start(resolved, parent_run_id=parent)
+    )
 
 
 def plan(pipeline: str | None = None, /, *, common: Common | None = None) -> int:

@@ -1,0 +1,69 @@
+"""How ``start``, ``resume`` and ``exec`` show a run: live progress or an event stream while it
+goes, then the summary in the chosen format. One place, so the three commands cannot drift."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any
+
+from cyclopts import Parameter
+
+from orchestrator.cli.common import print_json, use_color
+
+if TYPE_CHECKING:
+    from orchestrator.engine import RunResult
+    from orchestrator.kernel import Kernel
+
+Approve = Annotated[
+    bool,
+    Parameter(
+        negative=(),
+        help="Grant stages that require approval (the grant is cached for the task).",
+    ),
+]
+"""The ``--approve`` option of the commands that run stages."""
+
+REPORTER_NAME = "codex-orchestrator:reporter"
+
+
+def default_closing(summary: dict[str, Any], exit_code: int) -> None:
+    print(f"run {summary['run_id']} {summary['status']}: {summary['summary']}")
+    print(f"manifest: {summary['manifest']}")
+
+
+def run_with_output(
+    kernel: Kernel,
+    output_format: str,
+    execute: Callable[[], RunResult],
+    *,
+    text_observer: object | None = None,
+    closing: Callable[[dict[str, Any], int], None] = default_closing,
+    run_events: bool = True,
+) -> int:
+    """Attach the text reporter or the jsonl stream, run ``execute`` with SIGINT/SIGTERM
+    cancelling it, print the summary, and return the exit code."""
+    from orchestrator.cli.signals import cancel_on_signals
+
+    stream = None
+    if output_format == "jsonl":
+        from orchestrator.cli.event_stream import attach_event_stream
+
+        stream = attach_event_stream(kernel, run_events=run_events)
+    elif output_format == "text":
+        if text_observer is None:
+            from orchestrator.cli.reporter import make_reporter
+
+            text_observer = make_reporter(use_color())
+        kernel.observers.register(text_observer, REPORTER_NAME)
+    with cancel_on_signals(kernel.cancel):
+        result = execute()
+    summary = result.summary(kernel.root)
+    if stream is not None:
+        stream.summary(summary)
+    elif output_format == "json":
+        print_json(summary)
+    else:
+        closing(summary, result.exit_code)
+        sys.stdout.flush()
+    return result.exit_code
