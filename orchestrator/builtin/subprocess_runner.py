@@ -18,9 +18,7 @@ import errno
 import fcntl
 import os
 import selectors
-import signal
 import subprocess
-import time
 from typing import ClassVar
 
 from orchestrator.contracts import (
@@ -30,13 +28,7 @@ from orchestrator.contracts import (
     OutputCallback,
     SlotContext,
 )
-from orchestrator.process_group import (
-    ESCAPED_DRAIN_SECONDS,
-    end_group,
-    group_alive,
-    signal_group,
-    signal_name,
-)
+from orchestrator.process_group import GroupLimits, end_group, signal_name
 
 READ_SIZE = 1 << 20
 PIPE_SIZE = 1 << 20
@@ -100,7 +92,7 @@ class SubprocessRunner:
 
 
 class _Supervisor:
-    """Reads a running process's pipes and enforces its timeout and cancellation."""
+    """Reads a running process's pipes; ``GroupLimits`` enforces its timeout and cancellation."""
 
     def __init__(
         self, process: subprocess.Popen[bytes], request: CommandRequest, on_output: OutputCallback
@@ -109,59 +101,13 @@ class _Supervisor:
         self.request = request
         self.on_output = on_output
         self.pgid = process.pid
-        self.timed_out = False
-        self.cancelled = False
-        self.kill_at: float | None = None
-        self._next_group_check = 0.0
-        self._group_gone_at: float | None = None
-        start = time.monotonic()
-        self.deadline = start + request.timeout_seconds if request.timeout_seconds > 0 else None
-
-    def _begin_ending(self, now: float) -> None:
-        if self.kill_at is None:
-            signal_group(self.pgid, signal.SIGTERM)
-            self.kill_at = now + self.request.kill_grace_seconds
-
-    def _check_limits(self) -> None:
-        now = time.monotonic()
-        if self.deadline is not None and now >= self.deadline and not self.timed_out:
-            self.timed_out = True
-            self._begin_ending(now)
-        if self.request.cancel.is_set() and not self.cancelled:
-            self.cancelled = True
-            self._begin_ending(now)
-        if self.kill_at is not None and now >= self.kill_at:
-            signal_group(self.pgid, signal.SIGKILL)
-            self.kill_at = now + 3600  # sent once
-
-    def _pipes_held_from_outside(self) -> bool:
-        """True once the pipes stayed open ``ESCAPED_DRAIN_SECONDS`` after the group ended.
-
-        Then only a process that left the group (``setsid``, ``setpgid``) can hold them; it is
-        out of reach of the group's signals, so waiting for it could last forever.
-        """
-        now = time.monotonic()
-        if now < self._next_group_check:
-            return False
-        self._next_group_check = now + POLL_SECONDS
-        if group_alive(self.pgid):
-            self._group_gone_at = None
-            return False
-        if self._group_gone_at is None:
-            self._group_gone_at = now
-        return now - self._group_gone_at >= ESCAPED_DRAIN_SECONDS
-
-    def _wait_seconds(self) -> float:
-        now = time.monotonic()
-        candidates = [POLL_SECONDS]
-        if self.deadline is not None and not self.timed_out:
-            candidates.append(self.deadline - now)
-        if self.kill_at is not None:
-            candidates.append(self.kill_at - now)
-        return max(0.0, min(candidates))
+        self.limits = GroupLimits(
+            process.pid, request.timeout_seconds, request.kill_grace_seconds, request.cancel
+        )
 
     def supervise(self) -> CommandOutcome:
         process = self.process
+        limits = self.limits
         assert process.stdout is not None and process.stderr is not None
         selector = selectors.DefaultSelector()
         for pipe, stream in ((process.stdout, "stdout"), (process.stderr, "stderr")):
@@ -178,8 +124,8 @@ class _Supervisor:
         leader_done = False
         try:
             while open_pipes or not leader_done:
-                self._check_limits()
-                for key, _ in selector.select(self._wait_seconds()):
+                limits.check()
+                for key, _ in selector.select(limits.wait_seconds(POLL_SECONDS)):
                     if key.data == "exit":
                         selector.unregister(key.fd)
                         leader_done = True
@@ -196,10 +142,10 @@ class _Supervisor:
                 if pidfd is None and not leader_done:
                     leader_done = process.poll() is not None
                 if leader_done and open_pipes:
-                    if self.kill_at is None:
+                    if limits.kill_at is None:
                         # The main process is gone but something it started holds the pipes.
-                        self._begin_ending(time.monotonic())
-                    elif self._pipes_held_from_outside():
+                        limits.begin_ending()
+                    elif limits.only_escaped_processes_remain(leader_done):
                         break  # nothing of the group is left; stop reading (the holder escaped)
             returncode = process.wait()
         finally:
@@ -216,13 +162,13 @@ class _Supervisor:
             return CommandOutcome(
                 exit_code=None,
                 signal=signal_name(-returncode),
-                timed_out=self.timed_out,
-                cancelled=self.cancelled,
+                timed_out=limits.timed_out,
+                cancelled=limits.cancelled,
                 pid=process.pid,
             )
         return CommandOutcome(
             exit_code=returncode,
-            timed_out=self.timed_out,
-            cancelled=self.cancelled,
+            timed_out=limits.timed_out,
+            cancelled=limits.cancelled,
             pid=process.pid,
         )
