@@ -87,6 +87,38 @@ def require_entry_point(implementation: Implementation) -> str:
     return implementation
 
 
+class SlotConformance:
+    """What every slot's conformance class shares: the fixtures an author overrides.
+
+    ``implementation`` names the implementation (its entry-point name, or the class itself);
+    ``implementation_options`` is the slot's options table; ``built`` is the instance the
+    kernel would build from them.
+    """
+
+    slot: str = ""
+
+    @pytest.fixture
+    def implementation(self) -> Implementation:
+        pytest.fail("override the `implementation` fixture: return the entry-point name")
+
+    @pytest.fixture
+    def implementation_options(self) -> dict[str, Any]:
+        return {}
+
+    @pytest.fixture
+    def context(self, tmp_path: Path) -> SlotContext:
+        return make_context(tmp_path)
+
+    @pytest.fixture
+    def built(
+        self,
+        implementation: Implementation,
+        implementation_options: dict[str, Any],
+        context: SlotContext,
+    ) -> Any:
+        return build(self.slot, target_of(implementation), implementation_options, context)
+
+
 class SlotProject(Project):
     """A :class:`Project` whose every CLI call selects one implementation with ``--set``."""
 

@@ -24,10 +24,9 @@ import pytest
 from orchestrator.contracts import CommandOutcome, CommandRequest, CommandRunner, SlotContext
 from orchestrator.testing.conformance._support import (
     Implementation,
+    SlotConformance,
     SlotProject,
-    build,
     context_json,
-    make_context,
     patience,
     require_entry_point,
     target_of,
@@ -104,31 +103,14 @@ def read_pids(path: Path) -> list[int]:
     return [int(word) for word in path.read_text().split()]
 
 
-class CommandRunnerConformance:
+class CommandRunnerConformance(SlotConformance):
     """The behaviour every command runner must show. Subclass it; see the module."""
 
-    @pytest.fixture
-    def implementation(self) -> Implementation:
-        pytest.fail("override the `implementation` fixture: return the entry-point name")
+    slot = "command_runner"
 
     @pytest.fixture
-    def implementation_options(self) -> dict[str, Any]:
-        return {}
-
-    @pytest.fixture
-    def context(self, tmp_path: Path) -> SlotContext:
-        return make_context(tmp_path)
-
-    @pytest.fixture
-    def runner(
-        self,
-        implementation: Implementation,
-        implementation_options: dict[str, Any],
-        context: SlotContext,
-    ) -> CommandRunner:
-        return build(  # type: ignore[no-any-return]
-            "command_runner", target_of(implementation), implementation_options, context
-        )
+    def runner(self, built: Any) -> CommandRunner:
+        return built  # type: ignore[no-any-return]
 
     def request(self, context: SlotContext, **fields: Any) -> CommandRequest:
         fields.setdefault("argv", None)

@@ -23,10 +23,9 @@ import pytest
 from orchestrator.contracts import Heartbeat, RunLocation, SlotContext
 from orchestrator.testing.conformance._support import (
     Implementation,
+    SlotConformance,
     SlotProject,
-    build,
     context_json,
-    make_context,
     require_entry_point,
     target_of,
     wait_for,
@@ -55,31 +54,14 @@ def folder_replaced_by_file(run: RunLocation) -> Iterator[None]:
         aside.rename(run.run_dir)
 
 
-class HeartbeatConformance:
+class HeartbeatConformance(SlotConformance):
     """The behaviour every heartbeat must show. Subclass it; see the module."""
 
-    @pytest.fixture
-    def implementation(self) -> Implementation:
-        pytest.fail("override the `implementation` fixture: return the entry-point name")
+    slot = "heartbeat"
 
     @pytest.fixture
-    def implementation_options(self) -> dict[str, Any]:
-        return {}
-
-    @pytest.fixture
-    def context(self, tmp_path: Path) -> SlotContext:
-        return make_context(tmp_path)
-
-    @pytest.fixture
-    def heartbeat(
-        self,
-        implementation: Implementation,
-        implementation_options: dict[str, Any],
-        context: SlotContext,
-    ) -> Heartbeat:
-        return build(  # type: ignore[no-any-return]
-            "heartbeat", target_of(implementation), implementation_options, context
-        )
+    def heartbeat(self, built: Any) -> Heartbeat:
+        return built  # type: ignore[no-any-return]
 
     @pytest.fixture
     def run(self, context: SlotContext) -> RunLocation:

@@ -30,11 +30,10 @@ from orchestrator.contracts import Persistence, RunLocation, SlotContext
 from orchestrator.errors import RunNotFoundError
 from orchestrator.testing.conformance._support import (
     Implementation,
+    SlotConformance,
     SlotProject,
-    build,
     communicate_all,
     context_json,
-    make_context,
     manifest_document,
     require_entry_point,
     start_many,
@@ -67,31 +66,14 @@ def state_entry(run: RunLocation, started_at: str, status: str = "succeeded") ->
     }
 
 
-class PersistenceConformance:
+class PersistenceConformance(SlotConformance):
     """The behaviour every persistence implementation must show. Subclass it; see the module."""
 
-    @pytest.fixture
-    def implementation(self) -> Implementation:
-        pytest.fail("override the `implementation` fixture: return the entry-point name")
+    slot = "persistence"
 
     @pytest.fixture
-    def implementation_options(self) -> dict[str, Any]:
-        return {}
-
-    @pytest.fixture
-    def context(self, tmp_path: Path) -> SlotContext:
-        return make_context(tmp_path)
-
-    @pytest.fixture
-    def persistence(
-        self,
-        implementation: Implementation,
-        implementation_options: dict[str, Any],
-        context: SlotContext,
-    ) -> Persistence:
-        return build(  # type: ignore[no-any-return]
-            "persistence", target_of(implementation), implementation_options, context
-        )
+    def persistence(self, built: Any) -> Persistence:
+        return built  # type: ignore[no-any-return]
 
     @pytest.fixture
     def worker_spec(

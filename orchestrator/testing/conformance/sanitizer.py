@@ -20,11 +20,9 @@ from orchestrator.contracts import IdentifierRejected, IdSanitizer, SlotContext
 from orchestrator.identifiers import unsafe_component
 from orchestrator.testing.conformance._support import (
     Implementation,
+    SlotConformance,
     SlotProject,
-    build,
-    make_context,
     require_entry_point,
-    target_of,
 )
 
 KINDS = ("task", "run", "stage")
@@ -64,31 +62,14 @@ identifiers = st.one_of(
 )
 
 
-class IdSanitizerConformance:
+class IdSanitizerConformance(SlotConformance):
     """The behaviour every ID sanitizer must show. Subclass it; see the module."""
 
-    @pytest.fixture
-    def implementation(self) -> Implementation:
-        pytest.fail("override the `implementation` fixture: return the entry-point name")
+    slot = "id_sanitizer"
 
     @pytest.fixture
-    def implementation_options(self) -> dict[str, Any]:
-        return {}
-
-    @pytest.fixture
-    def context(self, tmp_path: Path) -> SlotContext:
-        return make_context(tmp_path)
-
-    @pytest.fixture
-    def sanitizer(
-        self,
-        implementation: Implementation,
-        implementation_options: dict[str, Any],
-        context: SlotContext,
-    ) -> IdSanitizer:
-        return build(  # type: ignore[no-any-return]
-            "id_sanitizer", target_of(implementation), implementation_options, context
-        )
+    def sanitizer(self, built: Any) -> IdSanitizer:
+        return built  # type: ignore[no-any-return]
 
     def test_ids_the_kernel_makes_and_usual_ids_pass_unchanged(
         self, sanitizer: IdSanitizer
