@@ -12,6 +12,7 @@ implementation adds its own fields by subclassing; unknown keys are rejected.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -108,6 +109,23 @@ class SlotContext:
     root: Path
     runs_dir: Path
     out_dir: Path
+
+    def location(self, task_id: str, run_id: str) -> RunLocation:
+        return RunLocation(self.runs_dir, self.out_dir, task_id, run_id)
+
+    def location_of_manifest_ref(self, ref: Path) -> RunLocation | None:
+        """The run a cited ``<runs>/<task>/cli/<run>/manifest.json`` path names by the layout
+        of interface.md 4 (relative paths are taken from the project root), whether or not such
+        a run is stored; None for a path of any other shape."""
+        path = ref if ref.is_absolute() else self.root / ref
+        for candidate in (Path(os.path.normpath(path)), path.resolve()):
+            try:
+                parts = candidate.relative_to(self.runs_dir).parts
+            except ValueError:
+                continue
+            if len(parts) == 4 and parts[1] == "cli" and parts[3] == "manifest.json":
+                return self.location(parts[0], parts[2])
+        return None
 
 
 @dataclass(frozen=True)

@@ -68,23 +68,14 @@ class FilesystemPersistence:
     # ------------------------------------------------------------------ locations
 
     def _location(self, task_id: str, run_id: str) -> RunLocation:
-        return RunLocation(self.context.runs_dir, self.context.out_dir, task_id, run_id)
+        return self.context.location(task_id, run_id)
 
     def manifest_ref(self, run: RunLocation) -> Path:
         return run.manifest_path
 
     def resolve_manifest_ref(self, ref: Path) -> RunLocation | None:
-        path = ref if ref.is_absolute() else self.context.root / ref
-        try:
-            relative = path.resolve().relative_to(self.context.runs_dir)
-        except ValueError:
-            return None
-        parts = relative.parts
-        if len(parts) != 4 or parts[1] != "cli" or parts[3] != "manifest.json":
-            return None
-        if not path.is_file():
-            return None
-        return self._location(parts[0], parts[2])
+        run = self.context.location_of_manifest_ref(ref)
+        return run if run is not None and run.manifest_path.is_file() else None
 
     # ------------------------------------------------------------------ run records
 

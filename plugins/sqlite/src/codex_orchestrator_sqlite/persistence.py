@@ -212,24 +212,16 @@ class SqlitePersistence:
     # ------------------------------------------------------------------ locations
 
     def _location(self, task_id: str, run_id: str) -> RunLocation:
-        return RunLocation(self.context.runs_dir, self.context.out_dir, task_id, run_id)
+        return self.context.location(task_id, run_id)
 
     def manifest_ref(self, run: RunLocation) -> Path:
         return run.manifest_path
 
     def resolve_manifest_ref(self, ref: Path) -> RunLocation | None:
-        path = ref if ref.is_absolute() else self.context.root / ref
-        try:
-            relative = Path(os.path.normpath(path)).relative_to(self.context.runs_dir)
-        except ValueError:
-            try:
-                relative = path.resolve().relative_to(self.context.runs_dir)
-            except ValueError:
-                return None
-        parts = relative.parts
-        if len(parts) != 4 or parts[1] != "cli" or parts[3] != "manifest.json":
+        run = self.context.location_of_manifest_ref(ref)
+        if run is None:
             return None
-        task_id, run_id = parts[0], parts[2]
+        task_id, run_id = run.task_id, run.run_id
         row = self._read(
             "resolve_manifest_ref",
             lambda db: db.execute(
@@ -237,7 +229,7 @@ class SqlitePersistence:
                 (task_id, run_id),
             ).fetchone(),
         )
-        return self._location(task_id, run_id) if row else None
+        return run if row else None
 
     # ------------------------------------------------------------------ run records
 
