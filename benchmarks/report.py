@@ -60,6 +60,8 @@ def row(
 def _num(value: float | None) -> str:
     if value is None:
         return "-"
+    if value == 0:
+        return "0"
     if isinstance(value, int) or (float(value).is_integer() and abs(value) >= 10):
         return str(int(value))
     magnitude = abs(value)

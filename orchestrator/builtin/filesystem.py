@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 STATE_FILE = "state.json"
 METRICS_FILE = "metrics.json"
 LOCK_SUFFIX = ".lock"
+LOCK_POLL_SECONDS = 0.02
+"""How often a waiter tries the state lock again. Every try wakes a process: at 5 ms, 200 runs
+waiting on 2 cores spent so much time trying that the holder was starved, and the slowest wait
+was twice as long (benchmarks/, docs/performance.md: scenario 4)."""
 
 
 class FilesystemOptions(PersistenceOptions):
@@ -177,7 +181,7 @@ class FilesystemPersistence:
         attempt_timeout = self.options.lock_attempt_timeout_ms / 1000
 
         def take() -> None:
-            lock.acquire(timeout=attempt_timeout, poll_interval=0.005)
+            lock.acquire(timeout=attempt_timeout, poll_interval=LOCK_POLL_SECONDS)
 
         def before_sleep(state: RetryCallState) -> None:
             log.warning(
