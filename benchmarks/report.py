@@ -127,3 +127,24 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
     ]
     rendered.insert(1, "-" * max(len(line) for line in rendered))
     return "\n".join(rendered)
+
+
+def markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """The same figures as a Markdown table (for docs/performance.md)."""
+    lines = [
+        "| scenario | figure | ours: median [min-max] | baseline | ours / baseline "
+        "| peer | ours / peer | target | met |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        unit = f" {r['unit']}" if r["unit"] not in ("x",) else " x"
+        base = _stat(r["baseline"])
+        if r["baseline_label"] and base != "-":
+            base = f"{base} ({r['baseline_label']})"
+        met = "" if r["met"] is None else ("yes" if r["met"] else "**no**")
+        lines.append(
+            f"| {r['scenario']} | {r['metric']} | {_stat(r['ours'])}{unit} | {base} "
+            f"| {_ratio(r['ratio_to_baseline'])} | {_stat(r['peer'])} "
+            f"| {_ratio(r['ratio_to_peer'])} | {r['target'] or ''} | {met} |"
+        )
+    return "\n".join(lines).replace("|-|", "| - |")

@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import peer as peer_tool
 from measure import MB
-from report import table
+from report import markdown, table
 from scenarios import QUICK, SCENARIOS, PeerSide, Plan
 
 HERE = Path(__file__).resolve().parent
@@ -50,6 +50,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--only", nargs="+", choices=list(SCENARIOS), help="run only these scenarios"
     )
     parser.add_argument("--json", type=Path, help="where to write the JSON (default: results/)")
+    parser.add_argument("--markdown", type=Path, help="also write the table as Markdown here")
     parser.add_argument("--workdir", type=Path, help="keep the projects here (default: temp)")
     parser.add_argument("--repeats", type=int, help="override the repeats of every scenario")
     parser.add_argument("--output-mb", type=float, help="bytes printed by the capture stages")
@@ -161,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     target = args.json or HERE / "results" / f"{document['mode']}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    if args.markdown:
+        args.markdown.write_text(markdown(document["rows"]) + "\n", encoding="utf-8")
     print(table(document["rows"]))
     print()
     for name, error in document["errors"].items():
