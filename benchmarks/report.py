@@ -137,14 +137,20 @@ def markdown(rows: Sequence[dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        unit = f" {r['unit']}" if r["unit"] not in ("x",) else " x"
         base = _stat(r["baseline"])
         if r["baseline_label"] and base != "-":
             base = f"{base} ({r['baseline_label']})"
         met = "" if r["met"] is None else ("yes" if r["met"] else "**no**")
-        lines.append(
-            f"| {r['scenario']} | {r['metric']} | {_stat(r['ours'])}{unit} | {base} "
-            f"| {_ratio(r['ratio_to_baseline'])} | {_stat(r['peer'])} "
-            f"| {_ratio(r['ratio_to_peer'])} | {r['target'] or ''} | {met} |"
-        )
-    return "\n".join(lines).replace("|-|", "| - |")
+        cells = [
+            r["scenario"],
+            r["metric"],
+            f"{_stat(r['ours'])} {r['unit']}",
+            base,
+            _ratio(r["ratio_to_baseline"]),
+            _stat(r["peer"]),
+            _ratio(r["ratio_to_peer"]),
+            r["target"] or "",
+            met,
+        ]
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
