@@ -160,6 +160,13 @@ def test_a_snapshot_lock_held_too_long_is_reported_and_the_run_still_succeeds(
     assert [m["run_id"] for m in project.metrics()] == [summary["run_id"]]
     assert not (project.out_dir / "0101" / "state.json").exists()
 
+    # the snapshot heals: the next run that gets the lock records the skipped one too
+    later = project.start_json("p")
+    entries = {r["run_id"]: r for r in project.state()["runs"]}
+    assert set(entries) == {summary["run_id"], later["run_id"]}
+    assert entries[summary["run_id"]]["status"] == "succeeded"
+    assert entries[summary["run_id"]]["manifest"] == summary["manifest"]
+
 
 def test_a_snapshot_lock_held_briefly_is_waited_for(project: Project) -> None:
     project.write_config('[pipelines.p]\nstages = [{ id = "a", command = "echo fine" }]\n')

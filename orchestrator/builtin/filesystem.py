@@ -233,10 +233,39 @@ class FilesystemPersistence:
                 state = {}
             runs = [r for r in state.get("runs", []) if r.get("run_id") != entry["run_id"]]
             runs.append(entry)
+            runs.extend(self._missing_entries(task_id, {r.get("run_id") for r in runs}))
             runs.sort(key=lambda r: (r.get("started_at") or "", r.get("run_id") or ""))
             last = max((r.get("started_at") or "" for r in runs), default=None)
             document = {"task_id": task_id, "last_run_at": last, "runs": runs}
             atomic_write_json(path, document, durable=self.options.fsync)
+
+    def _missing_entries(self, task_id: str, known: set[Any]) -> list[dict[str, Any]]:
+        """Entries for stored runs the snapshot lacks (a run that could not take the lock in
+        time): the snapshot heals at the next write of any run of the task, so every run lands.
+        A run whose manifest does not exist yet is left to record itself."""
+        healed = []
+        for run in self.list_runs(task_id):
+            if run.run_id in known:
+                continue
+            try:
+                manifest = self.read_manifest(run)
+            except (RunNotFoundError, CorruptRecordError):
+                continue
+            try:
+                reference = str(run.manifest_path.relative_to(self.context.root))
+            except ValueError:
+                reference = str(run.manifest_path)
+            healed.append(
+                {
+                    "run_id": run.run_id,
+                    "pipeline_id": manifest.get("pipeline_id"),
+                    "status": manifest.get("status"),
+                    "started_at": manifest.get("started_at"),
+                    "completed_at": manifest.get("completed_at"),
+                    "manifest": reference,
+                }
+            )
+        return healed
 
     def append_metrics(self, task_id: str, line: dict[str, Any]) -> None:
         """Append the line under the metrics file's own lock (not the snapshot's: a stuck
