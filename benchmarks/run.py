@@ -162,8 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             document["results"][name] = results
             document["rows"].extend(rows)
     finally:
-        if args.workdir is None:
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)  # the projects too, unless --workdir keeps them
     document["machine"]["load_average_at_end"] = (
         os.getloadavg() if hasattr(os, "getloadavg") else None
     )
