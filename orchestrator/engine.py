@@ -763,9 +763,13 @@ class RunEngine:
                     break
                 if outcome.timed_out or (retry_codes and outcome.exit_code not in retry_codes):
                     break
-                delay = min(
-                    options.retry_initial_delay_ms * 2 ** (attempt - 1), options.retry_max_delay_ms
-                ) / 1000
+                delay = (
+                    min(
+                        options.retry_initial_delay_ms * 2 ** (attempt - 1),
+                        options.retry_max_delay_ms,
+                    )
+                    / 1000
+                )
                 capture.event(
                     "command:retry",
                     attempt=attempt + 1,

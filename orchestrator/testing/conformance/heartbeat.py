@@ -161,6 +161,7 @@ class HeartbeatConformance(SlotConformance):
             release.write_text("go\n")
             _, err = process.communicate(timeout=60)
         finally:
+            release.touch()  # whatever happened, let the stage end
             if process.poll() is None:
                 process.kill()
                 process.communicate()

@@ -279,6 +279,7 @@ class PersistenceConformance(SlotConformance):
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.communicate(timeout=60)
+            release.touch()  # the stage runs in a session of its own: let it end
         persistence = project.kernel().persistence
         run = persistence.find_run(run_id, None)
         manifest = persistence.read_manifest(run)
