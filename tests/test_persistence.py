@@ -168,6 +168,21 @@ def test_a_snapshot_lock_held_too_long_is_reported_and_the_run_still_succeeds(
     assert entries[summary["run_id"]]["manifest"] == summary["manifest"]
 
 
+def test_an_entry_left_in_progress_is_corrected_by_a_later_write(project: Project) -> None:
+    """A run whose final snapshot write gave up stays in_progress only until the next write."""
+    project.write_config('[pipelines.p]\nstages = [{ id = "a", command = "true" }]\n')
+    first = project.start_json("p")
+    state_path = project.out_dir / "0101" / "state.json"
+    state = json.loads(state_path.read_text())
+    state["runs"][0]["status"] = "in_progress"  # as if its final write had timed out
+    state["runs"][0]["completed_at"] = None
+    state_path.write_text(json.dumps(state))
+    project.start_json("p")
+    entries = {r["run_id"]: r for r in project.state()["runs"]}
+    assert entries[first["run_id"]]["status"] == "succeeded"
+    assert entries[first["run_id"]]["completed_at"] == first["completed_at"]
+
+
 def test_a_snapshot_lock_held_briefly_is_waited_for(project: Project) -> None:
     project.write_config('[pipelines.p]\nstages = [{ id = "a", command = "echo fine" }]\n')
     holder = hold_lock(project, 1.0)

@@ -13,11 +13,13 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from filelock import FileLock, Timeout
 from pydantic import Field
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+
+if TYPE_CHECKING:
+    from tenacity import RetryCallState
 
 from orchestrator.contracts import PersistenceOptions, RunLocation, SlotContext
 from orchestrator.errors import CorruptRecordError, LockTimeoutError, RunNotFoundError
@@ -35,6 +37,8 @@ log = logging.getLogger(__name__)
 STATE_FILE = "state.json"
 METRICS_FILE = "metrics.json"
 LOCK_SUFFIX = ".lock"
+UNFINISHED = frozenset({"queued", "in_progress"})
+REFRESH_PER_WRITE = 8
 LOCK_POLL_SECONDS = 0.02
 """How often a waiter tries the state lock again. Every try wakes a process: at 5 ms, 200 runs
 waiting on 2 cores spent so much time trying that the holder was starved, and the slowest wait
@@ -46,7 +50,7 @@ class FilesystemOptions(PersistenceOptions):
     lock_initial_delay_ms: int = Field(100, ge=0, le=60_000, description="first backoff wait")
     lock_max_total_ms: int = Field(3000, ge=0, le=600_000, description="all waits stay under this")
     lock_attempt_timeout_ms: int = Field(
-        2000, ge=0, le=600_000, description="how long one attempt waits for the lock"
+        5000, ge=0, le=600_000, description="how long one attempt waits for the lock"
     )
     fsync: bool = Field(True, description="fsync files and folders (off only for throwaway runs)")
 
@@ -176,6 +180,8 @@ class FilesystemPersistence:
         off (``lock_initial_delay_ms``, doubling, the waits together under ``lock_max_total_ms``).
         Raises :class:`LockTimeoutError` when ``lock_attempts`` attempts failed.
         """
+        from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
+
         make_dirs(data_file.parent, durable=self.options.fsync)
         lock = FileLock(f"{data_file}{LOCK_SUFFIX}", preserve_lock_file=True)
         attempt_timeout = self.options.lock_attempt_timeout_ms / 1000
@@ -184,7 +190,7 @@ class FilesystemPersistence:
             lock.acquire(timeout=attempt_timeout, poll_interval=LOCK_POLL_SECONDS)
 
         def before_sleep(state: RetryCallState) -> None:
-            log.warning(
+            log.info(  # contention is normal with many runs; only giving up is a warning
                 "state lock %s busy (attempt %d of %d); retrying",
                 lock.lock_file,
                 state.attempt_number,
@@ -234,6 +240,7 @@ class FilesystemPersistence:
             runs = [r for r in state.get("runs", []) if r.get("run_id") != entry["run_id"]]
             runs.append(entry)
             runs.extend(self._missing_entries(task_id, {r.get("run_id") for r in runs}))
+            self._refresh_unfinished(task_id, runs, skip=entry["run_id"])
             runs.sort(key=lambda r: (r.get("started_at") or "", r.get("run_id") or ""))
             last = max((r.get("started_at") or "" for r in runs), default=None)
             document = {"task_id": task_id, "last_run_at": last, "runs": runs}
@@ -242,11 +249,17 @@ class FilesystemPersistence:
     def _missing_entries(self, task_id: str, known: set[Any]) -> list[dict[str, Any]]:
         """Entries for stored runs the snapshot lacks (a run that could not take the lock in
         time): the snapshot heals at the next write of any run of the task, so every run lands.
-        A run whose manifest does not exist yet is left to record itself."""
+        A run whose manifest does not exist yet is left to record itself. Costs one listing of
+        the task's folder when nothing is missing."""
+        try:
+            names = os.listdir(self.context.runs_dir / task_id / "cli")
+        except FileNotFoundError:
+            return []
         healed = []
-        for run in self.list_runs(task_id):
-            if run.run_id in known:
+        for name in names:
+            if name in known or name.startswith("."):
                 continue
+            run = self._location(task_id, name)
             try:
                 manifest = self.read_manifest(run)
             except (RunNotFoundError, CorruptRecordError):
@@ -266,6 +279,21 @@ class FilesystemPersistence:
                 }
             )
         return healed
+
+    def _refresh_unfinished(self, task_id: str, runs: list[dict[str, Any]], skip: str) -> None:
+        """Bring up to ``REFRESH_PER_WRITE`` entries still marked unfinished (oldest first) in
+        line with their manifests, so a run whose final snapshot write gave up on the lock does
+        not stay ``in_progress`` in the history."""
+        unfinished = [r for r in runs if r.get("status") in UNFINISHED and r.get("run_id") != skip]
+        unfinished.sort(key=lambda r: r.get("started_at") or "")
+        for entry in unfinished[:REFRESH_PER_WRITE]:
+            try:
+                manifest = self.read_manifest(self._location(task_id, str(entry["run_id"])))
+            except (RunNotFoundError, CorruptRecordError):
+                continue
+            if manifest.get("status") not in UNFINISHED:
+                entry["status"] = manifest.get("status")
+                entry["completed_at"] = manifest.get("completed_at")
 
     def append_metrics(self, task_id: str, line: dict[str, Any]) -> None:
         """Append the line under the metrics file's own lock (not the snapshot's: a stuck

@@ -18,8 +18,6 @@ import json
 import logging
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +63,9 @@ class Delivery:
 
 def post_json(url: str, body: bytes, timeout: float) -> int:
     """One POST; the HTTP status on success, else a (transient) DeliveryError."""
+    import urllib.error
+    import urllib.request
+
     request = urllib.request.Request(
         url,
         data=body,
