@@ -71,6 +71,12 @@ def activity(
 ) -> Activity:
     now = now or utcnow()
     beats = [b for b in (_parse(manifest.heartbeat_at),) if b is not None]
+    if manifest.status not in LIVE_STATUSES:
+        # a finished run's final manifest flush carries its last tick: no need to ask the slot
+        newest = max(beats) if beats else None
+        age = (now - newest).total_seconds() if newest else None
+        stale_after = manifest.heartbeat_stale_after_seconds
+        return Activity(newest, age, None, None, stale_after)
     try:
         slot_beat = kernel.heartbeat.last_beat(run)
     except Exception as exc:  # a heartbeat plugin's bug must not hide the run
@@ -83,8 +89,6 @@ def activity(
         kernel.heartbeat_options.stale_after_seconds
     )
     age = (now - newest).total_seconds() if newest else None
-    if manifest.status not in LIVE_STATUSES:
-        return Activity(newest, age, None, None, stale_after)
     # no beat at all (killed before its first tick): count from the start of the run
     reference = newest or _parse(manifest.started_at) or now
     silent_for = (now - reference).total_seconds()
