@@ -210,6 +210,9 @@ class CommandRequest:
     timeout_seconds: float = 0.0
     kill_grace_seconds: float = 5.0
     cancel: threading.Event = field(default_factory=threading.Event)
+    hurry: threading.Event = field(default_factory=threading.Event)
+    """Set after ``cancel`` when the user insists (a second Ctrl-C): skip what is left of the
+    kill grace and SIGKILL the group now."""
 
 
 @dataclass

@@ -733,6 +733,7 @@ class RunEngine:
             timeout_seconds=timeout or 0.0,
             kill_grace_seconds=options.kill_grace_seconds,
             cancel=kernel.cancel,
+            hurry=kernel.hurry,
         )
         outcome = CommandOutcome(
             exit_code=None, error=approval.message if approval and denied else "not started"

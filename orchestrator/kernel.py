@@ -31,6 +31,7 @@ class Kernel:
     config: LoadedConfig
     environ: Mapping[str, str]
     cancel: threading.Event = field(default_factory=threading.Event)
+    hurry: threading.Event = field(default_factory=threading.Event)
     approve: bool = False
     """``--approve``: grant every stage that requires approval in this invocation."""
     _slots: dict[str, LoadedSlot] = field(default_factory=dict)

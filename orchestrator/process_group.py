@@ -13,6 +13,10 @@ import os
 import signal
 import threading
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from orchestrator.contracts import CommandRequest
 
 
 def signal_name(number: int) -> str:
@@ -100,10 +104,12 @@ class GroupLimits:
         timeout_seconds: float,
         kill_grace_seconds: float,
         cancel: threading.Event,
+        hurry: threading.Event | None = None,
     ) -> None:
         self.pgid = pgid
         self.kill_grace_seconds = kill_grace_seconds
         self.cancel = cancel
+        self.hurry = hurry or threading.Event()
         self.timed_out = False
         self.cancelled = False
         self.kill_at: float | None = None
@@ -111,6 +117,18 @@ class GroupLimits:
         self.deadline = now + timeout_seconds if timeout_seconds > 0 else None
         self._next_group_check = 0.0
         self._group_gone_at: float | None = None
+
+    @classmethod
+    def for_request(cls, pgid: int, request: CommandRequest) -> GroupLimits:
+        """The limits a :class:`~orchestrator.contracts.CommandRequest` asks for."""
+        return cls(
+            pgid, request.timeout_seconds, request.kill_grace_seconds, request.cancel, request.hurry
+        )
+
+    @property
+    def leftover_grace(self) -> float:
+        """The grace for ending leftovers once the command ended (none when hurried)."""
+        return 0.0 if self.hurry.is_set() else self.kill_grace_seconds
 
     def begin_ending(self) -> None:
         """SIGTERM the group now (once) and schedule the SIGKILL."""
@@ -126,6 +144,8 @@ class GroupLimits:
         if not self.cancelled and self.cancel.is_set():
             self.cancelled = True
             self.begin_ending()
+        if self.kill_at is not None and self.hurry.is_set():
+            self.kill_at = min(self.kill_at, now)  # the user insists: no more grace
         if self.kill_at is not None and now >= self.kill_at:
             signal_group(self.pgid, signal.SIGKILL)
             self.kill_at = now + 3600  # sent once

@@ -164,3 +164,31 @@ def test_signal_to_the_orchestrator_cancels_the_run(project: Project, signum: in
     (entry,) = project.state()["runs"]
     assert entry["status"] == "cancelled"
     assert project.validate_manifests() == 1
+
+
+def test_a_second_interrupt_kills_the_stage_without_waiting_out_the_grace(
+    project: Project,
+) -> None:
+    """A stage that ignores SIGTERM would keep a cancelled run for kill_grace_seconds (60 s here);
+    the second Ctrl-C sends SIGKILL at once."""
+    stubborn = "trap '' TERM; echo $$ > leader.pid; while :; do sleep 0.05; done"
+    project.write_config(
+        f'[command_runner]\nkill_grace_seconds = 60\n[pipelines.p]\nstages = [{{ id = "stubborn", '
+        f"command = {json.dumps(stubborn)} }}]\n"
+    )
+    process = project.popen("start", "p", "--format", "json")
+    leader = int(wait_for_file(project.root / "leader.pid"))
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    assert process.poll() is None, "the first interrupt must leave the grace to the stage"
+    started = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=30)
+    assert time.monotonic() - started < 15
+    assert process.returncode == 130, stderr
+    assert "interrupt again to kill it at once" in stderr
+    assert "killing the running stage now" in stderr
+    assert_all_ended([leader], leader)
+    summary = json.loads(stdout)
+    assert summary["status"] == "cancelled"
+    assert project.manifest(summary)["commands"][0]["signal"] == "SIGKILL"

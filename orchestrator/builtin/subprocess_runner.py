@@ -101,9 +101,7 @@ class _Supervisor:
         self.request = request
         self.on_output = on_output
         self.pgid = process.pid
-        self.limits = GroupLimits(
-            process.pid, request.timeout_seconds, request.kill_grace_seconds, request.cancel
-        )
+        self.limits = GroupLimits.for_request(process.pid, request)
 
     def supervise(self) -> CommandOutcome:
         process = self.process
@@ -154,7 +152,7 @@ class _Supervisor:
                 os.close(pidfd)
             process.stdout.close()
             process.stderr.close()
-            end_group(self.pgid, self.request.kill_grace_seconds)
+            end_group(self.pgid, limits.leftover_grace)
             if process.returncode is None:
                 process.kill()
                 process.wait()

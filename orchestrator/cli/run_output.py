@@ -56,7 +56,7 @@ def run_with_output(
 
             text_observer = make_reporter(use_color())
         kernel.observers.register(text_observer, REPORTER_NAME)
-    with cancel_on_signals(kernel.cancel):
+    with cancel_on_signals(kernel.cancel, kernel.hurry):
         result = execute()
     summary = result.summary(kernel.root)
     if stream is not None:

@@ -1,17 +1,28 @@
-"""SIGINT and SIGTERM cancel the run: the running stage is stopped, the run ends ``cancelled``."""
+"""SIGINT and SIGTERM cancel the run: the running stage is stopped (SIGTERM, then SIGKILL after
+``kill_grace_seconds``), and the run ends ``cancelled``. A second signal skips what is left of the
+grace: the stage's process group gets SIGKILL at once."""
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+FIRST_INTERRUPT = b"cancelling: stopping the running stage (interrupt again to kill it at once)\n"
+SECOND_INTERRUPT = b"cancelling: killing the running stage now\n"
+
 
 @contextmanager
-def cancel_on_signals(cancel: threading.Event) -> Iterator[None]:
+def cancel_on_signals(cancel: threading.Event, hurry: threading.Event) -> Iterator[None]:
     def handler(signum: int, _frame: object) -> None:
+        insisted = cancel.is_set()
+        if insisted:
+            hurry.set()
         cancel.set()
+        if signum == signal.SIGINT:  # a person at a terminal; automation's SIGTERM stays quiet
+            os.write(2, SECOND_INTERRUPT if insisted else FIRST_INTERRUPT)
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

@@ -129,9 +129,7 @@ def _supervise(
     request: CommandRequest,
     on_output: OutputCallback,
 ) -> CommandOutcome:
-    limits = GroupLimits(
-        process.pid, request.timeout_seconds, request.kill_grace_seconds, request.cancel
-    )
+    limits = GroupLimits.for_request(process.pid, request)
     os.set_blocking(primary, False)
     selector = selectors.DefaultSelector()
     selector.register(primary, selectors.EVENT_READ, "output")
@@ -167,7 +165,7 @@ def _supervise(
         selector.close()
         if pidfd is not None:
             os.close(pidfd)
-        end_group(process.pid, request.kill_grace_seconds)
+        end_group(process.pid, limits.leftover_grace)
         if process.returncode is None:
             process.kill()
             process.wait()
