@@ -38,16 +38,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-try:
-    import orchestrator  # noqa: F401  (the package under test, in this interpreter)
-except ImportError:
-    print(
-        "error: codex-orchestrator is not installed for this Python; run the benchmarks with the "
-        "interpreter it is installed in, e.g. .venv/bin/python benchmarks/" + Path(__file__).name,
-        file=sys.stderr,
-    )
-    raise SystemExit(2) from None
-
+import installed  # noqa: F401  (exits 2 with one line when the package is not installed)
 from measure import run_measured, summarize
 from ours import OurProject, parse_summary, read_json
 
