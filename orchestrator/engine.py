@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -21,14 +19,15 @@ from typing import Any
 
 from orchestrator import approvals, instructions, tool_runs
 from orchestrator.capture import NdjsonLog, StageCapture, event_bytes
-from orchestrator.clock import duration_ms, iso, new_run_id, now_iso, parse_iso, utcnow
+from orchestrator.clock import duration_ms, new_run_id, now_iso, parse_iso
 from orchestrator.contracts import (
     CommandOutcome,
     CommandRequest,
     CommandRunnerOptions,
     RunLocation,
 )
-from orchestrator.errors import EXIT_CANCELLED, EXIT_OK, EXIT_RUN_FAILED, RunStateError
+from orchestrator.errors import RunStateError
+from orchestrator.heartbeat_thread import HeartbeatThread, peak_rss_kb
 from orchestrator.identifiers import check_id
 from orchestrator.kernel import Kernel
 from orchestrator.manifest import (
@@ -44,11 +43,16 @@ from orchestrator.manifest_writer import ManifestWriter
 from orchestrator.pipeline import ResolvedPipeline, ResolvedStage, resolve_pipeline
 from orchestrator.process_identity import current_process_identity
 from orchestrator.run_context import RunView
+from orchestrator.run_report import (
+    error_document,
+    relative,
+    run_exit_code,
+    run_summary,
+    stage_summary,
+)
 
 log = logging.getLogger(__name__)
 
-ERROR_FILE_LIMIT = 10 * 1024
-SUMMARY_LIMIT = 240
 CREATE_ATTEMPTS = 5
 
 
@@ -61,197 +65,6 @@ class RunResult:
 
     def summary(self, root: Path) -> dict[str, Any]:
         return run_summary(self.manifest, self.manifest_path, root, self.exit_code)
-
-
-def run_exit_code(status: str) -> int:
-    return {"succeeded": EXIT_OK, "cancelled": EXIT_CANCELLED}.get(status, EXIT_RUN_FAILED)
-
-
-def relative(path: Path, root: Path) -> str:
-    try:
-        return str(path.relative_to(root))
-    except ValueError:
-        return str(path)
-
-
-def run_summary(
-    manifest: Manifest, manifest_path: Path, root: Path, exit_code: int
-) -> dict[str, Any]:
-    """What ``start --format json`` prints (interface.md 3)."""
-    return {
-        "run_id": manifest.run_id,
-        "task_id": manifest.task_id,
-        "pipeline_id": manifest.pipeline_id,
-        "parent_run_id": manifest.parent_run_id,
-        "status": manifest.status,
-        "status_detail": manifest.status_detail,
-        "summary": manifest.summary,
-        "manifest": relative(manifest_path, root),
-        "artifact_root": manifest.artifact_root,
-        "started_at": manifest.started_at,
-        "completed_at": manifest.completed_at,
-        "exit_code": exit_code,
-        "commands": [
-            {
-                "index": c.index,
-                "id": c.id,
-                "status": c.status,
-                "exit_code": c.exit_code,
-                "duration_ms": c.duration_ms,
-                "summary": c.summary,
-                "sub_run_id": c.sub_run_id,
-            }
-            for c in manifest.commands
-        ],
-    }
-
-
-def stage_summary(stage: ResolvedStage, capture: StageCapture, outcome: CommandOutcome) -> str:
-    """The last output line matching ``summary_hint`` (else the last line), and how it ended."""
-    lines: list[str] = []
-    for stream in ("stdout", "stderr"):
-        tail = capture.tails[stream].value(8192).decode("utf-8", "replace")
-        lines.extend(line.strip() for line in tail.splitlines() if line.strip())
-    chosen = ""
-    if stage.summary_hint:
-        pattern = re.compile(stage.summary_hint)
-        chosen = next((line for line in reversed(lines) if pattern.search(line)), "")
-    if not chosen:
-        stdout_lines = capture.tails["stdout"].value(8192).decode("utf-8", "replace").splitlines()
-        stdout_lines = [line.strip() for line in stdout_lines if line.strip()]
-        chosen = stdout_lines[-1] if stdout_lines else (lines[-1] if lines else "")
-    if outcome.error:
-        ending = outcome.error
-    elif outcome.timed_out:
-        ending = "timed out"
-    elif outcome.cancelled:
-        ending = "cancelled"
-    elif outcome.signal:
-        ending = f"killed by {outcome.signal}"
-    elif outcome.exit_code == 0:
-        ending = ""
-    else:
-        ending = f"exit {outcome.exit_code}"
-    text = f"{ending}: {chosen}" if ending and chosen else (ending or chosen)
-    return text if len(text) <= SUMMARY_LIMIT else text[: SUMMARY_LIMIT - 1] + "…"
-
-
-def error_document(
-    manifest: Manifest,
-    record: CommandRecord,
-    outcome: CommandOutcome,
-    capture: StageCapture,
-    reason: str,
-    cap: int,
-) -> dict[str, Any]:
-    """An error file (interface.md 4), shrunk until it fits in 10 KB whatever the stderr holds.
-
-    ``details.stderr`` is the newest stderr as text of at most ``cap`` UTF-8 bytes; control
-    characters (escaped six bytes each in JSON) and a huge command shrink it further.
-    """
-    import json
-
-    # A runner with merged streams (e.g. a pseudo-terminal) delivers stderr inside stdout.
-    stderr_tail = capture.tails["stdout" if record.merged_streams else "stderr"]
-    keep = min(cap, stderr_tail.cap)
-    command = record.command
-    while True:
-        text = stderr_tail.text(keep)
-        document = {
-            "run_id": manifest.run_id,
-            "task_id": manifest.task_id,
-            "command_index": record.index,
-            "command_id": record.id,
-            "command": command,
-            "reason": reason,
-            "details": {
-                "exit_code": outcome.exit_code,
-                "signal": outcome.signal,
-                "timed_out": outcome.timed_out,
-                "stderr": text,
-                "stderr_truncated": stderr_tail.total > len(text.encode("utf-8")),
-                "stdout_truncated": capture.tails["stdout"].truncated,
-            },
-            "created_at": now_iso(),
-        }
-        size = len(json.dumps(document, indent=2, ensure_ascii=False).encode("utf-8"))
-        budget = ERROR_FILE_LIMIT - 512
-        if size <= budget:
-            return document
-        if keep > 0:
-            # shrink in proportion: an escaped control character takes six bytes of JSON
-            stderr_size = len(json.dumps(text, ensure_ascii=False).encode("utf-8"))
-            room = budget - (size - stderr_size)
-            keep = max(0, min(keep - 1, keep * room // max(stderr_size, 1) - 16))
-            continue
-        # even with no stderr it is too big: the command itself is huge
-        shown = command if isinstance(command, str) else json.dumps(command)
-        command = shown[: max(0, len(shown) - (size - budget) - 16)] + "…"
-        reason = reason[:512]
-
-
-def peak_rss_kb() -> int | None:
-    """This process's peak resident memory in KiB (its own, not its children's)."""
-    try:
-        import resource
-    except ImportError:  # pragma: no cover - not on POSIX
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak // 1024 if sys.platform == "darwin" else peak
-
-
-class _Heartbeat:
-    """Ticks every ``interval`` seconds on its own thread; a failing tick never stops the run."""
-
-    def __init__(self, engine: RunEngine, run: RunLocation, writer: ManifestWriter) -> None:
-        self.engine = engine
-        self.run = run
-        self.writer = writer
-        self.interval = engine.kernel.heartbeat_options.interval_seconds
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
-        self.failures = 0
-        self.streak = 0
-
-    def tick(self) -> None:
-        at = utcnow()
-        try:
-            self.engine.kernel.heartbeat.beat(self.run, at)
-        except Exception as exc:
-            self._failed(exc)
-        else:
-            if self.streak:
-                self.engine.log_event("heartbeat:recovered", failures=self.streak)
-            self.streak = 0
-        with self.writer.lock:
-            self.writer.manifest.heartbeat_at = iso(at)
-        self.writer.request(force=False)
-        self.engine.kernel.observers.heartbeat(self.engine.view, at)
-
-    def _failed(self, exc: Exception) -> None:
-        """Every failure goes to the run's event log; the first of a streak also to stderr."""
-        self.failures += 1
-        self.streak += 1
-        message = f"heartbeat failed ({type(exc).__name__}: {exc}); next tick retries"
-        if self.streak == 1:
-            self.engine.warn(message)
-        self.engine.log_event("heartbeat:failed", message=message, streak=self.streak)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.tick()
-            except Exception as exc:  # a bug must not end the heartbeat of a live run
-                log.debug("heartbeat tick failed", exc_info=exc)
-
-    def start(self) -> None:
-        self.tick()
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
 
 
 class RunEngine:
@@ -519,7 +332,7 @@ class RunEngine:
                 }
             )
             self._record_state(manifest, manifest_path)
-            heartbeat = _Heartbeat(self, location, writer)
+            heartbeat = HeartbeatThread(self, location, writer)
             failure: BaseException | None = None
             try:
                 kernel.observers.run_started(self.view)  # observers hear of the run first

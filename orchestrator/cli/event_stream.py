@@ -16,9 +16,9 @@ import threading
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from orchestrator.engine import relative
 from orchestrator.events import envelope
 from orchestrator.hookspecs import hookimpl
+from orchestrator.run_report import relative
 
 STREAM_OBSERVER_NAME = "codex-orchestrator:event-stream"
 

@@ -101,9 +101,9 @@ def _stage_lines(previous: dict[str, str], document: dict[str, Any]) -> list[str
 
 def _watch(kernel: Any, run: Any, common: Common) -> int:
     """Follow a run until it ends or goes stale; exit like ``start`` (1 when it went stale)."""
-    from orchestrator.engine import run_exit_code
     from orchestrator.lifecycle.status import render_run, run_status
     from orchestrator.manifest import FINISHED_RUN_STATUSES
+    from orchestrator.run_report import run_exit_code
 
     live: Any = None
     if common.format == "text" and sys.stdout.isatty():

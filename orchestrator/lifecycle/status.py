@@ -114,7 +114,7 @@ def status_document(
     kernel: Kernel, run: RunLocation, manifest: Manifest, act: Activity
 ) -> dict[str, Any]:
     """``status RUN_ID --format json``: the run as ``start`` reports it, plus its activity."""
-    from orchestrator.engine import run_exit_code, run_summary
+    from orchestrator.run_report import run_exit_code, run_summary
 
     finished = manifest.status in FINISHED_RUN_STATUSES
     exit_code = run_exit_code(manifest.status) if finished else None
