@@ -93,7 +93,8 @@ class Project:
         kwargs.setdefault("stdout", subprocess.PIPE)
         kwargs.setdefault("stderr", subprocess.PIPE)
         kwargs.setdefault("stdin", subprocess.DEVNULL)
-        return subprocess.Popen(self.command(*args), cwd=self.root, env=merged, text=True, **kwargs)
+        kwargs.setdefault("text", True)  # a caller may ask for bytes with text=False
+        return subprocess.Popen(self.command(*args), cwd=self.root, env=merged, **kwargs)
 
     def start_json(self, *args: str, expect: int | None = 0, **kwargs: Any) -> dict[str, Any]:
         """``start ARGS --format json``: the one JSON document it printed."""
