@@ -151,6 +151,7 @@ class RunEngine:
                 if stage.kind == "command"
                 else None,
                 cwd=relative(stage.working_dir(root), root) if stage.kind == "command" else None,
+                timeout_seconds=stage.timeout_seconds,
             )
             for stage in pipeline.stages
         ]

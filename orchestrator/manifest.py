@@ -115,6 +115,9 @@ class CommandRecord(_Model):
     cwd: str | None = Field(
         None, description="working directory, relative to the root when inside it ('.' = root)"
     )
+    timeout_seconds: float | None = Field(
+        None, description="the stage's own timeout; null = the [command_runner] default"
+    )
 
 
 class Manifest(_Model):

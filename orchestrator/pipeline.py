@@ -171,7 +171,8 @@ def single_command_pipeline(
     timeout_seconds: float | None = None,
     cwd: str | None = None,
 ) -> ResolvedPipeline:
-    """The one-stage pipeline ``exec`` runs."""
+    """The one-stage pipeline ``exec`` runs (``cwd`` "." is the root, like no ``cwd``)."""
+    cwd = None if cwd in (None, ".") else cwd
     stage = ResolvedStage(
         index=1,
         id=stage_id,

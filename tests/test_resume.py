@@ -317,3 +317,22 @@ def test_the_lifecycle_works_the_same_with_sqlite_persistence(project: Project) 
         resumer.stderr.close()  # type: ignore[union-attr]
         if orphan is not None:
             kill_group(orphan)
+
+
+def test_an_exec_run_resumes_with_the_command_it_recorded(project: Project) -> None:
+    (project.root / "sub").mkdir()
+    command = "test -e ../ready && echo ok > resumed.txt"
+    failed = project.run(
+        "exec", "--format", "json", "--cwd", "sub", "--timeout", "30", "--", "sh", "-c", command
+    )
+    assert failed.returncode == 1, failed.stderr
+    run = json.loads(failed.stdout)
+    (project.root / "ready").write_text("")
+    resumed = project.run("resume", run["run_id"], "--format", "json")
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["run_id"] == run["run_id"] and summary["status"] == "succeeded"
+    assert (project.root / "sub" / "resumed.txt").read_text() == "ok\n"  # same cwd
+    record = project.manifest(summary)["commands"][0]
+    assert record["command"] == ["sh", "-c", command]
+    assert record["timeout_seconds"] == 30 and record["cwd"] == "sub"

@@ -20,7 +20,12 @@ from orchestrator.errors import RunStateError, UnknownPipelineError
 from orchestrator.kernel import Kernel
 from orchestrator.lifecycle.status import LIVE_STATUSES, Activity, activity, age_text
 from orchestrator.manifest import CommandRecord, Manifest
-from orchestrator.pipeline import ResolvedPipeline, known_pipelines, resolve_pipeline
+from orchestrator.pipeline import (
+    ResolvedPipeline,
+    known_pipelines,
+    resolve_pipeline,
+    single_command_pipeline,
+)
 
 
 @dataclass
@@ -63,15 +68,28 @@ def current_pipeline(kernel: Kernel, manifest: Manifest) -> ResolvedPipeline:
     pipeline_id = manifest.pipeline_id
     if pipeline_id not in settings.pipelines:
         if pipeline_id == "exec":
-            raise RunStateError(
-                f"run {manifest.run_id} is a one-command `exec` run, which cannot be resumed; "
-                "run the command again with `codex-orchestrator exec -- ...`"
-            )
+            return exec_pipeline(manifest)
         raise UnknownPipelineError(
             f"run {manifest.run_id} ran pipeline {pipeline_id!r}, which the config no longer "
             f"defines (known pipelines: {known_pipelines(settings)}); restore it to resume the run"
         )
     return resolve_pipeline(settings, pipeline_id, kernel.root, kernel.sanitizer, kernel.where)
+
+
+def exec_pipeline(manifest: Manifest) -> ResolvedPipeline:
+    """The one-command pipeline of an ``exec`` run, rebuilt from what its manifest recorded."""
+    record = manifest.commands[0] if len(manifest.commands) == 1 else None
+    if record is None or not isinstance(record.command, list) or not record.command:
+        raise RunStateError(
+            f"run {manifest.run_id} is an `exec` run whose command is not recorded as argv; "
+            "run the command again with `codex-orchestrator exec -- ...`"
+        )
+    return single_command_pipeline(
+        record.command,
+        stage_id=record.id,
+        timeout_seconds=record.timeout_seconds,
+        cwd=record.cwd,
+    )
 
 
 def pipeline_changed(manifest: Manifest, pipeline: ResolvedPipeline) -> bool:
