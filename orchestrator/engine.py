@@ -80,6 +80,7 @@ class RunEngine:
         self.task_id = task_id
         # how the run's end becomes an exit code (``exec`` returns its command's own code)
         self.exit_code_of = exit_code_of or (lambda manifest: run_exit_code(manifest.status))
+        self._earlier_children: dict[str, str] = {}  # stage id -> child run of an earlier attempt
         self.instructions_path: Path | None = None
         self.view: RunView | None = None
         self.run_log: NdjsonLog | None = None
@@ -394,6 +395,8 @@ class RunEngine:
         manifest.resume_events.append(ResumeEvent.model_validate(event))
         for record in manifest.commands:
             if record.status != "succeeded":
+                if record.sub_run_id:
+                    self._earlier_children[record.id] = record.sub_run_id
                 record.status = "pending"
                 for name in (
                     "started_at",
@@ -705,7 +708,9 @@ class RunEngine:
             self.kernel.where,
         )
         child = RunEngine(self.kernel, self.task_id)
-        result = child.start(child_pipeline, parent_run_id=location.run_id)
+        result = self._continue_child(location, record, child, child_pipeline)
+        if result is None:
+            result = child.start(child_pipeline, parent_run_id=location.run_id)
         ok = result.manifest.status == "succeeded"
         with writer.lock:
             record.sub_run_id = result.run.run_id
@@ -724,6 +729,42 @@ class RunEngine:
             ]
         self._end_stage(record, writer, ok)
         return ok
+
+    def _continue_child(
+        self,
+        location: RunLocation,
+        record: CommandRecord,
+        child: RunEngine,
+        child_pipeline: ResolvedPipeline,
+    ) -> RunResult | None:
+        """On resume, the child run an earlier attempt of this stage started: kept when it
+        succeeded, resumed when it did not (so no child run is left in progress for good), or
+        None when there is none to continue (or its pipeline changed): then a new one starts."""
+        earlier = self._earlier_children.get(record.id)
+        if earlier is None:
+            return None
+        persistence = self.kernel.persistence
+        try:
+            child_location = persistence.find_run(earlier, self.task_id)
+            child_manifest = Manifest.model_validate(persistence.read_manifest(child_location))
+        except Exception as exc:  # gone or unreadable: run the stage afresh
+            self.warn(f"child run {earlier} of stage {record.id} cannot be continued ({exc})")
+            return None
+        if child_manifest.pipeline_fingerprint != child_pipeline.fingerprint:
+            return None
+        path = persistence.manifest_ref(child_location)
+        if child_manifest.status == "succeeded":
+            return RunResult(
+                child_location, child_manifest, path, child.exit_code_of(child_manifest)
+            )
+        event = {
+            "timestamp": now_iso(),
+            "actor": "codex-orchestrator",
+            "reason": f"its parent run {location.run_id} was resumed",
+            "outcome": "in_progress",
+            "previous_status": child_manifest.status,
+        }
+        return child.resume(child_location, child_manifest, child_pipeline, event)
 
     # ---------------------------------------------------------------- finish
 

@@ -336,3 +336,32 @@ def test_an_exec_run_resumes_with_the_command_it_recorded(project: Project) -> N
     record = project.manifest(summary)["commands"][0]
     assert record["command"] == ["sh", "-c", command]
     assert record["timeout_seconds"] == 30 and record["cwd"] == "sub"
+
+
+def test_resuming_a_parent_continues_its_failed_child_run(project: Project) -> None:
+    project.write_config(
+        """
+        [pipelines.parent]
+        stages = [{ id = "docs", pipeline = "child" }, { id = "after", command = "true" }]
+        [pipelines.child]
+        stages = [
+          { id = "build", command = "echo run >> build.count" },
+          { id = "gate", command = "test -f fixed.txt" },
+        ]
+        """
+    )
+    failed = project.start_json("parent", expect=1)
+    first = project.manifest(failed)
+    child_id = first["commands"][0]["sub_run_id"]
+    (project.root / "fixed.txt").write_text("")
+    resumed = project.run("resume", failed["run_id"], "--format", "json")
+    assert resumed.returncode == 0, resumed.stderr
+    parent = project.manifest(json.loads(resumed.stdout))
+    assert parent["commands"][0]["sub_run_id"] == child_id  # the same child run, continued
+    assert [c["run_id"] for c in parent["child_runs"]] == [child_id]
+    child = project.manifest(parent["child_runs"][0]["manifest"])
+    assert child["status"] == "succeeded"
+    assert child["resume_events"][0]["reason"] == f"its parent run {failed['run_id']} was resumed"
+    assert lines(project.root / "build.count") == ["run"]  # its succeeded stage did not rerun
+    statuses = {r["run_id"]: r["status"] for r in project.state()["runs"]}
+    assert statuses == {failed["run_id"]: "succeeded", child_id: "succeeded"}
