@@ -7,11 +7,11 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from cyclopts import Parameter
 
-if False:  # typing only; keep the kernel out of import time
+if TYPE_CHECKING:  # keep the kernel out of import time
     from orchestrator.kernel import Kernel
 
 OutputFormat = Literal["text", "json"]
