@@ -109,6 +109,20 @@ class SlotConformance:
     def context(self, tmp_path: Path) -> SlotContext:
         return make_context(tmp_path)
 
+    def cli_options(self, implementation_options: dict[str, Any]) -> dict[str, Any]:
+        """The slot's table for the CLI-level checks (a class may add settings they need)."""
+        return implementation_options
+
+    @pytest.fixture
+    def project(
+        self, tmp_path: Path, implementation: Implementation, implementation_options: dict[str, Any]
+    ) -> SlotProject:
+        """A project whose config selects the implementation (needs its entry-point name)."""
+        name = require_entry_point(implementation)
+        return SlotProject(
+            tmp_path / "cli", self.slot, name, options=self.cli_options(implementation_options)
+        )
+
     @pytest.fixture
     def built(
         self,

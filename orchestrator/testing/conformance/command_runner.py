@@ -28,7 +28,6 @@ from orchestrator.testing.conformance._support import (
     SlotProject,
     context_json,
     patience,
-    require_entry_point,
     target_of,
     wait_for,
     worker,
@@ -101,6 +100,12 @@ def logged_output(log_path: Path) -> dict[str, bytes]:
 
 def read_pids(path: Path) -> list[int]:
     return [int(word) for word in path.read_text().split()]
+
+
+def assert_all_gone(pids_file: Path, what: str) -> None:
+    """Every process whose pid the command wrote to ``pids_file`` ends (waited for, bounded)."""
+    for pid in read_pids(pids_file):
+        wait_for(lambda p=pid: not process_running(p), f"{what} {pid} to be gone")
 
 
 class CommandRunnerConformance(SlotConformance):
@@ -228,8 +233,7 @@ class CommandRunnerConformance(SlotConformance):
         )
         assert outcome.timed_out
         assert outcome.exit_code != 0
-        for pid in read_pids(pids):
-            wait_for(lambda p=pid: not process_running(p), f"grandchild {pid} to be gone")
+        assert_all_gone(pids, "grandchild")
 
     def test_cancel_ends_the_whole_process_tree(
         self, runner: CommandRunner, context: SlotContext, tmp_path: Path
@@ -247,8 +251,7 @@ class CommandRunnerConformance(SlotConformance):
         assert outcome.cancelled
         assert not outcome.timed_out
         assert outcome.exit_code != 0
-        for pid in read_pids(pids):
-            wait_for(lambda p=pid: not process_running(p), f"grandchild {pid} to be gone")
+        assert_all_gone(pids, "grandchild")
 
     def test_nothing_is_left_running_after_the_command_ends(
         self, runner: CommandRunner, context: SlotContext, tmp_path: Path
@@ -261,8 +264,7 @@ class CommandRunnerConformance(SlotConformance):
         )
         outcome, out = self.run(runner, self.request(context, shell=script))
         assert b"main done" in out.all()
-        for pid in read_pids(pids):
-            wait_for(lambda p=pid: not process_running(p), f"leftover {pid} to be gone")
+        assert_all_gone(pids, "leftover")
         del outcome
 
     def test_a_process_that_leaves_the_group_cannot_hang_the_stage(
@@ -282,13 +284,6 @@ class CommandRunnerConformance(SlotConformance):
         assert b"main done" in out.all()
 
     # ------------------------------------------------------------------ through the CLI
-
-    @pytest.fixture
-    def project(
-        self, tmp_path: Path, implementation: Implementation, implementation_options: dict[str, Any]
-    ) -> SlotProject:
-        name = require_entry_point(implementation)
-        return SlotProject(tmp_path / "cli", "command_runner", name, options=implementation_options)
 
     def test_the_command_log_keeps_every_byte(
         self, project: SlotProject, runner: CommandRunner

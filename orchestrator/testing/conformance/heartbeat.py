@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,7 +25,6 @@ from orchestrator.testing.conformance._support import (
     SlotConformance,
     SlotProject,
     context_json,
-    require_entry_point,
     target_of,
     wait_for,
     worker,
@@ -123,13 +121,8 @@ class HeartbeatConformance(SlotConformance):
 
     # ------------------------------------------------------------------ through the CLI
 
-    @pytest.fixture
-    def project(
-        self, tmp_path: Path, implementation: Implementation, implementation_options: dict[str, Any]
-    ) -> SlotProject:
-        name = require_entry_point(implementation)
-        options = {"interval_seconds": 0.1, **implementation_options}
-        return SlotProject(tmp_path / "cli", "heartbeat", name, options=options)
+    def cli_options(self, implementation_options: dict[str, Any]) -> dict[str, Any]:
+        return {"interval_seconds": 0.1, **implementation_options}  # ticks the checks can see
 
     def test_a_live_run_ticks_until_it_ends(
         self, project: SlotProject, heartbeat: Heartbeat

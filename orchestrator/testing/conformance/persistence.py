@@ -35,7 +35,6 @@ from orchestrator.testing.conformance._support import (
     communicate_all,
     context_json,
     manifest_document,
-    require_entry_point,
     start_many,
     target_of,
     wait_for,
@@ -88,13 +87,6 @@ class PersistenceConformance(SlotConformance):
             "options": implementation_options,
             "context": context_json(context),
         }
-
-    @pytest.fixture
-    def project(
-        self, tmp_path: Path, implementation: Implementation, implementation_options: dict[str, Any]
-    ) -> SlotProject:
-        name = require_entry_point(implementation)
-        return SlotProject(tmp_path / "cli", "persistence", name, options=implementation_options)
 
     # ------------------------------------------------------------------ run records
 

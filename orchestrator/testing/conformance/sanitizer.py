@@ -19,10 +19,8 @@ from orchestrator.clock import new_run_id
 from orchestrator.contracts import IdentifierRejected, IdSanitizer, SlotContext
 from orchestrator.identifiers import unsafe_component
 from orchestrator.testing.conformance._support import (
-    Implementation,
     SlotConformance,
     SlotProject,
-    require_entry_point,
 )
 
 KINDS = ("task", "run", "stage")
@@ -106,13 +104,6 @@ class IdSanitizerConformance(SlotConformance):
         assert (runs / result).resolve().parent == runs, f"{value!r} -> {result!r}"
         assert sanitizer.sanitize(value, kind) == result, "not deterministic"
         assert sanitizer.sanitize(result, kind) == result, "a sanitized id changes again"
-
-    @pytest.fixture
-    def project(
-        self, tmp_path: Path, implementation: Implementation, implementation_options: dict[str, Any]
-    ) -> SlotProject:
-        name = require_entry_point(implementation)
-        return SlotProject(tmp_path / "cli", "id_sanitizer", name, options=implementation_options)
 
     @pytest.mark.parametrize("task", ["../../escape", "a/b", "..", "CON"])
     def test_a_hostile_task_id_stays_inside_the_project(
