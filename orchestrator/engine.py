@@ -529,9 +529,6 @@ class RunEngine:
         capture = StageCapture(log_path, options.stream_cap_bytes, on_chunk)
         approval = self._approval(location, stage, writer)  # None: not required
         denied = approval is not None and not approval.granted
-        timeout = (
-            stage.timeout_seconds if stage.timeout_seconds is not None else options.timeout_seconds
-        )
         attempts_allowed = 1 + (
             stage.retry_attempts if stage.retry_attempts is not None else options.retry_attempts
         )
@@ -547,7 +544,7 @@ class RunEngine:
             env=self._stage_env(
                 location, self.view.manifest_path if self.view else location.manifest_path, stage
             ),
-            timeout_seconds=timeout or 0.0,
+            timeout_seconds=stage.effective_timeout(options.timeout_seconds),
             kill_grace_seconds=options.kill_grace_seconds,
             cancel=kernel.cancel,
             hurry=kernel.hurry,
@@ -671,7 +668,7 @@ class RunEngine:
         if outcome.error:
             reason = outcome.error
         elif outcome.timed_out:
-            reason = f"timed out after {stage.timeout_seconds or options.timeout_seconds} s"
+            reason = f"timed out after {stage.effective_timeout(options.timeout_seconds)} s"
         elif outcome.cancelled:
             reason = "cancelled"
         elif outcome.signal:

@@ -35,6 +35,10 @@ class ResolvedStage:
     retry_attempts: int | None = None
     retry_on_exit_codes: list[int] | None = None
 
+    def effective_timeout(self, default: float) -> float:
+        """The stage's own timeout, else ``default`` (``[command_runner] timeout_seconds``)."""
+        return self.timeout_seconds if self.timeout_seconds is not None else default
+
     def working_dir(self, root: Path) -> Path:
         return (root / self.cwd).resolve() if self.cwd else root
 
