@@ -25,6 +25,7 @@ from orchestrator.contracts import (
     CommandRequest,
     CommandRunnerOptions,
     RunLocation,
+    validate_outcome,
 )
 from orchestrator.errors import RunStateError
 from orchestrator.heartbeat_thread import HeartbeatThread, peak_rss_kb
@@ -561,6 +562,7 @@ class RunEngine:
                 )
                 try:
                     outcome = kernel.command_runner.run(request, capture.on_output)
+                    validate_outcome(outcome)  # an impossible outcome is the runner's bug
                 except Exception as exc:  # a runner plugin's bug fails the stage, not the run
                     outcome = CommandOutcome(
                         exit_code=None, error=f"command runner failed: {type(exc).__name__}: {exc}"
