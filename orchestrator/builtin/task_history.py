@@ -56,7 +56,7 @@ def journal_path(snapshot: Path) -> Path:
 def _flock(path: Path, mode: int, wait_seconds: float) -> Iterator[bool]:
     """Hold ``flock(mode)`` on ``path`` (created if missing); yields False if it was not had
     within ``wait_seconds`` (0: one try). The lock frees itself if its holder dies."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         deadline = time.monotonic() + wait_seconds
         while True:
