@@ -1,5 +1,6 @@
-"""SIGINT and SIGTERM cancel the run: the running stage is stopped (SIGTERM, then SIGKILL after
-``kill_grace_seconds``), and the run ends ``cancelled``. A second signal skips what is left of the
+"""SIGINT, SIGTERM, SIGHUP (a closed terminal, a dropped SSH session) and SIGQUIT cancel the run:
+the running stage is stopped (SIGTERM, then SIGKILL after ``kill_grace_seconds``), and the run
+ends ``cancelled``. A second signal skips what is left of the
 grace: the stage's process group gets SIGKILL at once."""
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from contextlib import contextmanager
 
 FIRST_INTERRUPT = b"cancelling: stopping the running stage (interrupt again to kill it at once)\n"
 SECOND_INTERRUPT = b"cancelling: killing the running stage now\n"
+CANCELLING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+"""Each cancels the run the same way: a closed terminal must not orphan the running stage."""
 
 
 @contextmanager
@@ -24,7 +27,7 @@ def cancel_on_signals(cancel: threading.Event, hurry: threading.Event) -> Iterat
         if signum == signal.SIGINT:  # a person at a terminal; automation's SIGTERM stays quiet
             os.write(2, SECOND_INTERRUPT if insisted else FIRST_INTERRUPT)
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, handler) for sig in CANCELLING_SIGNALS}
     try:
         yield
     finally:
