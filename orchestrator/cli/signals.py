@@ -5,11 +5,12 @@ grace: the stage's process group gets SIGKILL at once."""
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from orchestrator.cli.streams import write_stderr_bytes
 
 FIRST_INTERRUPT = b"cancelling: stopping the running stage (interrupt again to kill it at once)\n"
 SECOND_INTERRUPT = b"cancelling: killing the running stage now\n"
@@ -25,7 +26,7 @@ def cancel_on_signals(cancel: threading.Event, hurry: threading.Event) -> Iterat
             hurry.set()
         cancel.set()
         if signum == signal.SIGINT:  # a person at a terminal; automation's SIGTERM stays quiet
-            os.write(2, SECOND_INTERRUPT if insisted else FIRST_INTERRUPT)
+            write_stderr_bytes(SECOND_INTERRUPT if insisted else FIRST_INTERRUPT)
 
     previous = {sig: signal.signal(sig, handler) for sig in CANCELLING_SIGNALS}
     try:
