@@ -70,8 +70,11 @@ class StreamCommon(Common):
 
 
 def setup_logging(debug: bool) -> None:
+    from orchestrator.redaction import RedactingFilter
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    handler.addFilter(RedactingFilter())  # also urllib3's and other libraries' --debug lines
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.WARNING)

@@ -105,6 +105,7 @@ def plan(pipeline: str | None = None, /, *, common: Common | None = None) -> int
         Pipeline to show (default: ``default_pipeline`` from config).
     """
     from orchestrator.pipeline import command_text, resolve_pipeline
+    from orchestrator.redaction import redact_document
 
     common = common or Common()
     kernel = load_kernel(common)
@@ -123,7 +124,7 @@ def plan(pipeline: str | None = None, /, *, common: Common | None = None) -> int
                 "kind": stage.kind,
                 "command": stage.command,
                 "cwd": stage.cwd,
-                "env": stage.env,
+                "env": redact_document(stage.env),  # secret-named entries as ***
                 "timeout_seconds": stage.timeout_seconds,
                 "allow_failure": stage.allow_failure,
             }

@@ -106,11 +106,12 @@ class NotificationsConfig(_Strict):
     @classmethod
     def _http_targets(cls, value: list[str]) -> list[str]:
         from orchestrator.http_targets import check_http_url
+        from orchestrator.redaction import redact_url
 
         for target in value:
             problem = check_http_url(target)
             if problem:
-                raise ValueError(f"target {target!r}: {problem}")
+                raise ValueError(f"target {redact_url(target)!r}: {problem}")
         return value
 
 
@@ -124,10 +125,11 @@ class TelemetryConfig(_Strict):
     @classmethod
     def _http_endpoint(cls, value: str | None) -> str | None:
         from orchestrator.http_targets import check_http_url
+        from orchestrator.redaction import redact_url
 
         problem = check_http_url(value) if value else None
         if problem:
-            raise ValueError(f"{value!r}: {problem}")
+            raise ValueError(f"{redact_url(value)!r}: {problem}")
         return value or None
 
 
