@@ -32,6 +32,7 @@ from orchestrator.manifest_writer import ManifestWriter
 from orchestrator.pipeline import ResolvedStage
 from orchestrator.run_context import RunView
 from orchestrator.run_report import error_document, relative, run_summary
+from orchestrator.suggestions import cli_command
 
 if TYPE_CHECKING:
     from orchestrator.command_stage import StageResult
@@ -98,7 +99,7 @@ class RunSession:
             if not taken:
                 raise RunStateError(
                     f"run {self.location.run_id} is being run by another live process; "
-                    f"see `codex-orchestrator status {self.location.run_id}`"
+                    f"see `{cli_command('status', self.location.run_id)}`"
                 )
             if self.plan.resume is not None:
                 self._check_unchanged()
@@ -145,7 +146,7 @@ class RunSession:
             raise RunStateError(
                 f"run {self.location.run_id} changed while this resume was starting (now "
                 f"{stored.get('status')}; resumed by another process?); see "
-                f"`codex-orchestrator status {self.location.run_id}`"
+                f"`{cli_command('status', self.location.run_id)}`"
             )
 
     def _end_leftovers(self) -> None:
