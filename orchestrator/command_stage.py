@@ -7,12 +7,14 @@ learns on the way (an approval decision, a retry, an output chunk, a note) it ha
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from orchestrator import approvals, instructions
 from orchestrator.capture import BoundedTail, StageCapture
+from orchestrator.config.project import STAGE_VARS
 from orchestrator.contracts import CommandOutcome, CommandRequest, CommandRunnerOptions
 from orchestrator.manifest import CommandRecord
 from orchestrator.pipeline import ResolvedStage
@@ -100,22 +102,25 @@ def stage_env(session: RunSession, stage: ResolvedStage) -> dict[str, str]:
     config = session.kernel.config
     location = session.location
     env = dict(session.kernel.environ)
-    env.update(
-        {
-            "MCP_RUNNER_TASK_ID": location.task_id,
-            "CODEX_ORCHESTRATOR_TASK_ID": location.task_id,
-            "CODEX_ORCHESTRATOR_RUN_ID": location.run_id,
-            "CODEX_ORCHESTRATOR_PIPELINE_ID": session.plan.pipeline.id,
-            "CODEX_ORCHESTRATOR_MANIFEST_PATH": str(session.manifest_path.resolve()),
-            "CODEX_ORCHESTRATOR_RUN_DIR": str(location.run_dir),
-            "CODEX_ORCHESTRATOR_RUNS_DIR": str(config.runs_dir),
-            "CODEX_ORCHESTRATOR_OUT_DIR": str(config.out_dir),
-            "CODEX_ORCHESTRATOR_ROOT": str(config.root),
-        }
-    )
+    injected = {
+        "MCP_RUNNER_TASK_ID": location.task_id,
+        "CODEX_ORCHESTRATOR_TASK_ID": location.task_id,
+        "CODEX_ORCHESTRATOR_RUN_ID": location.run_id,
+        "CODEX_ORCHESTRATOR_PIPELINE_ID": session.plan.pipeline.id,
+        "CODEX_ORCHESTRATOR_MANIFEST_PATH": str(session.manifest_path.resolve()),
+        "CODEX_ORCHESTRATOR_RUN_DIR": str(location.run_dir),
+        "CODEX_ORCHESTRATOR_RUNS_DIR": str(config.runs_dir),
+        "CODEX_ORCHESTRATOR_OUT_DIR": str(config.out_dir),
+        "CODEX_ORCHESTRATOR_ROOT": str(config.root),
+    }
     if session.instructions_path is not None:
-        env[instructions.ENV_VAR] = str(session.instructions_path)
+        injected[instructions.ENV_VAR] = str(session.instructions_path)
+    env.update(injected)
     env.update(stage.env)
+    # what this run set (and the stage's env left alone): a nested codex-orchestrator tells
+    # these inherited values from the user's own (orchestrator.config.project)
+    kept = {name: value for name, value in injected.items() if env.get(name) == value}
+    env[STAGE_VARS] = json.dumps(kept, sort_keys=True)
     return env
 
 

@@ -31,6 +31,12 @@ from orchestrator.slots import LoadedSlot, instantiate, load_class
 class Kernel:
     config: LoadedConfig
     environ: Mapping[str, str]
+    enclosing_run_id: str | None = None
+    """The run whose stage started this command, when it works on the same project."""
+    config_found: bool = True
+    """Whether a project (or ``--config``) file was read: a pipeline can come from nowhere else
+    in the usual case, so commands that need one say how to make it."""
+    searched_from: Path | None = None
     _slots: dict[str, LoadedSlot] = field(default_factory=dict)  # filled once per slot, on use
 
     @classmethod
@@ -40,10 +46,24 @@ class Kernel:
         config_file: Path | None = None,
         assignments: Sequence[str] = (),
         environ: Mapping[str, str] | None = None,
+        root: Path | None = None,
     ) -> Kernel:
-        environ = os.environ if environ is None else environ
-        config = load_config(environ=environ, config_file=config_file, assignments=assignments)
-        return cls(config=config, environ=environ)
+        from orchestrator.config.project import resolve_project
+
+        project = resolve_project(os.environ if environ is None else environ, root)
+        config = load_config(
+            environ=project.environ,
+            config_file=config_file,
+            assignments=assignments,
+            root=project.root,
+        )
+        return cls(
+            config=config,
+            environ=project.environ,
+            enclosing_run_id=project.enclosing_run_id,
+            config_found=project.config_found or config_file is not None,
+            searched_from=project.searched_from,
+        )
 
     @property
     def root(self) -> Path:

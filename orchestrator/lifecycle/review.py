@@ -86,6 +86,14 @@ def render_review(kernel: Kernel, run: RunLocation, document: dict[str, Any]) ->
     if document.get("parent_run_id"):
         lines.append(f"- **Parent run:** `{document['parent_run_id']}`")
     lines.append(f"- **Manifest:** `{document['manifest']}`")
+    children = document.get("child_runs") or []
+    if children:
+        lines.append(f"- **Child runs:** {len(children)}")
+        for child in children:
+            lines.append(
+                f"  - `{child['run_id']}` ({child['pipeline_id']}): {child['status']} "
+                f"(`codex-orchestrator review {child['run_id']}`)"
+            )
     events = document.get("resume_events") or []
     if events:
         lines.append(f"- **Resumed:** {len(events)} time(s)")
