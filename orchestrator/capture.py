@@ -131,7 +131,7 @@ class NdjsonLog:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.error: str | None = None
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
 
     def write(self, event: dict[str, Any]) -> bool:
         if self._fd < 0 or self.error is not None:

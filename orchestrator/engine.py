@@ -7,6 +7,7 @@ manifest -> finish -> history and metrics -> observers -> final manifest flush.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -20,6 +21,7 @@ from typing import Any
 from orchestrator import approvals, instructions, tool_runs
 from orchestrator.capture import NdjsonLog, StageCapture, event_bytes
 from orchestrator.clock import duration_ms, new_run_id, now_iso, parse_iso
+from orchestrator.config.project import STAGE_VARS
 from orchestrator.contracts import (
     CommandOutcome,
     CommandRequest,
@@ -50,6 +52,7 @@ from orchestrator.run_report import (
     run_summary,
     stage_summary,
 )
+from orchestrator.suggestions import cli_command
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +250,7 @@ class RunEngine:
             raise RunStateError(
                 f"run {location.run_id} changed while this resume was starting (now "
                 f"{stored.get('status')}; resumed by another process?); see "
-                f"`codex-orchestrator status {location.run_id}`"
+                f"`{cli_command('status', location.run_id)}`"
             )
 
     def _end_leftovers(self, location: RunLocation, manifest: Manifest) -> None:
@@ -269,7 +272,7 @@ class RunEngine:
             if not taken:
                 raise RunStateError(
                     f"run {location.run_id} is being run by another live process; "
-                    f"see `codex-orchestrator status {location.run_id}`"
+                    f"see `{cli_command('status', location.run_id)}`"
                 )
             yield
 
@@ -484,22 +487,25 @@ class RunEngine:
     ) -> dict[str, str]:
         config = self.kernel.config
         env = dict(self.kernel.environ)
-        env.update(
-            {
-                "MCP_RUNNER_TASK_ID": location.task_id,
-                "CODEX_ORCHESTRATOR_TASK_ID": location.task_id,
-                "CODEX_ORCHESTRATOR_RUN_ID": location.run_id,
-                "CODEX_ORCHESTRATOR_PIPELINE_ID": self.view.pipeline_id if self.view else "",
-                "CODEX_ORCHESTRATOR_MANIFEST_PATH": str(manifest_path.resolve()),
-                "CODEX_ORCHESTRATOR_RUN_DIR": str(location.run_dir),
-                "CODEX_ORCHESTRATOR_RUNS_DIR": str(config.runs_dir),
-                "CODEX_ORCHESTRATOR_OUT_DIR": str(config.out_dir),
-                "CODEX_ORCHESTRATOR_ROOT": str(config.root),
-            }
-        )
+        injected = {
+            "MCP_RUNNER_TASK_ID": location.task_id,
+            "CODEX_ORCHESTRATOR_TASK_ID": location.task_id,
+            "CODEX_ORCHESTRATOR_RUN_ID": location.run_id,
+            "CODEX_ORCHESTRATOR_PIPELINE_ID": self.view.pipeline_id if self.view else "",
+            "CODEX_ORCHESTRATOR_MANIFEST_PATH": str(manifest_path.resolve()),
+            "CODEX_ORCHESTRATOR_RUN_DIR": str(location.run_dir),
+            "CODEX_ORCHESTRATOR_RUNS_DIR": str(config.runs_dir),
+            "CODEX_ORCHESTRATOR_OUT_DIR": str(config.out_dir),
+            "CODEX_ORCHESTRATOR_ROOT": str(config.root),
+        }
         if self.instructions_path is not None:
-            env[instructions.ENV_VAR] = str(self.instructions_path)
+            injected[instructions.ENV_VAR] = str(self.instructions_path)
+        env.update(injected)
         env.update(stage.env)
+        # what this run set (and the stage's env left alone): a nested codex-orchestrator tells
+        # these inherited values from the user's own (orchestrator.config.project)
+        kept = {name: value for name, value in injected.items() if env.get(name) == value}
+        env[STAGE_VARS] = json.dumps(kept, sort_keys=True)
         return env
 
     def _run_command(

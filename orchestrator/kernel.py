@@ -32,6 +32,12 @@ class Kernel:
     environ: Mapping[str, str]
     cancel: threading.Event = field(default_factory=threading.Event)
     hurry: threading.Event = field(default_factory=threading.Event)
+    enclosing_run_id: str | None = None
+    """The run whose stage started this command, when it works on the same project."""
+    config_found: bool = True
+    """Whether a project (or ``--config``) file was read: a pipeline can come from nowhere else
+    in the usual case, so commands that need one say how to make it."""
+    searched_from: Path | None = None
     approve: bool = False
     """``--approve``: grant every stage that requires approval in this invocation."""
     _slots: dict[str, LoadedSlot] = field(default_factory=dict)
@@ -44,10 +50,24 @@ class Kernel:
         config_file: Path | None = None,
         assignments: Sequence[str] = (),
         environ: Mapping[str, str] | None = None,
+        root: Path | None = None,
     ) -> Kernel:
-        environ = os.environ if environ is None else environ
-        config = load_config(environ=environ, config_file=config_file, assignments=assignments)
-        return cls(config=config, environ=environ)
+        from orchestrator.config.project import resolve_project
+
+        project = resolve_project(os.environ if environ is None else environ, root)
+        config = load_config(
+            environ=project.environ,
+            config_file=config_file,
+            assignments=assignments,
+            root=project.root,
+        )
+        return cls(
+            config=config,
+            environ=project.environ,
+            enclosing_run_id=project.enclosing_run_id,
+            config_found=project.config_found or config_file is not None,
+            searched_from=project.searched_from,
+        )
 
     @property
     def root(self) -> Path:

@@ -48,18 +48,19 @@ def config_overrides(notify: list[str], otel_endpoint: str | None) -> list[str]:
     """``--notify``/``--otel-endpoint`` as ``--set`` assignments: the highest config layer, so a
     run started by ``start`` with the same keys in config behaves the same."""
     from orchestrator.http_targets import check_http_url
+    from orchestrator.redaction import redact_url
 
     assignments = []
     if notify:
         for target in notify:
             problem = check_http_url(target)
             if problem:
-                raise UsageError(f"--notify {target!r}: {problem}")
+                raise UsageError(f"--notify {redact_url(target)!r}: {problem}")
         assignments.append(f"notifications.targets={json.dumps(notify, ensure_ascii=False)}")
     if otel_endpoint is not None:
         problem = check_http_url(otel_endpoint)
         if problem:
-            raise UsageError(f"--otel-endpoint {otel_endpoint!r}: {problem}")
+            raise UsageError(f"--otel-endpoint {redact_url(otel_endpoint)!r}: {problem}")
         endpoint = json.dumps(otel_endpoint, ensure_ascii=False)
         assignments.append(f"telemetry.otel_endpoint={endpoint}")
     return assignments

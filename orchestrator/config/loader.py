@@ -151,8 +151,13 @@ def load_config(
     assignments: Sequence[str] = (),
     root: Path | None = None,
 ) -> LoadedConfig:
+    if root is None:
+        from orchestrator.config.project import resolve_project
+
+        context = resolve_project(environ)
+        root, environ = context.root, context.environ
     environ = os.environ if environ is None else environ
-    root = (root or Path(environ.get("CODEX_ORCHESTRATOR_ROOT") or os.getcwd())).resolve()
+    root = root.resolve()
     layers: list[Layer] = [DEFAULTS_LAYER]
     user = read_toml_layer("user", user_config_path(environ), required=False)
     if user:

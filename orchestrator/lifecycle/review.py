@@ -9,6 +9,7 @@ from orchestrator.errors import CorruptRecordError
 from orchestrator.kernel import Kernel
 from orchestrator.lifecycle.status import age_text, seconds_text
 from orchestrator.pipeline import command_text
+from orchestrator.suggestions import cli_command
 
 STDERR_TAIL_LINES = 30
 STDERR_TAIL_CHARS = 4000
@@ -85,6 +86,14 @@ def render_review(kernel: Kernel, run: RunLocation, document: dict[str, Any]) ->
     if document.get("parent_run_id"):
         lines.append(f"- **Parent run:** `{document['parent_run_id']}`")
     lines.append(f"- **Manifest:** `{document['manifest']}`")
+    children = document.get("child_runs") or []
+    if children:
+        lines.append(f"- **Child runs:** {len(children)}")
+        for child in children:
+            lines.append(
+                f"  - `{child['run_id']}` ({child['pipeline_id']}): {child['status']} "
+                f"(`codex-orchestrator review {child['run_id']}`)"
+            )
     events = document.get("resume_events") or []
     if events:
         lines.append(f"- **Resumed:** {len(events)} time(s)")
@@ -123,7 +132,7 @@ def render_review(kernel: Kernel, run: RunLocation, document: dict[str, Any]) ->
         if command.get("sub_run_id"):
             lines.append(
                 f"- Child run: `{command['sub_run_id']}` "
-                f"(`codex-orchestrator review {command['sub_run_id']}`)"
+                f"(`{cli_command('review', command['sub_run_id'])}`)"
             )
         if command.get("log_path"):
             lines.append(f"- Log: `{command['log_path']}`")
@@ -160,6 +169,6 @@ def render_review(kernel: Kernel, run: RunLocation, document: dict[str, Any]) ->
     else:
         lines.append(
             f"The run is still in progress; follow it with "
-            f"`codex-orchestrator status {document['run_id']} --watch`."
+            f"`{cli_command('status', document['run_id'], '--watch')}`."
         )
     return "\n".join(lines) + "\n"
