@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -322,7 +322,3 @@ class Persistence(Protocol):
         Entering yields True when the lock was taken, False when another live process holds it.
         A lock held by a process that died must be free again.
         """
-
-
-def iter_slots() -> Iterator[tuple[str, str]]:
-    yield from SLOT_GROUPS.items()

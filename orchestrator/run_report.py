@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from orchestrator.capture import StageCapture
+from orchestrator.capture import BoundedTail
 from orchestrator.clock import now_iso
 from orchestrator.contracts import CommandOutcome
 from orchestrator.errors import EXIT_CANCELLED, EXIT_OK, EXIT_RUN_FAILED
@@ -62,18 +62,20 @@ def run_summary(
     }
 
 
-def stage_summary(stage: ResolvedStage, capture: StageCapture, outcome: CommandOutcome) -> str:
+def stage_summary(
+    stage: ResolvedStage, tails: dict[str, BoundedTail], outcome: CommandOutcome
+) -> str:
     """The last output line matching ``summary_hint`` (else the last line), and how it ended."""
     lines: list[str] = []
     for stream in ("stdout", "stderr"):
-        tail = capture.tails[stream].value(8192).decode("utf-8", "replace")
+        tail = tails[stream].value(8192).decode("utf-8", "replace")
         lines.extend(line.strip() for line in tail.splitlines() if line.strip())
     chosen = ""
     if stage.summary_hint:
         pattern = re.compile(stage.summary_hint)
         chosen = next((line for line in reversed(lines) if pattern.search(line)), "")
     if not chosen:
-        stdout_lines = capture.tails["stdout"].value(8192).decode("utf-8", "replace").splitlines()
+        stdout_lines = tails["stdout"].value(8192).decode("utf-8", "replace").splitlines()
         stdout_lines = [line.strip() for line in stdout_lines if line.strip()]
         chosen = stdout_lines[-1] if stdout_lines else (lines[-1] if lines else "")
     if outcome.error:
@@ -107,7 +109,7 @@ def error_document(
     manifest: Manifest,
     record: CommandRecord,
     outcome: CommandOutcome,
-    capture: StageCapture,
+    tails: dict[str, BoundedTail],
     reason: str,
     cap: int,
 ) -> dict[str, Any]:
@@ -121,9 +123,9 @@ def error_document(
     # A runner with merged streams (e.g. a pseudo-terminal) delivers stderr inside stdout: the
     # one combined stream is kept as ``stderr`` (where such runners always put it).
     if record.merged_streams:
-        err_tail, out_tail = capture.tails["stdout"], None
+        err_tail, out_tail = tails["stdout"], None
     else:
-        err_tail, out_tail = capture.tails["stderr"], capture.tails["stdout"]
+        err_tail, out_tail = tails["stderr"], tails["stdout"]
     out_size = min(out_tail.total, out_tail.cap) if out_tail else 0
     err_size = min(err_tail.total, err_tail.cap)
     keep = min(cap, out_size + err_size)
