@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator import approvals, instructions, tool_runs
+from orchestrator import approvals, instructions, run_logs, tool_runs
 from orchestrator.capture import NdjsonLog, StageCapture, event_bytes
 from orchestrator.clock import duration_ms, new_run_id, now_iso, parse_iso
 from orchestrator.config.project import STAGE_VARS
@@ -292,7 +292,9 @@ class RunEngine:
             stack.enter_context(self._locked(location))
             if resumed:
                 self._check_unchanged(location, manifest)
-            self.run_log = NdjsonLog(location.runner_log_path)
+            self.run_log = NdjsonLog(
+                run_logs.open_log(persistence, location, location.runner_log_path)
+            )
             stack.callback(self.run_log.close)
             if resumed:
                 self._end_leftovers(location, manifest)
@@ -532,7 +534,8 @@ class RunEngine:
                     view, record, event["stream"], event["sequence"], event_bytes(event)
                 )
 
-        capture = StageCapture(log_path, options.stream_cap_bytes, on_chunk)
+        log = run_logs.open_log(kernel.persistence, location, log_path)
+        capture = StageCapture(log, options.stream_cap_bytes, on_chunk)
         approval = self._approval(location, stage, writer)  # None: not required
         denied = approval is not None and not approval.granted
         attempts_allowed = 1 + (
