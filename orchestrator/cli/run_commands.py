@@ -77,23 +77,20 @@ def start(
         Pipeline to run (default: ``default_pipeline`` from config).
     """
     from orchestrator.cli.run_output import run_with_output
-    from orchestrator.engine import RunEngine
     from orchestrator.pipeline import resolve_pipeline
+    from orchestrator.run_plan import RunControls, RunPlan
 
     common = common or StreamCommon()
     kernel = load_kernel(common)
     kernel.load_slots()
-    kernel.approve = approve
     task = task_id(kernel, common)
     pipeline_id = _pipeline_id(kernel, pipeline)
     parent = _parent_run(kernel, task, parent_run)
     resolved = resolve_pipeline(
         kernel.config.settings, pipeline_id, kernel.root, kernel.sanitizer, kernel.where
     )
-    engine = RunEngine(kernel, task)
-    return run_with_output(
-        kernel, common.format, lambda: engine.start(resolved, parent_run_id=parent)
-    )
+    plan_ = RunPlan.build(kernel, task, resolved, parent_run_id=parent)
+    return run_with_output(plan_, RunControls(approve=approve), common.format)
 
 
 def plan(pipeline: str | None = None, /, *, common: Common | None = None) -> int:
