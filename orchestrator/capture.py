@@ -74,27 +74,29 @@ class Utf8Splitter:
     def __init__(self) -> None:
         self._pending = b""
 
-    def feed(self, data: bytes) -> tuple[str | None, bytes | None]:
-        """Return ``(text, None)`` for valid UTF-8, else ``(None, raw)`` to be kept as base64."""
+    def feed(self, data: bytes) -> tuple[bytes, str | None]:
+        """Return the bytes complete so far and their text, or ``(raw, None)`` when they are not
+        UTF-8 (kept as base64); a character cut at the end waits for the next chunk."""
         buffer = self._pending + data if self._pending else data
         self._pending = b""
         try:
-            return buffer.decode("utf-8"), None
+            return buffer, buffer.decode("utf-8")
         except UnicodeDecodeError as exc:
             incomplete_tail = (
                 exc.reason == "unexpected end of data" and len(buffer) - exc.start <= 3
             )
             if incomplete_tail:
                 self._pending = buffer[exc.start :]
-                return buffer[: exc.start].decode("utf-8"), None
-            return None, buffer
+                complete = buffer[: exc.start]
+                return complete, complete.decode("utf-8")
+            return buffer, None
 
     def flush(self) -> bytes:
         pending, self._pending = self._pending, b""
         return pending
 
 
-def chunk_event(stream: str, sequence: int, text: str | None, raw: bytes | None) -> dict[str, Any]:
+def chunk_event(stream: str, sequence: int, data: bytes, text: str | None) -> dict[str, Any]:
     event: dict[str, Any] = {
         "type": "exec:chunk",
         "timestamp": now_iso(),
@@ -104,7 +106,7 @@ def chunk_event(stream: str, sequence: int, text: str | None, raw: bytes | None)
     if text is not None:
         event["data"] = text
     else:
-        event["data_b64"] = base64.b64encode(raw or b"").decode("ascii")
+        event["data_b64"] = base64.b64encode(data).decode("ascii")
     return event
 
 
@@ -156,8 +158,9 @@ class NdjsonLog:
             self._fd = -1
 
 
-ChunkListener = Callable[[dict[str, Any]], None]
-"""Called with each ``exec:chunk`` event after it reached the log."""
+ChunkListener = Callable[[str, int, bytes], None]
+"""Called with ``(stream, sequence, data)`` of each chunk after it reached the log; ``data`` is
+the chunk's bytes as the command wrote them (never re-encoded from the log line)."""
 
 
 def event_bytes(event: dict[str, Any]) -> bytes:
@@ -185,21 +188,20 @@ class StageCapture:
 
     def on_output(self, stream: str, data: bytes) -> None:
         self.tails[stream].add(data)
-        text, raw = self._splitters[stream].feed(data)
-        if text == "" and raw is None:
+        complete, text = self._splitters[stream].feed(data)
+        if not complete:
             return  # only part of a character so far
-        self._emit(stream, text, raw)
+        self._emit(stream, complete, text)
 
-    def _emit(self, stream: str, text: str | None, raw: bytes | None) -> None:
+    def _emit(self, stream: str, data: bytes, text: str | None) -> None:
         self.sequence += 1
-        event = chunk_event(stream, self.sequence, text, raw)
-        self.log.write(event)
+        self.log.write(chunk_event(stream, self.sequence, data, text))
         if self.listener is not None:
-            self.listener(event)
+            self.listener(stream, self.sequence, data)
 
     def close(self) -> None:
         for stream, splitter in self._splitters.items():
             rest = splitter.flush()
             if rest:
-                self._emit(stream, None, rest)
+                self._emit(stream, rest, None)
         self.log.close()
