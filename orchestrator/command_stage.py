@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from orchestrator import approvals, instructions
+from orchestrator import approvals, instructions, run_logs
 from orchestrator.capture import BoundedTail, StageCapture
 from orchestrator.config.env_expansion import expand_all
 from orchestrator.config.project import STAGE_VARS
@@ -136,9 +136,10 @@ def run_command_stage(
         def listener(stream: str, sequence: int, data: bytes) -> None:
             session.output_chunk(record, stream, sequence, data)
 
-    capture = StageCapture(
-        stage_log_path(session.location, stage), options.stream_cap_bytes, listener
+    log = run_logs.open_log(
+        kernel.persistence, session.location, stage_log_path(session.location, stage)
     )
+    capture = StageCapture(log, options.stream_cap_bytes, listener)
     approval = _approval(session, stage, controls)  # None: not required
     denied = approval is not None and not approval.granted
     policy = RetryPolicy.of(stage, options)
