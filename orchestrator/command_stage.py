@@ -16,7 +16,12 @@ from orchestrator import approvals, instructions, run_logs
 from orchestrator.capture import BoundedTail, StageCapture
 from orchestrator.config.env_expansion import expand_all
 from orchestrator.config.project import STAGE_VARS
-from orchestrator.contracts import CommandOutcome, CommandRequest, CommandRunnerOptions
+from orchestrator.contracts import (
+    CommandOutcome,
+    CommandRequest,
+    CommandRunnerOptions,
+    validate_outcome,
+)
 from orchestrator.manifest import CommandRecord
 from orchestrator.pipeline import ResolvedStage
 from orchestrator.run_records import stage_log_path
@@ -165,6 +170,7 @@ def run_command_stage(
             )
             try:
                 outcome = kernel.command_runner.run(request, capture.on_output)
+                validate_outcome(outcome)  # an impossible outcome is the runner's bug
             except Exception as exc:  # a runner plugin's bug fails the stage, not the run
                 outcome = CommandOutcome(
                     exit_code=None, error=f"command runner failed: {type(exc).__name__}: {exc}"
