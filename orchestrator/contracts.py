@@ -71,7 +71,10 @@ class CommandRunnerOptions(SlotOptions):
         description="newest bytes of each stream kept in memory",
     )
     error_detail_cap_bytes: int = Field(
-        8192, ge=0, le=8192, description="newest bytes of stderr kept in an error file"
+        8192,
+        ge=0,
+        le=8192,
+        description="newest bytes of stdout and stderr (together) kept in an error file",
     )
     timeout_seconds: float = Field(0, ge=0, description="default per-stage timeout; 0 = none")
     kill_grace_seconds: float = Field(

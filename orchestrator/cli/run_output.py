@@ -40,8 +40,8 @@ def run_with_output(
     closing: Callable[[dict[str, Any], int], None] = default_closing,
     run_events: bool = True,
 ) -> int:
-    """Attach the text reporter or the jsonl stream, run ``plan`` with SIGINT/SIGTERM
-    cancelling it, print the summary, and return the exit code."""
+    """Attach the text reporter or the jsonl stream, run ``plan`` with the cancelling signals
+    (orchestrator.cli.signals) cancelling it, print the summary, and return the exit code."""
     from orchestrator.cli.signals import cancel_on_signals
     from orchestrator.engine import execute
 
