@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 from pydantic_core import PydanticSerializationError, to_json
 
 from orchestrator.clock import now_iso
+from orchestrator.run_logs import FileLogSink, LogSink
 
 STREAMS = ("stdout", "stderr")
 
@@ -123,39 +123,36 @@ def encode_line(event: dict[str, Any]) -> bytes:
 
 
 class NdjsonLog:
-    """An append-only event log; each event is one ``write`` (no buffering in this process).
+    """An append-only event log; each event is one ``write`` of one line to its sink.
 
-    Writing never raises: a log is a record of the run, and a full disk must not end the run or
-    the thread that writes. The first failure is kept in :attr:`error` and later writes are
-    dropped (a line written after a gap would give a false picture); callers report it.
+    The sink is a file in the run folder, or whatever the persistence stores logs in
+    (:mod:`orchestrator.run_logs`). Writing never raises: a log is a record of the run, and a
+    full disk or a lost database must not end the run or the thread that writes. The first
+    failure is kept in :attr:`error` and later writes are dropped (a line written after a gap
+    would give a false picture); callers report it.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, target: Path | LogSink) -> None:
         self.error: str | None = None
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        self._sink: LogSink | None = FileLogSink(target) if isinstance(target, Path) else target
 
     def write(self, event: dict[str, Any]) -> bool:
-        if self._fd < 0 or self.error is not None:
+        if self._sink is None or self.error is not None:
             return False
-        line = encode_line(event)
         try:
-            written = os.write(self._fd, line)
-            while written < len(line):  # only on a nearly full disk; O_APPEND keeps it in order
-                written += os.write(self._fd, line[written:])
+            self._sink.write(encode_line(event))
         except OSError as exc:
             self.error = f"{type(exc).__name__}: {exc}"
             return False
         return True
 
     def close(self) -> None:
-        if self._fd >= 0:
+        sink, self._sink = self._sink, None
+        if sink is not None:
             try:
-                os.fsync(self._fd)
+                sink.close()
             except OSError as exc:
                 self.error = self.error or f"{type(exc).__name__}: {exc}"
-            os.close(self._fd)
-            self._fd = -1
 
 
 ChunkListener = Callable[[str, int, bytes], None]
@@ -173,11 +170,11 @@ def event_bytes(event: dict[str, Any]) -> bytes:
 class StageCapture:
     def __init__(
         self,
-        log_path: Path,
+        log: Path | LogSink,
         stream_cap_bytes: int,
         listener: ChunkListener | None = None,
     ) -> None:
-        self.log = NdjsonLog(log_path)
+        self.log = NdjsonLog(log)
         self.tails = {stream: BoundedTail(stream_cap_bytes) for stream in STREAMS}
         self._splitters = {stream: Utf8Splitter() for stream in STREAMS}
         self.sequence = 0

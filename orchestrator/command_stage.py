@@ -12,10 +12,15 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from orchestrator import approvals, instructions
+from orchestrator import approvals, instructions, run_logs
 from orchestrator.capture import BoundedTail, StageCapture
 from orchestrator.config.project import STAGE_VARS
-from orchestrator.contracts import CommandOutcome, CommandRequest, CommandRunnerOptions
+from orchestrator.contracts import (
+    CommandOutcome,
+    CommandRequest,
+    CommandRunnerOptions,
+    validate_outcome,
+)
 from orchestrator.manifest import CommandRecord
 from orchestrator.pipeline import ResolvedStage
 from orchestrator.run_records import stage_log_path
@@ -135,9 +140,10 @@ def run_command_stage(
         def listener(stream: str, sequence: int, data: bytes) -> None:
             session.output_chunk(record, stream, sequence, data)
 
-    capture = StageCapture(
-        stage_log_path(session.location, stage), options.stream_cap_bytes, listener
+    log = run_logs.open_log(
+        kernel.persistence, session.location, stage_log_path(session.location, stage)
     )
+    capture = StageCapture(log, options.stream_cap_bytes, listener)
     approval = _approval(session, stage, controls)  # None: not required
     denied = approval is not None and not approval.granted
     policy = RetryPolicy.of(stage, options)
@@ -163,6 +169,7 @@ def run_command_stage(
             )
             try:
                 outcome = kernel.command_runner.run(request, capture.on_output)
+                validate_outcome(outcome)  # an impossible outcome is the runner's bug
             except Exception as exc:  # a runner plugin's bug fails the stage, not the run
                 outcome = CommandOutcome(
                     exit_code=None, error=f"command runner failed: {type(exc).__name__}: {exc}"

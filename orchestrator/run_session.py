@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator import instructions, run_records, tool_runs
+from orchestrator import instructions, run_logs, run_records, tool_runs
 from orchestrator.capture import NdjsonLog
 from orchestrator.clock import duration_ms, iso, now_iso, parse_iso, utcnow
 from orchestrator.contracts import CommandRunnerOptions, RunLocation
@@ -108,7 +108,9 @@ class RunSession:
                 )
             if self.plan.resume is not None:
                 self._check_unchanged()
-            self._log = NdjsonLog(self.location.runner_log_path)
+            self._log = NdjsonLog(
+                run_logs.open_log(kernel.persistence, self.location, self.location.runner_log_path)
+            )
             try:
                 if self.plan.resume is not None:
                     self._end_leftovers()

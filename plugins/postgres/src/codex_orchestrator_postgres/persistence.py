@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
+from codex_orchestrator_postgres.logs import PostgresLogSink, read_log
 from codex_orchestrator_postgres.options import PostgresOptions
 from codex_orchestrator_postgres.store import Store, lock_key, store_for
 from orchestrator.contracts import PersistenceOptions, RunLocation, SlotContext
@@ -239,6 +240,17 @@ class PostgresPersistence:
             yield taken
         finally:
             connection.close()  # the server frees the lock with the session
+
+    # ------------------------------------------------------------------ logs
+
+    def open_log(self, run: RunLocation, name: str) -> PostgresLogSink:
+        """A writer of the log ``name`` (``runner.ndjson``, ``commands/NN-<stage>.ndjson``)."""
+        return PostgresLogSink(
+            self.store, run, name, self.options.log_flush_bytes, self.options.log_flush_ms
+        )
+
+    def read_log(self, run: RunLocation, name: str) -> Iterable[bytes]:
+        return read_log(self.store, run, name)
 
     # ------------------------------------------------------------------ task history
 
