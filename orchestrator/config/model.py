@@ -42,6 +42,11 @@ class StageConfig(_Strict):
     )
     retry_attempts: int | None = Field(None, ge=0, le=20, description="extra attempts on failure")
     retry_on_exit_codes: list[int] | None = Field(None, description="exit codes worth a retry")
+    needs: list[str] | None = Field(
+        None,
+        description="ids of stages of the same pipeline that must end well before this one "
+        "starts; any needs make the pipeline a graph",
+    )
 
     @field_validator("command")
     @classmethod
@@ -95,6 +100,12 @@ class StageConfig(_Strict):
 class PipelineConfig(_Strict):
     title: str | None = Field(None, description="shown in progress and reviews (default: its name)")
     stages: list[StageConfig] = Field(min_length=1, description="the stages, in order")
+    max_parallel: int | None = Field(
+        None, ge=1, le=1024, description="stages of a graph run at once (default: CPUs)"
+    )
+    fail_fast: bool = Field(
+        False, description="in a graph, a failure cancels the running stages and skips the rest"
+    )
 
 
 class PluginsConfig(_Strict):
