@@ -306,8 +306,8 @@ class FilesystemPersistence:
         path = self.context.runs_dir / task_id / METRICS_FILE
         data = (json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
         try:
-            with self._locked(path):
-                append_line(path, data, durable=self.options.fsync)
+            with self._locked(path):  # the only writer now: a line a killed one tore is cut off
+                append_line(path, data, durable=self.options.fsync, repair_tail=True)
                 return
         except LockTimeoutError as exc:
             log.warning("%s; appending the metrics line without the lock", exc)

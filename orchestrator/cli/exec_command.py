@@ -144,8 +144,8 @@ def exec_(
     and run:summary events, one JSON object a line, as the command runs.
     """
     from orchestrator.cli.run_output import run_with_output
-    from orchestrator.engine import RunEngine
     from orchestrator.pipeline import single_command_pipeline
+    from orchestrator.run_plan import RunControls, RunPlan
 
     common = common or StreamCommon()
     argv = list(command)
@@ -160,11 +160,11 @@ def exec_(
     pipeline = single_command_pipeline(
         argv, timeout_seconds=timeout, cwd=stage_cwd(cwd, kernel.root)
     )
-    engine = RunEngine(kernel, task, exit_code_of=command_exit_code)
+    plan = RunPlan.build(kernel, task, pipeline, exit_code_of=command_exit_code)
     return run_with_output(
-        kernel,
+        plan,
+        RunControls(),
         common.format,
-        lambda: engine.start(pipeline),
         text_observer=ExecEcho(),
         closing=lambda summary, code: print(closing_line(summary, code), file=sys.stderr),
         run_events=False,

@@ -95,8 +95,10 @@ def _print_traceback() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     from cyclopts import CycloptsError
 
+    from orchestrator.cli.streams import guard_standard_streams
     from orchestrator.errors import OrchestratorError
 
+    guard_standard_streams()  # a reader that leaves (`| head`) never changes a run
     tokens = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in tokens
     app = build_app()

@@ -36,7 +36,6 @@ class LoadedConfig:
     settings: Settings
     layers: tuple[Layer, ...]
     provenance: dict[str, Layer]
-    raw: dict[str, Any]
 
     def origin(self, dotted_key: str) -> str:
         """Where the key, or the nearest table holding it, was set (for error messages)."""
@@ -175,7 +174,7 @@ def load_config(
     for extra in (env_layer(environ, root), cli_layer(assignments, root)):
         if extra:
             layers.append(extra)
-    raw, provenance = merge_layers(layers)
+    _, provenance = merge_layers(layers)
     try:
         settings = build_settings([layer.data for layer in layers])
     except ValidationError as exc:
@@ -187,5 +186,4 @@ def load_config(
         settings=settings,
         layers=tuple(layers),
         provenance=provenance,
-        raw=raw,
     )
