@@ -13,7 +13,7 @@ def plugins(*, common: Common | None = None) -> int:
     from orchestrator.slots import list_installed
 
     common = common or Common()
-    kernel = load_kernel(common)
+    kernel = load_kernel(common, skip_unloadable=True)
     chosen = kernel.config.settings.plugins
     slots: dict[str, Any] = {}
     for slot, group in SLOT_GROUPS.items():
@@ -88,7 +88,7 @@ def config(*, common: Common | None = None) -> int:
     from orchestrator.redaction import redact_document
 
     common = common or Common()
-    kernel = load_kernel(common)
+    kernel = load_kernel(common, skip_unloadable=True)
     effective: dict[str, Any] = kernel.effective_config()
     for slot in ("persistence", "heartbeat", "command_runner", "id_sanitizer"):
         try:

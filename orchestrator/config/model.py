@@ -23,7 +23,10 @@ class StageConfig(_Strict):
     command: str | list[str] | None = Field(
         None, description="a string runs through /bin/sh -c; a list runs as argv with no shell"
     )
-    env: dict[str, EnvValue] = Field(default_factory=dict, description="overrides the environment")
+    env: dict[str, EnvValue] = Field(
+        default_factory=dict,
+        description="overrides the environment; values may use ${NAME}, ${NAME:-default} and $$",
+    )
     cwd: str | None = Field(None, description="relative to the project root; must stay inside it")
     timeout_seconds: float | None = Field(
         None, ge=0, description="0 = none; default from [command_runner]"
@@ -50,6 +53,17 @@ class StageConfig(_Strict):
     def _command_not_empty(cls, value: str | list[str] | None) -> str | list[str] | None:
         if value is not None and (not value or (isinstance(value, str) and not value.strip())):
             raise ValueError("command must not be empty")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_references(cls, value: dict[str, EnvValue]) -> dict[str, EnvValue]:
+        from orchestrator.config.env_expansion import problem
+
+        for name, item in value.items():
+            found = problem(item) if isinstance(item, str) else None
+            if found:
+                raise ValueError(f"env {name}: {found}")
         return value
 
     @field_validator("summary_hint")
