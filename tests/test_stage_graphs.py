@@ -17,7 +17,8 @@ WAIT = "i=0; until [ -f {file} ] || [ $i -ge 3000 ]; do sleep 0.02; i=$((i+1)); 
 
 
 def stamp(name: str) -> str:
-    return f"date +%s%N > {name}"
+    """The time in ns into ``name``; the file appears only once the time is in it."""
+    return f"date +%s%N > {name}.tmp && mv {name}.tmp {name}"
 
 
 def waits_for(file: str) -> str:
