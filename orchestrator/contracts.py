@@ -321,5 +321,17 @@ class Persistence(Protocol):
         """
 
 
+@runtime_checkable
+class TaskLister(Protocol):
+    """What a persistence implementation may also offer: the tasks it holds records of.
+
+    Optional: ``serve`` lists every task with it, and shows only the configured task when the
+    active implementation does not have it.
+    """
+
+    def list_tasks(self) -> list[str]:
+        """Every task id with at least one stored run or a state snapshot (no order promised)."""
+
+
 def iter_slots() -> Iterator[tuple[str, str]]:
     yield from SLOT_GROUPS.items()
