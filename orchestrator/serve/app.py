@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import shlex
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -156,6 +157,13 @@ def _duration(started: str | None, completed: str | None) -> str:
     return seconds_text(max(0, int((end - begin).total_seconds() * 1000)))
 
 
+def _command_text(command: str | list[str] | None) -> str:
+    """A stage's command as a user would type it (an argv list shell-quoted)."""
+    if command is None:
+        return "-"
+    return command if isinstance(command, str) else shlex.join(command)
+
+
 def _render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
     state = _state(request)
     page = state.templates.get_template(template)
@@ -164,6 +172,7 @@ def _render(request: Request, template: str, status: int = 200, **context: Any) 
         "short_time": _short_time,
         "duration": _duration,
         "seconds_text": seconds_text,
+        "command_text": _command_text,
         "age_text": age_text,
         "states": TASK_STATES,
         "root_name": state.kernel.root.name,

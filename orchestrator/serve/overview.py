@@ -84,8 +84,12 @@ def stage_progress(document: dict[str, Any] | None) -> str:
     """'Stage 3/7: test' for a live run (the stage running, else the next one to run)."""
     if not document or not document.get("commands"):
         return ""
+    if document.get("status") not in ("queued", "in_progress"):
+        return ""
     commands = document["commands"]
     current = next((c for c in commands if c["status"] == "running"), None)
     if current is None:
-        current = next((c for c in commands if c["status"] == "pending"), commands[-1])
+        current = next((c for c in commands if c["status"] == "pending"), None)
+    if current is None:
+        return ""
     return f"Stage {current['index']}/{len(commands)}: {current['id']}"
