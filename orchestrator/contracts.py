@@ -24,6 +24,13 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+PLUGIN_API_VERSION = 2
+"""The version of the plugin API (slot contracts, hooks, options models, helpers). It grows by
+one with every change to that API, additions included; docs/plugins.md keeps the changelog. A
+plugin that needs version N declares ``requires_plugin_api = N`` (a class attribute of a slot
+implementation, a module or object attribute of an observer): an older kernel then refuses to
+load it with one clear error instead of failing halfway through a run."""
+
 SLOT_GROUPS: dict[str, str] = {
     "persistence": "codex_orchestrator.persistence",
     "heartbeat": "codex_orchestrator.heartbeat",
