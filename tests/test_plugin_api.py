@@ -44,6 +44,30 @@ NEGATIVE_RUNNER = """
 """
 
 
+FUTURE_PLUGINS = """
+    from typing import ClassVar
+
+    from orchestrator.contracts import CommandRunnerOptions
+    from orchestrator.hookspecs import hookimpl
+
+    requires_plugin_api = 99
+
+
+    class FutureRunner:
+        options_model: ClassVar = CommandRunnerOptions
+        merged_streams: ClassVar[bool] = False
+        requires_plugin_api: ClassVar[int] = 99
+
+        def __init__(self, options, context):
+            pass
+
+
+    @hookimpl
+    def orchestrator_run_started(run):
+        raise AssertionError("an observer for a newer plugin API was called")
+"""
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("packages")
@@ -53,8 +77,17 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         {"negative_runner.py": NEGATIVE_RUNNER},
         {"codex_orchestrator.command_runner": {"negative": "negative_runner:NegativeExitRunner"}},
     )
+    future = write_package(
+        base,
+        "codex-orchestrator-future",
+        {"future_plugins.py": FUTURE_PLUGINS},
+        {
+            "codex_orchestrator.command_runner": {"future": "future_plugins:FutureRunner"},
+            "codex_orchestrator.plugins": {"future-observer": "future_plugins"},
+        },
+    )
     target = base / "site"
-    pip_install(runner, target=target)
+    pip_install(runner, future, target=target)
     return target
 
 
@@ -86,3 +119,26 @@ def test_a_negative_exit_code_is_reported_as_a_runner_bug_never_as_exit_247(
     error = json.loads((project.root / stage["error_file"]).read_text())
     assert "command runner" in error["reason"] and "exit code -9" in error["reason"], error
     assert project.validate_manifests() == 1
+
+
+def test_a_plugin_pinned_to_a_newer_plugin_api_is_refused_with_one_clear_line(
+    project: Project,
+) -> None:
+    project.write_config('[pipelines.p]\nstages = [{ id = "a", command = "true" }]\n')
+    refused = project.run("start", "p", "--set", "plugins.command_runner=future")
+    assert refused.returncode == 2, refused.stderr
+    lines = refused.stderr.strip().splitlines()
+    assert any(
+        "needs plugin API 99" in line and "upgrade codex-orchestrator" in line for line in lines
+    )
+    assert "Traceback" not in refused.stderr
+    assert not project.runs_dir.exists(), "nothing is written when a slot cannot load"
+    started = project.run("start", "p", "--format", "json")
+    assert started.returncode == 0, started.stderr
+    assert (
+        "observer 'future-observer'" in started.stderr and "needs plugin API 99" in started.stderr
+    )
+    listing = json.loads(project.run("plugins", "--format", "json").stdout)
+    assert listing["plugin_api"] >= 2
+    (observer,) = [o for o in listing["observers"] if o["name"] == "future-observer"]
+    assert observer["status"] == "error" and "needs plugin API 99" in observer["error"]

@@ -9,7 +9,7 @@ from orchestrator.cli.common import Common, load_kernel, print_json
 
 def plugins(*, common: Common | None = None) -> int:
     """List each slot's installed implementations (the active one marked) and the observers."""
-    from orchestrator.contracts import SLOT_GROUPS
+    from orchestrator.contracts import PLUGIN_API_VERSION, SLOT_GROUPS
     from orchestrator.slots import list_installed
 
     common = common or Common()
@@ -45,7 +45,7 @@ def plugins(*, common: Common | None = None) -> int:
         }
         for o in kernel.observers.infos
     ]
-    document = {"slots": slots, "observers": observers}
+    document = {"plugin_api": PLUGIN_API_VERSION, "slots": slots, "observers": observers}
     if common.format == "json":
         print_json(document)
         return 0
