@@ -389,3 +389,15 @@ class Persistence(Protocol):
         Entering yields True when the lock was taken, False when another live process holds it.
         A lock held by a process that died must be free again.
         """
+
+
+@runtime_checkable
+class TaskLister(Protocol):
+    """What a persistence implementation may also offer: the tasks it holds records of.
+
+    Optional: ``serve`` lists every task with it, and shows only the configured task when the
+    active implementation does not have it.
+    """
+
+    def list_tasks(self) -> list[str]:
+        """Every task id with at least one stored run or a state snapshot (no order promised)."""

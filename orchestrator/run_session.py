@@ -351,6 +351,14 @@ class RunSession:
         self._end_stage(record, ok)
         return ok
 
+    def end_unstarted_stage(self, record: CommandRecord, summary: str, detail: str) -> None:
+        """A stage that failed before it could start (a subpipeline whose approval was
+        denied): its summary and why, then the stage's end."""
+        with self.writer.lock:
+            record.summary = summary
+            record.status_detail = detail
+        self._end_stage(record, False)
+
     def _end_stage(self, record: CommandRecord, ok: bool) -> None:
         with self.writer.lock:
             record.status = "succeeded" if ok else "failed"

@@ -63,6 +63,11 @@ COMMANDS: list[tuple[str, str, str]] = [
         "exec",
         "Run one command as a one-stage run, with a live event stream (--format jsonl).",
     ),
+    (
+        "orchestrator.serve.command:serve",
+        "serve",
+        "Serve a read-only status web page of the project's runs, updated live.",
+    ),
 ]
 """(import path, command name, one-line help). Other modules append their commands here."""
 
