@@ -90,7 +90,9 @@ class RunSession:
             manifest_path=self.manifest_path,
             config=self.kernel.effective_config(),
             resumed=self.resumed,
+            out_dir=location.state_dir,
             _annotate=self.annotate,
+            _options=lambda name: self.kernel.observers.options.get(name),
         )
 
     # ------------------------------------------------------------------ the run's life
