@@ -166,7 +166,7 @@ def options_model_of(plugin: object, name: str) -> type[BaseModel] | None:
         return None
     if not (isinstance(model, type) and issubclass(model, ObserverOptions)):
         raise TypeError(
-            f"observer {name!r}: options_model must subclass orchestrator.contracts.ObserverOptions"
+            f"observer {name!r}: options_model must subclass orchestrator.plugin.ObserverOptions"
         )
     return model
 
