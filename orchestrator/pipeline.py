@@ -255,3 +255,15 @@ def single_command_pipeline(
         timeout_seconds=timeout_seconds,
     )
     return ResolvedPipeline("exec", "exec", (stage,))
+
+
+def with_defaults(pipeline: ResolvedPipeline, parent: ResolvedStage) -> ResolvedPipeline:
+    """A subpipeline's stages with the ``env`` and ``cwd`` of the stage that runs it as
+    defaults (each stage's own keys win); nested subpipelines pass them on."""
+    if not parent.env and parent.cwd is None:
+        return pipeline
+    stages = tuple(
+        replace(stage, env={**parent.env, **stage.env}, cwd=stage.cwd or parent.cwd)
+        for stage in pipeline.stages
+    )
+    return replace(pipeline, stages=stages)
