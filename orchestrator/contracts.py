@@ -24,6 +24,13 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+PLUGIN_API_VERSION = 2
+"""The version of the plugin API (slot contracts, hooks, options models, helpers). It grows by
+one with every change to that API, additions included; docs/plugins.md keeps the changelog. A
+plugin that needs version N declares ``requires_plugin_api = N`` (a class attribute of a slot
+implementation, a module or object attribute of an observer): an older kernel then refuses to
+load it with one clear error instead of failing halfway through a run."""
+
 SLOT_GROUPS: dict[str, str] = {
     "persistence": "codex_orchestrator.persistence",
     "heartbeat": "codex_orchestrator.heartbeat",
@@ -94,6 +101,13 @@ class CommandRunnerOptions(SlotOptions):
 
 class IdSanitizerOptions(SlotOptions):
     """Options every ID sanitizer accepts (none yet; subclass to add yours)."""
+
+
+class ObserverOptions(BaseModel):
+    """Base of an observer's options model (its ``options_model`` attribute), validated from
+    ``[observers.<name>]`` like a slot's table: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 BASE_OPTIONS: dict[str, type[SlotOptions]] = {
@@ -377,3 +391,15 @@ class Persistence(Protocol):
         Entering yields True when the lock was taken, False when another live process holds it.
         A lock held by a process that died must be free again.
         """
+
+
+@runtime_checkable
+class TaskLister(Protocol):
+    """What a persistence implementation may also offer: the tasks it holds records of.
+
+    Optional: ``serve`` lists every task with it, and shows only the configured task when the
+    active implementation does not have it.
+    """
+
+    def list_tasks(self) -> list[str]:
+        """Every task id with at least one stored run or a state snapshot (no order promised)."""
