@@ -101,6 +101,13 @@ class IdSanitizerOptions(SlotOptions):
     """Options every ID sanitizer accepts (none yet; subclass to add yours)."""
 
 
+class ObserverOptions(BaseModel):
+    """Base of an observer's options model (its ``options_model`` attribute), validated from
+    ``[observers.<name>]`` like a slot's table: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 BASE_OPTIONS: dict[str, type[SlotOptions]] = {
     "persistence": PersistenceOptions,
     "heartbeat": HeartbeatOptions,

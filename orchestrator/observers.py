@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pluggy
+from pydantic import BaseModel
 
 from orchestrator import hookspecs
-from orchestrator.contracts import OBSERVER_GROUP
+from orchestrator.contracts import OBSERVER_GROUP, ObserverOptions
 from orchestrator.slots import check_required_api
 
 AUTOLOAD_SWITCH = "CODEX_ORCHESTRATOR_DISABLE_PLUGIN_AUTOLOAD"
@@ -24,6 +25,8 @@ AUTOLOAD_SWITCH = "CODEX_ORCHESTRATOR_DISABLE_PLUGIN_AUTOLOAD"
 BUILTIN_DISTRIBUTION = "codex-orchestrator"
 
 ErrorReporter = Callable[[str, str, BaseException], None]
+OptionsValidator = Callable[[str, type[BaseModel]], BaseModel]
+"""``validate(table, model)``: the config's validation of ``[observers.<name>]``."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,8 @@ class Observers:
     _impls: dict[str, list[Any]] = field(default_factory=dict)
     failures: dict[tuple[str, str], int] = field(default_factory=dict)
     """How often each (observer, hook) raised; only the first time is reported."""
+    options: dict[str, BaseModel] = field(default_factory=dict)
+    """The validated options of each observer that declares an ``options_model``."""
 
     def register(self, plugin: object, name: str) -> None:
         self.manager.register(plugin, name=name)
@@ -122,10 +127,23 @@ def new_manager() -> pluggy.PluginManager:
     return manager
 
 
+def options_model_of(plugin: object, name: str) -> type[BaseModel] | None:
+    """The observer's declared ``options_model`` (None when it declares none)."""
+    model = getattr(plugin, "options_model", None)
+    if model is None:
+        return None
+    if not (isinstance(model, type) and issubclass(model, ObserverOptions)):
+        raise TypeError(
+            f"observer {name!r}: options_model must subclass orchestrator.contracts.ObserverOptions"
+        )
+    return model
+
+
 def load_observers(
     disabled: Iterable[str] = (),
     environ: dict[str, str] | None = None,
     on_error: ErrorReporter = _report_to_stderr,
+    validate_options: OptionsValidator | None = None,
 ) -> Observers:
     """Register every observer entry point that is not disabled, each in isolation."""
     from importlib import metadata
@@ -152,6 +170,12 @@ def load_observers(
         try:
             plugin = entry_point.load()
             check_required_api(plugin, f"observer {entry_point.name!r}")
+            model = options_model_of(plugin, entry_point.name)
+            if model is not None:
+                table = f"observers.{entry_point.name}"
+                observers.options[entry_point.name] = (
+                    validate_options(table, model) if validate_options else model()
+                )
             observers.manager.register(plugin, name=entry_point.name)
             observers.manager.check_pending()
         except (Exception, SystemExit) as exc:
