@@ -354,6 +354,8 @@ def render_run(document: dict[str, Any]) -> list[str]:
         status = command["status"]
         if status == "failed" and command.get("allow_failure"):
             status = "failed (allowed)"
+        elif command.get("status_detail"):  # e.g. skipped (needs-failed)
+            status = f"{status} ({command['status_detail']})"
         exit_text = "" if command["exit_code"] is None else f"exit {command['exit_code']}"
         if command.get("signal"):
             exit_text = command["signal"]
