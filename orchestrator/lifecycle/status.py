@@ -138,6 +138,7 @@ def status_document(
             log_path=record.log_path,
             error_file=record.error_file,
             cwd=record.cwd,
+            status_detail=record.status_detail,
         )
     can_resume = resumable(manifest, act)
     document.update(
@@ -354,6 +355,8 @@ def render_run(document: dict[str, Any]) -> list[str]:
         status = command["status"]
         if status == "failed" and command.get("allow_failure"):
             status = "failed (allowed)"
+        elif command.get("status_detail"):
+            status = f"{status} ({command['status_detail']})"
         exit_text = "" if command["exit_code"] is None else f"exit {command['exit_code']}"
         if command.get("signal"):
             exit_text = command["signal"]
