@@ -146,7 +146,7 @@ class NotificationsConfig(_Strict):
     targets: list[str] = Field(
         default_factory=list, description="http(s) URLs sent the run summary"
     )
-    timeout_seconds: float = Field(5, gt=0, le=300, description="one delivery attempt's limit")
+    timeout_seconds: float = Field(5, ge=0.1, le=300, description="one delivery attempt's limit")
     retry_attempts: int = Field(3, ge=1, le=10, description="attempts per target, with backoff")
 
     @field_validator("targets")
@@ -165,7 +165,7 @@ class NotificationsConfig(_Strict):
 class TelemetryConfig(_Strict):
     otel_endpoint: str | None = Field(None, description="OTLP/HTTP traces endpoint")
     export_timeout_seconds: float = Field(
-        5, gt=0, le=120, description="how long the end of a run waits for the export"
+        5, ge=0.1, le=120, description="how long the end of a run waits for the export"
     )
 
     @field_validator("otel_endpoint")
