@@ -188,3 +188,32 @@ def test_the_heartbeat_thread_knows_nothing_of_the_engine() -> None:
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("orch")
     ]
     assert imported == []
+
+
+def test_every_hook_is_typed_and_documents_each_parameter() -> None:
+    """Hook parameters carry concrete types (not ``Any`` for ``run``/``stage``) and a
+    ``:param:`` line each, so an author's editor shows what a hook receives."""
+    import inspect
+    import typing
+
+    from orchestrator import hookspecs
+
+    hooks = [getattr(hookspecs, n) for n in dir(hookspecs) if n.startswith("orchestrator_")]
+    assert len(hooks) >= 7
+    for hook in hooks:
+        signature = inspect.signature(hook)
+        hints = typing.get_type_hints(hook, vars(hookspecs) | _hook_types())
+        for name in signature.parameters:
+            assert f":param {name}:" in (hook.__doc__ or ""), (
+                f"{hook.__name__}: {name} undocumented"
+            )
+            assert hints[name] is not typing.Any or name == "summary", f"{hook.__name__}: {name}"
+
+
+def _hook_types() -> dict[str, object]:
+    from datetime import datetime
+
+    from orchestrator.manifest import CommandRecord
+    from orchestrator.run_context import RunView
+
+    return {"datetime": datetime, "CommandRecord": CommandRecord, "RunView": RunView}
