@@ -16,6 +16,7 @@ from orchestrator import approvals, instructions, run_logs
 from orchestrator.capture import BoundedTail, StageCapture
 from orchestrator.config.env_expansion import expand_all
 from orchestrator.config.project import STAGE_VARS
+from orchestrator.containment import folder_problem
 from orchestrator.contracts import (
     CommandOutcome,
     CommandRequest,
@@ -168,6 +169,11 @@ def run_command_stage(
             capture.event(
                 "command:start", attempt=attempt, command=stage.command, cwd=str(request.cwd)
             )
+            problem = folder_problem(request.cwd, kernel.root)  # checked at every attempt:
+            if problem is not None:  # a folder removed or swapped for a link mid-run
+                outcome = CommandOutcome(exit_code=None, error=problem)
+                capture.event("command:end", attempt=attempt, exit_code=None, error=problem)
+                break
             try:
                 outcome = kernel.command_runner.run(request, capture.on_output)
                 validate_outcome(outcome)  # an impossible outcome is the runner's bug

@@ -18,7 +18,7 @@ from orchestrator import stage_graph
 from orchestrator.clock import new_run_id, now_iso
 from orchestrator.command_stage import run_command_stage, stage_approval
 from orchestrator.contracts import RunLocation
-from orchestrator.errors import RunStateError
+from orchestrator.errors import RunStateError, StorageError, describe_failure
 from orchestrator.identifiers import check_id
 from orchestrator.kernel import Kernel
 from orchestrator.manifest import CommandRecord, Manifest
@@ -69,6 +69,11 @@ def _new_location(kernel: Kernel, task_id: str) -> RunLocation:
             kernel.persistence.create_run(location)
         except FileExistsError:
             continue
+        except Exception as exc:  # a read-only or full disk, a store that refuses writes
+            raise StorageError(
+                f"cannot create run {run_id} in {config.runs_dir}: {describe_failure(exc)}; "
+                "make it writable (or free space), or point CODEX_ORCHESTRATOR_RUNS_DIR elsewhere"
+            ) from None
         return location
     raise RunStateError("could not allocate a new run id; try again")
 

@@ -89,6 +89,7 @@ class SummaryCommand(_Payload):
     exit_code: int | None = None
     duration_ms: int | None = None
     summary: str | None = None
+    sub_run_id: str | None = Field(None, description="the child run of a subpipeline stage")
 
 
 class RunSummaryPayload(_Payload):
@@ -97,9 +98,14 @@ class RunSummaryPayload(_Payload):
     run_id: str
     task_id: str
     pipeline_id: str
+    parent_run_id: str | None = None
     status: Literal["queued", "in_progress", "succeeded", "failed", "cancelled"]
+    status_detail: str | None = None
+    summary: str | None = None
     manifest: str
     artifact_root: str
+    started_at: str | None = None
+    completed_at: str | None = None
     exit_code: int
     commands: list[SummaryCommand]
 

@@ -84,8 +84,10 @@ def stage_summary(
         ending = outcome.error
     elif outcome.timed_out:
         ending = "timed out"
-    elif outcome.cancelled:
-        ending = "cancelled"
+    elif outcome.cancelled:  # the output is not the reason: say what was last seen as such
+        ending = "cancelled (the run was interrupted)"
+        if chosen:
+            ending, chosen = f"{ending}; last output", chosen
     elif outcome.signal:
         ending = f"killed by {outcome.signal}"
     elif outcome.exit_code == 0:

@@ -71,6 +71,7 @@ class RunSession:
         self.earlier_children: dict[str, str] = {}  # stage id -> child run of an earlier attempt
         self.instructions_path: Path | None = None
         self.heartbeat_failures = 0
+        self.records_error: str | None = None  # why the run's final records are not on disk
         self._heartbeat_streak = 0
         self._log: NdjsonLog | None = None
         self.writer = ManifestWriter(
@@ -384,6 +385,10 @@ class RunSession:
     def _record_history(self) -> None:
         started = time.monotonic()
         entry = run_records.history_entry(self.manifest, self.manifest_path, self.kernel.root)
+        if self.records_error is not None:  # the only record of which stages succeeded
+            entry["stages_succeeded"] = [
+                c.id for c in self.manifest.commands if c.status == "succeeded"
+            ]
         try:
             self.kernel.persistence.record_run(self.location.task_id, entry)
         except Exception as exc:
@@ -414,11 +419,29 @@ class RunSession:
             if failure is not None and not cancelled:
                 self.notes.append(f"internal error: {type(failure).__name__}: {failure}")
             manifest.summary = run_records.run_summary_text(manifest, self.notes)
-        self.writer.request()
+        if not self.writer.flush():  # the history never says more than the manifest on disk
+            self._records_not_written(self.writer.last_error or "unknown cause")
         self._record_history()
         self._record_metrics()
         with self.writer.lock:
             manifest.summary = run_records.run_summary_text(manifest, self.notes)
+
+    def _records_not_written(self, cause: str) -> None:
+        """The manifest could not be written after retries: the run is not reported as a success
+        (its stages may all have passed, but nothing on disk says so)."""
+        self.records_error = (
+            f"run {self.location.run_id}: its manifest could not be written ({cause}: "
+            f"{self.manifest_path}); the run is reported failed; free the disk or make the "
+            "runs folder writable, then resume it"
+        )
+        with self.writer.lock:
+            if self.manifest.status == "succeeded":
+                self.manifest.status = "failed"
+                self.manifest.status_detail = "records-not-written"
+            if self.manifest.resume_events:
+                self.manifest.resume_events[-1].outcome = self.manifest.status
+            self.notes.append(f"manifest not written: {cause}")
+            self.manifest.summary = run_records.run_summary_text(self.manifest, self.notes)
 
     def finish(self, failure: BaseException | None, cancelled: bool) -> RunResult:
         """Settle the run's status, record history and metrics, tell the observers, and flush
@@ -441,8 +464,14 @@ class RunSession:
                 observers.run_completed(self.view, result.summary(self.kernel.root))
         finally:
             flushed = self.writer.close()
-            if not flushed:
-                self.warn(f"final manifest flush of {self.manifest_path} failed")
+            if not flushed and self.records_error is None:
+                self._records_not_written(self.writer.last_error or "unknown cause")
+                self._record_history()
+            if self.records_error is not None:
+                # never a green run without its records: exit 1 with one line naming the cause
+                log.error(self.records_error)
+                if result.exit_code == 0:
+                    result.exit_code = 1
             self.log_event(
                 "run:end",
                 status=manifest.status,

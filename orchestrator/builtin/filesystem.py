@@ -22,9 +22,13 @@ if TYPE_CHECKING:
     from tenacity import RetryCallState
 
 from orchestrator.builtin.task_history import TaskHistory
-from orchestrator.contracts import PersistenceOptions, RunLocation, SlotContext
-from orchestrator.errors import CorruptRecordError, LockTimeoutError, RunNotFoundError
-from orchestrator.fsutil import (
+from orchestrator.plugin import (
+    CorruptRecordError,
+    LockTimeoutError,
+    PersistenceOptions,
+    RunLocation,
+    RunNotFoundError,
+    SlotContext,
     append_line,
     atomic_write_bytes,
     atomic_write_json,

@@ -6,7 +6,7 @@ import re
 import unicodedata
 from typing import ClassVar
 
-from orchestrator.contracts import IdentifierRejected, IdKind, IdSanitizerOptions, SlotContext
+from orchestrator.plugin import IdentifierRejected, IdKind, IdSanitizerOptions, SlotContext
 
 MAX_LENGTH = 128
 MAX_BYTES = 200

@@ -154,7 +154,7 @@ def exec_(
     if timeout is not None and timeout < 0:
         raise UsageError(f"--timeout {timeout}: must be 0 (none) or a positive number of seconds")
     common.set = [*common.set, *config_overrides(list(notify), otel_endpoint)]
-    kernel = load_kernel(common)
+    kernel = load_kernel(common, runs=True)
     kernel.load_slots()
     task = task_id(kernel, common)
     pipeline = single_command_pipeline(
