@@ -104,8 +104,8 @@ def stage_approval(
 
 
 def stage_env(session: RunSession, stage: ResolvedStage) -> dict[str, str]:
-    """The environment of a stage's process (interface.md 2): the orchestrator's own, the run's
-    variables, then the stage's ``env`` over all of them."""
+    """The environment of a stage's process (docs/configuration.md): the orchestrator's own,
+    the run's variables, then the stage's ``env`` over all of them."""
     config = session.kernel.config
     location = session.location
     env = dict(session.kernel.environ)

@@ -1,4 +1,4 @@
-"""The run manifest model (interface.md 5).
+"""The run manifest model (schemas/manifest.schema.json).
 
 ``schemas/manifest.schema.json`` is generated from it.
 """

@@ -20,14 +20,18 @@ import selectors
 import subprocess
 from typing import ClassVar
 
-from orchestrator.contracts import (
+from orchestrator.plugin import (
     CommandOutcome,
     CommandRequest,
     CommandRunnerOptions,
+    GroupLimits,
     OutputCallback,
     SlotContext,
+    end_group,
+    not_started,
+    signal_name,
+    spawn,
 )
-from orchestrator.process_group import GroupLimits, end_group, not_started, signal_name, spawn
 
 READ_SIZE = 1 << 20
 PIPE_SIZE = 1 << 20

@@ -199,7 +199,7 @@ def resume(
     from orchestrator.run_plan import ResumeTarget, RunControls, RunPlan
 
     common = common or StreamCommon()
-    kernel = load_kernel(common)
+    kernel = load_kernel(common, runs=True)
     kernel.load_slots()  # a broken plugin fails here, before the run is read or locked
     run = locate_run(kernel, run_id, _explicit_task(kernel, common))
     manifest = load_manifest(kernel, run)

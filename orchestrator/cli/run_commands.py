@@ -113,7 +113,7 @@ def start(
     from orchestrator.run_plan import RunControls, RunPlan
 
     common = common or StreamCommon()
-    kernel = load_kernel(common)
+    kernel = load_kernel(common, runs=True)
     kernel.load_slots()
     task = task_id(kernel, common)
     pipeline_id = _pipeline_id(kernel, pipeline)
@@ -162,6 +162,8 @@ def plan(pipeline: str | None = None, /, *, common: Common | None = None) -> int
     common = common or Common()
     kernel = load_kernel(common)
     pipeline_id = _pipeline_id(kernel, pipeline)
+    # the timeout each stage will have: its own, else [command_runner] timeout_seconds (0 = none)
+    default_timeout = float(getattr(kernel.slot("command_runner").options, "timeout_seconds", 0))
 
     def describe(pid: str) -> dict[str, Any]:
         resolved = resolve_pipeline(
@@ -177,7 +179,9 @@ def plan(pipeline: str | None = None, /, *, common: Common | None = None) -> int
                 "command": stage.command,
                 "cwd": stage.cwd,
                 "env": redact_document(stage.env),  # secret-named entries as ***
-                "timeout_seconds": stage.timeout_seconds,
+                "timeout_seconds": stage.effective_timeout(default_timeout)
+                if stage.kind == "command"
+                else None,
                 "allow_failure": stage.allow_failure,
                 "needs": list(stage.needs),
             }
@@ -224,6 +228,20 @@ def plan(pipeline: str | None = None, /, *, common: Common | None = None) -> int
     return 0
 
 
+def _stage_count(settings: Any, pipeline_id: str, kernel: Any) -> int | None:
+    """Stages after stage sets are expanded (None when the pipeline does not resolve)."""
+    from orchestrator.errors import OrchestratorError
+    from orchestrator.pipeline import resolve_pipeline
+
+    try:
+        resolved = resolve_pipeline(
+            settings, pipeline_id, kernel.root, kernel.sanitizer, kernel.where
+        )
+    except OrchestratorError:
+        return None
+    return len(resolved.stages)
+
+
 def pipelines(*, common: Common | None = None) -> int:
     """List the pipelines the configuration defines."""
     common = common or Common()
@@ -233,7 +251,7 @@ def pipelines(*, common: Common | None = None) -> int:
         {
             "pipeline_id": pid,
             "title": config.title or pid,
-            "stages": len(config.stages),
+            "stages": _stage_count(settings, pid, kernel),
             "default": pid == settings.default_pipeline,
             "defined_in": kernel.where(f"pipelines.{pid}"),
         }
@@ -251,5 +269,7 @@ def pipelines(*, common: Common | None = None) -> int:
     width = max(len(r["pipeline_id"]) for r in rows)
     for row in rows:
         mark = " (default)" if row["default"] else ""
-        print(f"{row['pipeline_id']:<{width}}  {row['title']}{mark}  [{row['stages']} entries]")
+        count = row["stages"]
+        stages = "?" if count is None else f"{count} stage{'' if count == 1 else 's'}"
+        print(f"{row['pipeline_id']:<{width}}  {row['title']}{mark}  [{stages}]")
     return 0

@@ -27,7 +27,11 @@ REPORTER_NAME = "codex-orchestrator:reporter"
 
 
 def default_closing(summary: dict[str, Any], exit_code: int) -> None:
-    print(f"run {summary['run_id']} {summary['status']}: {summary['summary']}")
+    status = summary["status"]
+    allowed = [c["id"] for c in summary.get("commands") or [] if c["status"] == "failed"]
+    if status == "succeeded" and allowed:  # a succeeded run's failed stages were allowed to fail
+        status += f" (allowed to fail: {', '.join(allowed)})"
+    print(f"run {summary['run_id']} {status}: {summary['summary']}")
     print(f"manifest: {summary['manifest']}")
 
 
