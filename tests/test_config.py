@@ -1,4 +1,4 @@
-"""Layered configuration, seen through the real CLI (interface.md 2)."""
+"""Layered configuration, seen through the real CLI (docs/configuration.md)."""
 
 from __future__ import annotations
 

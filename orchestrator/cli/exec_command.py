@@ -1,5 +1,5 @@
 """``exec -- CMD [ARGS...]``: one command as a one-stage run (pipeline ``exec``), same engine as
-``start``, exiting with the command's own exit code (interface.md 8)."""
+``start``, exiting with the command's own exit code (docs/exec.md)."""
 
 from __future__ import annotations
 

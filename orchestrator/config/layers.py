@@ -21,7 +21,7 @@ PROJECT_FILE = "codex.orchestrator.toml"
 LOCAL_FILE = "codex.orchestrator.local.toml"
 ENV_TOP_LEVEL_KEYS = frozenset({"default_pipeline"})
 ENV_LIST_ALIASES: dict[str, tuple[str, ...]] = {
-    "CODEX_ORCHESTRATOR_NOTIFY": ("notifications", "targets"),  # comma-separated (interface.md 8)
+    "CODEX_ORCHESTRATOR_NOTIFY": ("notifications", "targets"),  # comma-separated (docs/exec.md)
 }
 
 
