@@ -51,6 +51,7 @@ class Kernel:
         assignments: Sequence[str] = (),
         environ: Mapping[str, str] | None = None,
         root: Path | None = None,
+        run_aliases: bool = True,
     ) -> Kernel:
         from orchestrator.config.project import resolve_project
 
@@ -60,6 +61,7 @@ class Kernel:
             config_file=config_file,
             assignments=assignments,
             root=project.root,
+            run_aliases=run_aliases,
         )
         return cls(
             config=config,

@@ -36,6 +36,7 @@ RESET_FIELDS = (
     "error_file",
     "sub_run_id",
     "status_detail",
+    "process",
 )
 
 
