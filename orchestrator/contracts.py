@@ -147,6 +147,8 @@ class RunLocation:
 
     @cached_property
     def manifest_path(self) -> Path:
+        """The absolute path users cite for the run's manifest (``start`` prints it relative to
+        the root, checklists cite it for ``spec-guard``), whatever the store keeps it in."""
         return self.run_dir / "manifest.json"
 
     @property
@@ -283,6 +285,12 @@ def validate_outcome(outcome: object) -> None:
         )
 
 
+def sandbox_state_of(runner: object) -> str:
+    """The runner's declared ``sandbox_state`` (``"none"`` for a plugin API 1 runner, which
+    could not declare it)."""
+    return str(getattr(runner, "sandbox_state", "none"))
+
+
 def _is_signal_name(name: str) -> bool:
     import signal
 
@@ -308,6 +316,9 @@ class CommandRunner(Protocol):
     options_model: ClassVar[type[CommandRunnerOptions]]
     merged_streams: ClassVar[bool]
     """True when stdout and stderr arrive as one stream (e.g. under a pseudo-terminal)."""
+    sandbox_state: ClassVar[str]
+    """What isolation the runner gives commands, recorded in the manifest's ``toolRuns``
+    (``"none"`` for a plain process)."""
 
     def run(self, request: CommandRequest, on_output: OutputCallback) -> CommandOutcome: ...
 
@@ -349,9 +360,6 @@ class Persistence(Protocol):
 
     def read_manifest(self, run: RunLocation) -> dict[str, Any]:
         """Raise ``RunNotFoundError`` when absent, ``CorruptRecordError`` when unreadable."""
-
-    def manifest_ref(self, run: RunLocation) -> Path:
-        """The absolute path users cite for this run's manifest."""
 
     def resolve_manifest_ref(self, ref: Path) -> RunLocation | None:
         """The run a cited manifest path names, or None when no such run is stored."""
