@@ -1,4 +1,4 @@
-"""The contracts of the four strategy slots (interface.md 1).
+"""The contracts of the four strategy slots (docs/plugins.md).
 
 Each slot is a small ``typing.Protocol``. An implementation is a class registered under the
 slot's entry-point group; the kernel builds it as ``cls(options, context)`` where ``options`` is
@@ -134,7 +134,7 @@ class SlotContext:
 
     def location_of_manifest_ref(self, ref: Path) -> RunLocation | None:
         """The run a cited ``<runs>/<task>/cli/<run>/manifest.json`` path names by the layout
-        of interface.md 4 (relative paths are taken from the project root), whether or not such
+        of docs/resilience.md (relative paths are taken from the project root), whether or not such
         a run is stored; None for a path of any other shape."""
         path = ref if ref.is_absolute() else self.root / ref
         for candidate in (Path(os.path.normpath(path)), path.resolve()):
@@ -149,7 +149,7 @@ class SlotContext:
 
 @dataclass(frozen=True)
 class RunLocation:
-    """Where one run lives (interface.md 4). Built only from sanitized ids."""
+    """Where one run lives (docs/resilience.md). Built only from sanitized ids."""
 
     runs_dir: Path
     out_dir: Path
@@ -232,6 +232,10 @@ class CommandRequest:
     hurry: threading.Event = field(default_factory=threading.Event)
     """Set after ``cancel`` when the user insists (a second Ctrl-C): skip what is left of the
     kill grace and SIGKILL the group now."""
+    on_spawn: Callable[[int], None] | None = None
+    """Called with the pid of the command's process as soon as it exists (before the command's
+    first instruction where the runner can hold it): the process leads a new session, and the
+    kernel records that session so a later resume can find what a killed orchestrator left."""
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The live event stream of ``exec`` and ``start --format jsonl`` (interface.md 8).
+"""The live event stream of ``exec`` and ``start --format jsonl`` (docs/exec.md).
 
 Every event is one JSON object on one line: ``{"type", "timestamp", "payload"}``. The models
 below are the contract: ``schemas/events.schema.json`` is generated from them, and the SDK
@@ -93,7 +93,7 @@ class SummaryCommand(_Payload):
 
 
 class RunSummaryPayload(_Payload):
-    """What ``start --format json`` prints (interface.md 3); ``exec --format json`` too."""
+    """What ``start --format json`` prints (docs/workflow.md); ``exec --format json`` too."""
 
     run_id: str
     task_id: str

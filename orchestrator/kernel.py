@@ -47,6 +47,7 @@ class Kernel:
         assignments: Sequence[str] = (),
         environ: Mapping[str, str] | None = None,
         root: Path | None = None,
+        run_aliases: bool = True,
     ) -> Kernel:
         from orchestrator.config.project import resolve_project
 
@@ -56,6 +57,7 @@ class Kernel:
             config_file=config_file,
             assignments=assignments,
             root=project.root,
+            run_aliases=run_aliases,
         )
         return cls(
             config=config,

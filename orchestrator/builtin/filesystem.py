@@ -1,4 +1,4 @@
-"""``filesystem``: run records as JSON files (interface.md 4), written atomically.
+"""``filesystem``: run records as JSON files (docs/resilience.md), written atomically.
 
 The task's state snapshot and metrics are shared by every run of the task, so they are written
 under a lock on a separate ``.lock`` file (flock: a holder that dies frees it), taken with

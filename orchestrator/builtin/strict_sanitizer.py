@@ -27,7 +27,7 @@ def _invisible(value: str) -> str | None:
 
 
 def rejection_reason(value: str) -> str | None:
-    """Why ``value`` is not a safe identifier (interface.md 6), or None when it is."""
+    """Why ``value`` is not a safe identifier (docs/resilience.md), or None when it is."""
     if not value or not value.strip():
         return "must not be empty or blank"
     if _CONTROL.search(value):

@@ -97,7 +97,7 @@ def config(*, common: Common | None = None) -> int:
     from orchestrator.redaction import redact_document
 
     common = common or Common()
-    kernel = load_kernel(common, skip_unloadable=True)
+    kernel = load_kernel(common, skip_unloadable=True, runs=True)
     effective: dict[str, Any] = kernel.effective_config()
     for slot in ("persistence", "heartbeat", "command_runner", "id_sanitizer"):
         try:

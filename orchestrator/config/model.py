@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 EnvValue = str | int | float | bool
@@ -38,13 +45,13 @@ class StageConfig(_Strict):
     timeout_seconds: float | None = Field(
         None, ge=0, description="0 = none; default from [command_runner]"
     )
-    allow_failure: bool = Field(False, description="the run goes on and can still succeed")
+    allow_failure: StrictBool = Field(False, description="the run goes on and can still succeed")
     summary_hint: str | None = Field(
         None, description="regular expression: the last output line matching it is the summary"
     )
     stage_set: str | None = Field(None, description="expand the named [stage_sets] list here")
     pipeline: str | None = Field(None, description="run the named pipeline as a child run")
-    requires_approval: bool = Field(
+    requires_approval: StrictBool = Field(
         False, description="ask once per task and project before running"
     )
     retry_attempts: int | None = Field(None, ge=0, le=20, description="extra attempts on failure")
@@ -118,7 +125,7 @@ class PipelineConfig(_Strict):
     max_parallel: int | None = Field(
         None, ge=1, le=1024, description="stages of a graph run at once (default: CPUs)"
     )
-    fail_fast: bool = Field(
+    fail_fast: StrictBool = Field(
         False, description="in a graph, a failure cancels the running stages and skips the rest"
     )
 
@@ -176,8 +183,22 @@ class TelemetryConfig(_Strict):
 class SpecGuardConfig(_Strict):
     paths: list[str] = Field(
         default_factory=lambda: ["tasks/*.md", "docs/TASKS.md", ".agent/task/*.md"],
-        description="glob patterns, relative to the project root",
+        description="glob patterns, relative to the project root (they cannot leave it)",
     )
+
+    @field_validator("paths")
+    @classmethod
+    def _inside_the_project(cls, value: list[str]) -> list[str]:
+        from pathlib import PurePosixPath
+
+        for pattern in value:
+            parts = PurePosixPath(pattern).parts
+            if pattern.startswith(("/", "~")) or ".." in parts:
+                raise ValueError(
+                    f"{pattern!r} leaves the project: use a pattern relative to the project "
+                    "root, without '..'"
+                )
+        return value
 
 
 class InstructionsConfig(_Strict):

@@ -139,6 +139,7 @@ def status_document(
             log_path=record.log_path,
             error_file=record.error_file,
             cwd=record.cwd,
+            status_detail=record.status_detail,
         )
     can_resume = resumable(manifest, act)
     document.update(
