@@ -158,6 +158,7 @@ def run_command_stage(
         kill_grace_seconds=options.kill_grace_seconds,
         cancel=controls.cancel,
         hurry=controls.hurry,
+        on_spawn=lambda pid: session.stage_spawned(record, pid),
     )
     outcome = CommandOutcome(
         exit_code=None, error=approval.message if approval and denied else "not started"

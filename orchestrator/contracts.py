@@ -232,6 +232,10 @@ class CommandRequest:
     hurry: threading.Event = field(default_factory=threading.Event)
     """Set after ``cancel`` when the user insists (a second Ctrl-C): skip what is left of the
     kill grace and SIGKILL the group now."""
+    on_spawn: Callable[[int], None] | None = None
+    """Called with the pid of the command's process as soon as it exists (before the command's
+    first instruction where the runner can hold it): the process leads a new session, and the
+    kernel records that session so a later resume can find what a killed orchestrator left."""
 
 
 @dataclass

@@ -37,6 +37,7 @@ RESET_FIELDS = (
     "error_file",
     "sub_run_id",
     "status_detail",
+    "process",
 )
 
 

@@ -15,7 +15,7 @@ from orchestrator.cli.common import (
     task_id,
     use_color,
 )
-from orchestrator.cli.run_output import Approve
+from orchestrator.cli.run_output import Approve, MaxParallel, checked_max_parallel
 from orchestrator.errors import UsageError
 
 WATCH_POLL_SECONDS = 0.5
@@ -184,6 +184,7 @@ def resume(
         str | None, Parameter(help="Why you resume it (recorded in resume_events).")
     ] = None,
     approve: Approve = False,
+    max_parallel: MaxParallel = None,
     common: StreamCommon | None = None,
 ) -> int:
     """Continue a failed, cancelled or stale run from its first stage that did not succeed.
@@ -209,7 +210,13 @@ def resume(
         changed = "; the pipeline changed (--force)" if plan.pipeline_changed else ""
         print(f"resuming run {run.run_id} {start_at}: {plan.event['reason']}{changed}")
     target = ResumeTarget(run, manifest, plan.event)
-    run_plan = RunPlan.build(kernel, run.task_id, plan.pipeline, resume=target)
+    run_plan = RunPlan.build(
+        kernel,
+        run.task_id,
+        plan.pipeline,
+        resume=target,
+        max_parallel=checked_max_parallel(max_parallel),
+    )
     return run_with_output(run_plan, RunControls(approve=approve), common.format)
 
 
