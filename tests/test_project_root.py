@@ -51,6 +51,9 @@ def test_a_command_in_a_subfolder_finds_the_project_root_like_git(project: Proje
     assert not (sub / ".runs").exists()
     listing = run_from(project, sub, "status", "--format", "json")
     assert [entry["run_id"] for entry in json.loads(listing.stdout)] == [summary["run_id"]]
+    text = run_from(project, sub, "start").stdout.splitlines()
+    shown = text[-1].removeprefix("manifest: ")
+    assert (sub / shown).is_file(), "the manifest path printed must work from where you are"
 
 
 def test_root_option_names_the_project(project: Project, tmp_path: Path) -> None:
