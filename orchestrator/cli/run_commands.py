@@ -15,7 +15,7 @@ from orchestrator.cli.common import (
     print_json,
     task_id,
 )
-from orchestrator.cli.run_output import Approve
+from orchestrator.cli.run_output import Approve, MaxParallel, checked_max_parallel
 from orchestrator.errors import UsageError
 
 
@@ -68,13 +68,7 @@ def start(
         str | None, Parameter(help="Record this run as a child of RUN_ID.")
     ] = None,
     approve: Approve = False,
-    max_parallel: Annotated[
-        int | None,
-        Parameter(
-            help="Run at most N stages of a graph at once (default: the pipeline's "
-            "max_parallel, else the number of CPUs).",
-        ),
-    ] = None,
+    max_parallel: MaxParallel = None,
     only: Annotated[
         list[str] | None,
         Parameter(
@@ -112,6 +106,7 @@ def start(
     from orchestrator.pipeline import resolve_pipeline
     from orchestrator.run_plan import RunControls, RunPlan
 
+    max_parallel = checked_max_parallel(max_parallel)
     common = common or StreamCommon()
     kernel = load_kernel(common, runs=True)
     kernel.load_slots()
@@ -121,8 +116,6 @@ def start(
     resolved = resolve_pipeline(
         kernel.config.settings, pipeline_id, kernel.root, kernel.sanitizer, kernel.where
     )
-    if max_parallel is not None and not 1 <= max_parallel <= 1024:
-        raise UsageError(f"--max-parallel {max_parallel}: give a number of stages from 1 to 1024")
     not_selected: frozenset[str] = frozenset()
     if only or skip or from_ is not None:
         from orchestrator.stage_selection import selected_stages, split_ids
