@@ -213,6 +213,10 @@ class CommandRequest:
     hurry: threading.Event = field(default_factory=threading.Event)
     """Set after ``cancel`` when the user insists (a second Ctrl-C): skip what is left of the
     kill grace and SIGKILL the group now."""
+    resources: dict[str, float] = field(default_factory=dict)
+    """What the stage asked to have reserved (its ``resources``, e.g. ``{"GPU": 1}``). A runner
+    that places commands on a cluster reserves them there; a runner that runs them on this
+    machine ignores them."""
 
 
 @dataclass

@@ -548,6 +548,7 @@ class RunEngine:
             kill_grace_seconds=options.kill_grace_seconds,
             cancel=kernel.cancel,
             hurry=kernel.hurry,
+            resources=dict(stage.resources),
         )
         outcome = CommandOutcome(
             exit_code=None, error=approval.message if approval and denied else "not started"

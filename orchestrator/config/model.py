@@ -39,6 +39,21 @@ class StageConfig(_Strict):
     )
     retry_attempts: int | None = Field(None, ge=0, le=20, description="extra attempts on failure")
     retry_on_exit_codes: list[int] | None = Field(None, description="exit codes worth a retry")
+    resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="e.g. { GPU = 1 }: reserved by a runner that schedules on a cluster "
+        "(the dask runner); runners that run stages on this machine ignore it",
+    )
+
+    @field_validator("resources")
+    @classmethod
+    def _resources_named_and_positive(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, amount in value.items():
+            if not name.strip():
+                raise ValueError("a resource needs a name, e.g. resources = { GPU = 1 }")
+            if not amount > 0:
+                raise ValueError(f"resource {name!r} must be a positive amount (got {amount})")
+        return value
 
     @field_validator("command")
     @classmethod

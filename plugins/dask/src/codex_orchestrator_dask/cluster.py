@@ -1,0 +1,105 @@
+"""Reaching the Dask cluster: one client per scheduler per process, closed at exit.
+
+``scheduler = "local"`` starts a ``LocalCluster`` owned by this process (worker processes on
+127.0.0.1, no dashboard) with ``allowed-failures`` set to 0, so a lost worker fails its task
+at once instead of handing it to another worker.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from codex_orchestrator_dask.options import LOCAL, DaskOptions
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+CLOSE_TIMEOUT_SECONDS = 10
+
+
+class SchedulerUnreachable(RuntimeError):
+    """The scheduler could not be reached (or the local cluster could not start)."""
+
+
+_lock = threading.Lock()
+_clients: dict[tuple[Any, ...], Client] = {}
+_closers: list[Any] = []
+
+
+def _key(options: DaskOptions) -> tuple[Any, ...]:
+    if options.scheduler != LOCAL:
+        return (options.scheduler,)
+    return (
+        LOCAL,
+        options.local_workers,
+        options.local_threads_per_worker,
+        tuple(sorted(options.local_resources.items())),
+    )
+
+
+def _start_local(options: DaskOptions) -> Client:
+    import dask
+    from distributed import Client, LocalCluster
+
+    # The in-process scheduler would report every worker it loses on our stderr; the stage's
+    # outcome says it instead.
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        cluster = LocalCluster(
+            n_workers=options.local_workers,
+            threads_per_worker=options.local_threads_per_worker,
+            processes=True,
+            host="127.0.0.1",
+            scheduler_port=0,
+            dashboard_address=None,
+            resources=dict(options.local_resources) or None,
+        )
+    _closers.append(cluster)
+    client = Client(cluster, set_as_default=False)
+    return client
+
+
+def _connect(options: DaskOptions) -> Client:
+    from distributed import Client
+
+    return Client(options.scheduler, timeout=options.connect_timeout_seconds, set_as_default=False)
+
+
+def client_for(options: DaskOptions) -> Client:
+    """The client of this process for the configured scheduler (connected on first use)."""
+    key = _key(options)
+    with _lock:
+        client = _clients.get(key)
+        if client is not None and client.status == "running":
+            return client
+        try:
+            client = _start_local(options) if options.scheduler == LOCAL else _connect(options)
+        except (OSError, TimeoutError) as exc:
+            where = (
+                "start a local Dask cluster"
+                if options.scheduler == LOCAL
+                else (f"reach the Dask scheduler at {options.scheduler}")
+            )
+            raise SchedulerUnreachable(
+                f"cannot {where}: {exc} (is `dask scheduler` running there? "
+                "[command_runner] scheduler names it)"
+            ) from None
+        _clients[key] = client
+        _closers.append(client)
+        return client
+
+
+@atexit.register
+def close_all() -> None:
+    """Close the clients (and local clusters) of this process, newest first."""
+    with _lock:
+        closers = list(reversed(_closers))
+        _closers.clear()
+        _clients.clear()
+    for closer in closers:
+        with contextlib.suppress(Exception):
+            closer.close(timeout=CLOSE_TIMEOUT_SECONDS)
