@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 from pydantic_core import PydanticSerializationError, to_json
 
 from orchestrator.clock import now_iso
+from orchestrator.run_logs import FileLogSink, LogSink
 
 STREAMS = ("stdout", "stderr")
 
@@ -74,27 +74,29 @@ class Utf8Splitter:
     def __init__(self) -> None:
         self._pending = b""
 
-    def feed(self, data: bytes) -> tuple[str | None, bytes | None]:
-        """Return ``(text, None)`` for valid UTF-8, else ``(None, raw)`` to be kept as base64."""
+    def feed(self, data: bytes) -> tuple[bytes, str | None]:
+        """Return the bytes complete so far and their text, or ``(raw, None)`` when they are not
+        UTF-8 (kept as base64); a character cut at the end waits for the next chunk."""
         buffer = self._pending + data if self._pending else data
         self._pending = b""
         try:
-            return buffer.decode("utf-8"), None
+            return buffer, buffer.decode("utf-8")
         except UnicodeDecodeError as exc:
             incomplete_tail = (
                 exc.reason == "unexpected end of data" and len(buffer) - exc.start <= 3
             )
             if incomplete_tail:
                 self._pending = buffer[exc.start :]
-                return buffer[: exc.start].decode("utf-8"), None
-            return None, buffer
+                complete = buffer[: exc.start]
+                return complete, complete.decode("utf-8")
+            return buffer, None
 
     def flush(self) -> bytes:
         pending, self._pending = self._pending, b""
         return pending
 
 
-def chunk_event(stream: str, sequence: int, text: str | None, raw: bytes | None) -> dict[str, Any]:
+def chunk_event(stream: str, sequence: int, data: bytes, text: str | None) -> dict[str, Any]:
     event: dict[str, Any] = {
         "type": "exec:chunk",
         "timestamp": now_iso(),
@@ -104,7 +106,7 @@ def chunk_event(stream: str, sequence: int, text: str | None, raw: bytes | None)
     if text is not None:
         event["data"] = text
     else:
-        event["data_b64"] = base64.b64encode(raw or b"").decode("ascii")
+        event["data_b64"] = base64.b64encode(data).decode("ascii")
     return event
 
 
@@ -121,43 +123,41 @@ def encode_line(event: dict[str, Any]) -> bytes:
 
 
 class NdjsonLog:
-    """An append-only event log; each event is one ``write`` (no buffering in this process).
+    """An append-only event log; each event is one ``write`` of one line to its sink.
 
-    Writing never raises: a log is a record of the run, and a full disk must not end the run or
-    the thread that writes. The first failure is kept in :attr:`error` and later writes are
-    dropped (a line written after a gap would give a false picture); callers report it.
+    The sink is a file in the run folder, or whatever the persistence stores logs in
+    (:mod:`orchestrator.run_logs`). Writing never raises: a log is a record of the run, and a
+    full disk or a lost database must not end the run or the thread that writes. The first
+    failure is kept in :attr:`error` and later writes are dropped (a line written after a gap
+    would give a false picture); callers report it.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, target: Path | LogSink) -> None:
         self.error: str | None = None
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._sink: LogSink | None = FileLogSink(target) if isinstance(target, Path) else target
 
     def write(self, event: dict[str, Any]) -> bool:
-        if self._fd < 0 or self.error is not None:
+        if self._sink is None or self.error is not None:
             return False
-        line = encode_line(event)
         try:
-            written = os.write(self._fd, line)
-            while written < len(line):  # only on a nearly full disk; O_APPEND keeps it in order
-                written += os.write(self._fd, line[written:])
+            self._sink.write(encode_line(event))
         except OSError as exc:
             self.error = f"{type(exc).__name__}: {exc}"
             return False
         return True
 
     def close(self) -> None:
-        if self._fd >= 0:
+        sink, self._sink = self._sink, None
+        if sink is not None:
             try:
-                os.fsync(self._fd)
+                sink.close()
             except OSError as exc:
                 self.error = self.error or f"{type(exc).__name__}: {exc}"
-            os.close(self._fd)
-            self._fd = -1
 
 
-ChunkListener = Callable[[dict[str, Any]], None]
-"""Called with each ``exec:chunk`` event after it reached the log."""
+ChunkListener = Callable[[str, int, bytes], None]
+"""Called with ``(stream, sequence, data)`` of each chunk after it reached the log; ``data`` is
+the chunk's bytes as the command wrote them (never re-encoded from the log line)."""
 
 
 def event_bytes(event: dict[str, Any]) -> bytes:
@@ -170,11 +170,11 @@ def event_bytes(event: dict[str, Any]) -> bytes:
 class StageCapture:
     def __init__(
         self,
-        log_path: Path,
+        log: Path | LogSink,
         stream_cap_bytes: int,
         listener: ChunkListener | None = None,
     ) -> None:
-        self.log = NdjsonLog(log_path)
+        self.log = NdjsonLog(log)
         self.tails = {stream: BoundedTail(stream_cap_bytes) for stream in STREAMS}
         self._splitters = {stream: Utf8Splitter() for stream in STREAMS}
         self.sequence = 0
@@ -185,21 +185,20 @@ class StageCapture:
 
     def on_output(self, stream: str, data: bytes) -> None:
         self.tails[stream].add(data)
-        text, raw = self._splitters[stream].feed(data)
-        if text == "" and raw is None:
+        complete, text = self._splitters[stream].feed(data)
+        if not complete:
             return  # only part of a character so far
-        self._emit(stream, text, raw)
+        self._emit(stream, complete, text)
 
-    def _emit(self, stream: str, text: str | None, raw: bytes | None) -> None:
+    def _emit(self, stream: str, data: bytes, text: str | None) -> None:
         self.sequence += 1
-        event = chunk_event(stream, self.sequence, text, raw)
-        self.log.write(event)
+        self.log.write(chunk_event(stream, self.sequence, data, text))
         if self.listener is not None:
-            self.listener(event)
+            self.listener(stream, self.sequence, data)
 
     def close(self) -> None:
         for stream, splitter in self._splitters.items():
             rest = splitter.flush()
             if rest:
-                self._emit(stream, None, rest)
+                self._emit(stream, rest, None)
         self.log.close()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -71,7 +71,10 @@ class CommandRunnerOptions(SlotOptions):
         description="newest bytes of each stream kept in memory",
     )
     error_detail_cap_bytes: int = Field(
-        8192, ge=0, le=8192, description="newest bytes of stderr kept in an error file"
+        8192,
+        ge=0,
+        le=8192,
+        description="newest bytes of stdout and stderr (together) kept in an error file",
     )
     timeout_seconds: float = Field(0, ge=0, description="default per-stage timeout; 0 = none")
     kill_grace_seconds: float = Field(
@@ -323,7 +326,3 @@ class Persistence(Protocol):
         Entering yields True when the lock was taken, False when another live process holds it.
         A lock held by a process that died must be free again.
         """
-
-
-def iter_slots() -> Iterator[tuple[str, str]]:
-    yield from SLOT_GROUPS.items()

@@ -23,6 +23,7 @@ from typing import Any
 
 from orchestrator import __version__
 from orchestrator.hookspecs import hookimpl
+from orchestrator.redaction import redact_text, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +67,17 @@ def post_json(url: str, body: bytes, timeout: float) -> int:
     import urllib.error
     import urllib.request
 
+    from orchestrator.http_targets import without_credentials
+
+    bare, auth = without_credentials(url)  # user:password@ is HTTP Basic auth, not the host
     request = urllib.request.Request(
-        url,
+        bare,
         data=body,
         method="POST",
         headers={
             "Content-Type": "application/json",
             "User-Agent": f"codex-orchestrator/{__version__}",
+            **auth,
         },
     )
     try:
@@ -84,9 +89,9 @@ def post_json(url: str, body: bytes, timeout: float) -> int:
             raise TransientDeliveryError(f"HTTP {exc.code}") from None
         raise DeliveryError(f"HTTP {exc.code}") from None
     except urllib.error.URLError as exc:
-        raise TransientDeliveryError(str(exc.reason)) from None
-    except (OSError, TimeoutError) as exc:
-        raise TransientDeliveryError(f"{type(exc).__name__}: {exc}") from None
+        raise TransientDeliveryError(redact_text(str(exc.reason))) from None
+    except (OSError, TimeoutError, ValueError) as exc:  # ValueError: http.client.InvalidURL
+        raise TransientDeliveryError(redact_text(f"{type(exc).__name__}: {exc}")) from None
 
 
 def deliver(target: str, body: bytes, timeout: float, attempts: int) -> Delivery:
@@ -106,7 +111,7 @@ def deliver(target: str, body: bytes, timeout: float, attempts: int) -> Delivery
         retry=retry_if_exception_type(TransientDeliveryError),
         before_sleep=lambda state: log.info(
             "notification to %s failed (attempt %d): %s; retrying",
-            target,
+            redact_url(target),
             state.attempt_number,
             state.outcome.exception() if state.outcome else "?",
         ),
@@ -120,7 +125,7 @@ def deliver(target: str, body: bytes, timeout: float, attempts: int) -> Delivery
                 outcome.status = post_json(target, body, timeout)
                 outcome.ok = True
     except (DeliveryError, RetryError) as exc:
-        outcome.error = str(exc)
+        outcome.error = redact_text(str(exc))
     outcome.duration_ms = round((time.monotonic() - started) * 1000)
     return outcome
 

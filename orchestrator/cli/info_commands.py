@@ -85,6 +85,8 @@ def config(*, common: Common | None = None) -> int:
     """Show the effective configuration and, for each value, the layer it came from."""
     import json
 
+    from orchestrator.redaction import redact_document
+
     common = common or Common()
     kernel = load_kernel(common)
     effective: dict[str, Any] = kernel.effective_config()
@@ -93,6 +95,7 @@ def config(*, common: Common | None = None) -> int:
             effective[slot] = kernel.slot(slot).options.model_dump(mode="json")
         except Exception:  # an uninstalled plugin: show the raw table
             continue
+    effective = redact_document(effective)  # secret-named keys as ***, target URLs reduced
     rows = [
         {"key": key, "value": value, "source": kernel.config.value_origin(key)}
         for key, value in _flatten(effective)

@@ -17,7 +17,7 @@ def _seconds(ms: int | None) -> str:
 class PlainReporter:
     """One line when a stage starts and one when it ends; safe for logs and pipes."""
 
-    def __init__(self, stream: TextIO | None = None, total: int | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
 
     def _write(self, text: str) -> None:

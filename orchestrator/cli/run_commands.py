@@ -20,6 +20,8 @@ from orchestrator.errors import UsageError
 
 def _pipeline_id(kernel: Any, pipeline: str | None) -> str:
     chosen = pipeline or kernel.config.settings.default_pipeline
+    if not chosen and not kernel.config_found:
+        raise UsageError(no_config_message(kernel))
     if not chosen:
         from orchestrator.pipeline import known_pipelines
 
@@ -28,6 +30,33 @@ def _pipeline_id(kernel: Any, pipeline: str | None) -> str:
             f"name one of: {known_pipelines(kernel.config.settings)}"
         )
     return chosen
+
+
+def no_config_message(kernel: Any) -> str:
+    return (
+        f"no config found in {kernel.searched_from} or any folder above it "
+        "(looked for codex.orchestrator.toml); run `codex-orchestrator init` to write one, "
+        "or pass --root DIR"
+    )
+
+
+def _parent_run(kernel: Any, task: str, parent_run: str | None) -> str | None:
+    """``--parent-run`` (which must name a run of the task), else the enclosing run when this
+    command runs inside a stage of a run of the same project."""
+    from orchestrator.errors import RunNotFoundError
+    from orchestrator.identifiers import check_id
+
+    if parent_run is None:
+        return kernel.enclosing_run_id  # type: ignore[no-any-return]
+    parent = check_id(kernel.sanitizer, parent_run, "run", "run ID")
+    try:
+        kernel.persistence.find_run(parent, task)
+    except RunNotFoundError:
+        raise UsageError(
+            f"--parent-run {parent}: no such run of task {task}; "
+            f"list them with `codex-orchestrator status --task {task}`"
+        ) from None
+    return parent
 
 
 def start(
@@ -48,24 +77,20 @@ def start(
         Pipeline to run (default: ``default_pipeline`` from config).
     """
     from orchestrator.cli.run_output import run_with_output
-    from orchestrator.engine import RunEngine
-    from orchestrator.identifiers import check_id
     from orchestrator.pipeline import resolve_pipeline
+    from orchestrator.run_plan import RunControls, RunPlan
 
     common = common or StreamCommon()
     kernel = load_kernel(common)
     kernel.load_slots()
-    kernel.approve = approve
     task = task_id(kernel, common)
     pipeline_id = _pipeline_id(kernel, pipeline)
-    parent = check_id(kernel.sanitizer, parent_run, "run", "run ID") if parent_run else None
+    parent = _parent_run(kernel, task, parent_run)
     resolved = resolve_pipeline(
         kernel.config.settings, pipeline_id, kernel.root, kernel.sanitizer, kernel.where
     )
-    engine = RunEngine(kernel, task)
-    return run_with_output(
-        kernel, common.format, lambda: engine.start(resolved, parent_run_id=parent)
-    )
+    plan_ = RunPlan.build(kernel, task, resolved, parent_run_id=parent)
+    return run_with_output(plan_, RunControls(approve=approve), common.format)
 
 
 def plan(pipeline: str | None = None, /, *, common: Common | None = None) -> int:
@@ -77,6 +102,7 @@ def plan(pipeline: str | None = None, /, *, common: Common | None = None) -> int
         Pipeline to show (default: ``default_pipeline`` from config).
     """
     from orchestrator.pipeline import command_text, resolve_pipeline
+    from orchestrator.redaction import redact_document
 
     common = common or Common()
     kernel = load_kernel(common)
@@ -95,7 +121,7 @@ def plan(pipeline: str | None = None, /, *, common: Common | None = None) -> int
                 "kind": stage.kind,
                 "command": stage.command,
                 "cwd": stage.cwd,
-                "env": stage.env,
+                "env": redact_document(stage.env),  # secret-named entries as ***
                 "timeout_seconds": stage.timeout_seconds,
                 "allow_failure": stage.allow_failure,
             }

@@ -94,15 +94,19 @@ class StageConfig(_Strict):
 
 
 class PipelineConfig(_Strict):
-    title: str | None = None
-    stages: list[StageConfig] = Field(min_length=1)
+    title: str | None = Field(None, description="shown in progress and reviews (default: its name)")
+    stages: list[StageConfig] = Field(min_length=1, description="the stages, in order")
 
 
 class PluginsConfig(_Strict):
-    persistence: str = "filesystem"
-    heartbeat: str = "file"
-    command_runner: str = "subprocess"
-    id_sanitizer: str = "strict"
+    persistence: str = Field("filesystem", description="entry-point name of the run store")
+    heartbeat: str = Field("file", description="entry-point name of the heartbeat")
+    command_runner: str = Field(
+        "subprocess", description="entry-point name of what runs a stage's command"
+    )
+    id_sanitizer: str = Field(
+        "strict", description="entry-point name of the task, run and stage id checker"
+    )
     disabled: list[str] = Field(default_factory=list, description="observer plugins not to load")
 
 
@@ -110,33 +114,37 @@ class NotificationsConfig(_Strict):
     targets: list[str] = Field(
         default_factory=list, description="http(s) URLs sent the run summary"
     )
-    timeout_seconds: float = Field(5, gt=0, le=300)
-    retry_attempts: int = Field(3, ge=1, le=10)
+    timeout_seconds: float = Field(5, gt=0, le=300, description="one delivery attempt's limit")
+    retry_attempts: int = Field(3, ge=1, le=10, description="attempts per target, with backoff")
 
     @field_validator("targets")
     @classmethod
     def _http_targets(cls, value: list[str]) -> list[str]:
         from orchestrator.http_targets import check_http_url
+        from orchestrator.redaction import redact_url
 
         for target in value:
             problem = check_http_url(target)
             if problem:
-                raise ValueError(f"target {target!r}: {problem}")
+                raise ValueError(f"target {redact_url(target)!r}: {problem}")
         return value
 
 
 class TelemetryConfig(_Strict):
     otel_endpoint: str | None = Field(None, description="OTLP/HTTP traces endpoint")
-    export_timeout_seconds: float = Field(5, gt=0, le=120)
+    export_timeout_seconds: float = Field(
+        5, gt=0, le=120, description="how long the end of a run waits for the export"
+    )
 
     @field_validator("otel_endpoint")
     @classmethod
     def _http_endpoint(cls, value: str | None) -> str | None:
         from orchestrator.http_targets import check_http_url
+        from orchestrator.redaction import redact_url
 
         problem = check_http_url(value) if value else None
         if problem:
-            raise ValueError(f"{value!r}: {problem}")
+            raise ValueError(f"{redact_url(value)!r}: {problem}")
         return value or None
 
 
@@ -165,8 +173,12 @@ class Settings(BaseSettings):
     heartbeat: dict[str, Any] = Field(default_factory=dict)
     command_runner: dict[str, Any] = Field(default_factory=dict)
     id_sanitizer: dict[str, Any] = Field(default_factory=dict)
-    stage_sets: dict[str, list[StageConfig]] = Field(default_factory=dict)
-    pipelines: dict[str, PipelineConfig] = Field(default_factory=dict)
+    stage_sets: dict[str, list[StageConfig]] = Field(
+        default_factory=dict, description="named lists of stages a pipeline can include"
+    )
+    pipelines: dict[str, PipelineConfig] = Field(
+        default_factory=dict, description="the pipelines, by name"
+    )
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     spec_guard: SpecGuardConfig = Field(default_factory=SpecGuardConfig)

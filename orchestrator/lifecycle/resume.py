@@ -19,13 +19,15 @@ from orchestrator.contracts import RunLocation
 from orchestrator.errors import RunStateError, UnknownPipelineError
 from orchestrator.kernel import Kernel
 from orchestrator.lifecycle.status import LIVE_STATUSES, Activity, activity, age_text
-from orchestrator.manifest import CommandRecord, Manifest
+from orchestrator.manifest import Manifest
 from orchestrator.pipeline import (
     ResolvedPipeline,
     known_pipelines,
     resolve_pipeline,
     single_command_pipeline,
 )
+from orchestrator.run_records import adopt_pipeline, command_records
+from orchestrator.suggestions import cli_command
 
 
 @dataclass
@@ -51,14 +53,14 @@ def _refuse_if_not_resumable(manifest: Manifest, act: Activity) -> None:
     if manifest.status == "succeeded":
         raise RunStateError(
             f"run {run_id} already succeeded; there is nothing to resume "
-            f"(start a new run with `codex-orchestrator start {manifest.pipeline_id}`)"
+            f"(start a new run with `{cli_command('start', manifest.pipeline_id)}`)"
         )
     if manifest.status in LIVE_STATUSES and not act.stale:
         runner = manifest.runner
         raise RunStateError(
             f"run {run_id} is still running (orchestrator pid {runner.pid} on {runner.host}, "
             f"last heartbeat {age_text(act.age_seconds)}); follow it with "
-            f"`codex-orchestrator status {run_id} --watch` and resume it only if it fails, "
+            f"`{cli_command('status', run_id, '--watch')}` and resume it only if it fails, "
             "is cancelled or goes stale"
         )
 
@@ -99,24 +101,6 @@ def pipeline_changed(manifest: Manifest, pipeline: ResolvedPipeline) -> bool:
     return [c.id for c in manifest.commands] != [s.id for s in pipeline.stages]
 
 
-def realign(
-    manifest: Manifest, pipeline: ResolvedPipeline, fresh: list[CommandRecord]
-) -> list[CommandRecord]:
-    """Records for a changed pipeline: succeeded stages (by id) keep their record, others are new.
-
-    A kept record still says which command ran and where its log is; only its position changes.
-    """
-    succeeded = {c.id: c for c in manifest.commands if c.status == "succeeded"}
-    records: list[CommandRecord] = []
-    for stage, record in zip(pipeline.stages, fresh, strict=True):
-        kept = succeeded.get(stage.id)
-        if kept is not None:
-            kept.index = stage.index
-            record = kept
-        records.append(record)
-    return records
-
-
 def _reason(manifest: Manifest, act: Activity, extra: str | None) -> str:
     if act.stale:
         reason = f"run went stale: {act.reason}"
@@ -136,8 +120,6 @@ def plan_resume(
     reason: str | None = None,
 ) -> ResumePlan:
     """Check that the run may be resumed and prepare the resume; change nothing stored."""
-    from orchestrator.engine import RunEngine
-
     act = activity(kernel, run, manifest)
     _refuse_if_not_resumable(manifest, act)
     pipeline = current_pipeline(kernel, manifest)
@@ -146,14 +128,11 @@ def plan_resume(
         raise RunStateError(
             f"pipeline {manifest.pipeline_id!r} changed in the config since run {run.run_id} "
             "began; resume with --force to run its not-yet-succeeded stages as the config now "
-            f"defines them, or start a new run with `codex-orchestrator start "
-            f"{manifest.pipeline_id}`"
+            f"defines them, or start a new run with `{cli_command('start', manifest.pipeline_id)}`"
         )
     if changed:
-        fresh = RunEngine(kernel, run.task_id).command_records(run, pipeline)
-        manifest.commands = realign(manifest, pipeline, fresh)
-        manifest.pipeline_fingerprint = pipeline.fingerprint
-        manifest.pipeline_title = pipeline.title
+        merged = bool(getattr(kernel.command_runner, "merged_streams", False))
+        adopt_pipeline(manifest, pipeline, command_records(run, pipeline, kernel.root, merged))
     first = next((c for c in manifest.commands if c.status != "succeeded"), None)
     event: dict[str, Any] = {
         "timestamp": now_iso(),

@@ -20,6 +20,7 @@ from orchestrator.kernel import Kernel
 from orchestrator.lifecycle.records import load_manifest
 from orchestrator.manifest import FINISHED_RUN_STATUSES, Manifest
 from orchestrator.process_identity import process_gone
+from orchestrator.suggestions import cli_command
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ def resumable(manifest: Manifest, act: Activity) -> bool:
 
 
 def resume_command(run_id: str, task_id: str) -> str:
-    return f"codex-orchestrator resume {run_id} --task {task_id}"
+    return cli_command("resume", run_id, "--task", task_id)
 
 
 def status_document(
@@ -159,7 +160,49 @@ def status_document(
 def run_status(kernel: Kernel, run: RunLocation) -> tuple[Manifest, Activity, dict[str, Any]]:
     manifest = load_manifest(kernel, run)
     act = activity(kernel, run, manifest)
-    return manifest, act, status_document(kernel, run, manifest, act)
+    document = status_document(kernel, run, manifest, act)
+    document["child_runs"] = child_runs(kernel, run, manifest)
+    return manifest, act, document
+
+
+def child_runs(kernel: Kernel, run: RunLocation, manifest: Manifest) -> list[dict[str, Any]]:
+    """The run's children: its subpipelines' runs (in its manifest) and every run of the task
+    that names it as ``parent_run_id`` (a ``codex-orchestrator`` started inside one of its
+    stages, or ``start --parent-run``). Only runs started while it ran are read."""
+    children = {child.run_id: child.model_dump(mode="json") for child in manifest.child_runs}
+    begun = manifest.started_at
+    ended = manifest.completed_at
+    try:
+        candidates = task_runs(kernel, run.task_id)
+    except Exception as exc:  # a listing problem must not hide the run itself
+        log.warning("children of run %s not listed: %s", run.run_id, exc)
+        return list(children.values())
+    from orchestrator.run_report import relative
+
+    stored = None
+    for entry in candidates:
+        started = entry.get("started_at") or ""
+        if entry["run_id"] in children or entry["run_id"] == run.run_id:
+            continue
+        if started < begun or (ended and started > ended):
+            continue
+        if stored is None:
+            stored = {r.run_id: r for r in kernel.persistence.list_runs(run.task_id)}
+        location = stored.get(entry["run_id"])
+        if location is None:
+            continue
+        try:
+            other = load_manifest(kernel, location)
+        except (CorruptRecordError, RunNotFoundError):
+            continue
+        if other.parent_run_id == run.run_id:
+            children[other.run_id] = {
+                "run_id": other.run_id,
+                "pipeline_id": other.pipeline_id,
+                "status": other.status,
+                "manifest": relative(kernel.persistence.manifest_ref(location), kernel.root),
+            }
+    return sorted(children.values(), key=lambda child: child["run_id"])
 
 
 # ---------------------------------------------------------------------------- the task's runs
@@ -307,6 +350,8 @@ def render_run(document: dict[str, Any]) -> list[str]:
             f"  {command['index']:>2}. {command['id']:<{width}}  {status:<16} "
             f"{seconds_text(command['duration_ms']):>9}  {exit_text:<8}{summary}".rstrip()
         )
+    for child in document.get("child_runs") or []:
+        lines.append(f"child:     run {child['run_id']} ({child['pipeline_id']}) {child['status']}")
     events = document.get("resume_events") or []
     if events:
         last = events[-1]
