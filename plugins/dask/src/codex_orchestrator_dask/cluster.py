@@ -69,6 +69,18 @@ def _connect(options: DaskOptions) -> Client:
     return Client(options.scheduler, timeout=options.connect_timeout_seconds, set_as_default=False)
 
 
+def _unreachable(options: DaskOptions, exc: BaseException) -> str:
+    if options.scheduler == LOCAL:
+        return f"cannot start a local Dask cluster: {exc}"
+    text = str(exc)
+    if isinstance(exc, TimeoutError) or "Timed out" in text:
+        text = f"no answer within {options.connect_timeout_seconds:g} s"
+    return (
+        f"cannot reach the Dask scheduler at {options.scheduler} ({text}); "
+        "is `dask scheduler` running there?"
+    )
+
+
 def client_for(options: DaskOptions) -> Client:
     """The client of this process for the configured scheduler (connected on first use)."""
     key = _key(options)
@@ -79,15 +91,7 @@ def client_for(options: DaskOptions) -> Client:
         try:
             client = _start_local(options) if options.scheduler == LOCAL else _connect(options)
         except (OSError, TimeoutError) as exc:
-            where = (
-                "start a local Dask cluster"
-                if options.scheduler == LOCAL
-                else (f"reach the Dask scheduler at {options.scheduler}")
-            )
-            raise SchedulerUnreachable(
-                f"cannot {where}: {exc} (is `dask scheduler` running there? "
-                "[command_runner] scheduler names it)"
-            ) from None
+            raise SchedulerUnreachable(_unreachable(options, exc)) from None
         _clients[key] = client
         _closers.append(client)
         return client
