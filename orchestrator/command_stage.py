@@ -14,8 +14,14 @@ from typing import TYPE_CHECKING
 
 from orchestrator import approvals, instructions, run_logs
 from orchestrator.capture import BoundedTail, StageCapture
+from orchestrator.config.env_expansion import expand_all
 from orchestrator.config.project import STAGE_VARS
-from orchestrator.contracts import CommandOutcome, CommandRequest, CommandRunnerOptions
+from orchestrator.contracts import (
+    CommandOutcome,
+    CommandRequest,
+    CommandRunnerOptions,
+    validate_outcome,
+)
 from orchestrator.manifest import CommandRecord
 from orchestrator.pipeline import ResolvedStage
 from orchestrator.run_records import stage_log_path
@@ -116,7 +122,7 @@ def stage_env(session: RunSession, stage: ResolvedStage) -> dict[str, str]:
     if session.instructions_path is not None:
         injected[instructions.ENV_VAR] = str(session.instructions_path)
     env.update(injected)
-    env.update(stage.env)
+    env.update(expand_all(stage.env, env))  # ${NAME} refers to what the stage inherits
     # what this run set (and the stage's env left alone): a nested codex-orchestrator tells
     # these inherited values from the user's own (orchestrator.config.project)
     kept = {name: value for name, value in injected.items() if env.get(name) == value}
@@ -165,6 +171,7 @@ def run_command_stage(
             )
             try:
                 outcome = kernel.command_runner.run(request, capture.on_output)
+                validate_outcome(outcome)  # an impossible outcome is the runner's bug
             except Exception as exc:  # a runner plugin's bug fails the stage, not the run
                 outcome = CommandOutcome(
                     exit_code=None, error=f"command runner failed: {type(exc).__name__}: {exc}"

@@ -11,7 +11,10 @@ The engine decides what runs when; the session records it; the command stage run
 from __future__ import annotations
 
 import logging
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
+from orchestrator import stage_graph
 from orchestrator.clock import new_run_id, now_iso
 from orchestrator.command_stage import run_command_stage
 from orchestrator.contracts import RunLocation
@@ -29,6 +32,8 @@ __all__ = ["RunResult", "execute"]
 log = logging.getLogger(__name__)
 
 CREATE_ATTEMPTS = 5
+POLL_SECONDS = 0.2
+"""How often a graph's scheduler looks at the run's cancel while its stages run."""
 
 
 def execute(plan: RunPlan, controls: RunControls) -> RunResult:
@@ -81,6 +86,9 @@ def _first_manifest(plan: RunPlan, location: RunLocation) -> Manifest:
 
 
 def _run_stages(plan: RunPlan, session: RunSession, controls: RunControls) -> None:
+    if plan.pipeline.is_graph:
+        _run_graph(plan, session, controls)
+        return
     stopped = False
     for stage, record in zip(plan.pipeline.stages, session.manifest.commands, strict=True):
         if record.status == "succeeded":
@@ -88,9 +96,75 @@ def _run_stages(plan: RunPlan, session: RunSession, controls: RunControls) -> No
         if stopped or controls.cancel.is_set():
             session.skip(record)
             continue
+        session.begin_stage(record)
         ok = _run_stage(plan, session, controls, stage, record)
         if (not ok and not stage.allow_failure) or controls.cancel.is_set():
             stopped = True
+    session.writer.request()
+
+
+def _run_graph(plan: RunPlan, session: RunSession, controls: RunControls) -> None:
+    """Start every stage as soon as all it needs ended well (succeeded, or failed with
+    ``allow_failure``), at most ``plan.parallel_limit`` at once, each on a thread of its own.
+
+    A failure skips what depends on it (``needs-failed``) and lets the rest go on, unless the
+    pipeline is ``fail_fast``: then the running stages are cancelled and the rest skipped. A
+    cancelled run (SIGINT/SIGTERM/SIGHUP) cancels the running stages and starts no more.
+    """
+    pipeline = plan.pipeline
+    needs = pipeline.needs
+    stages = {stage.id: stage for stage in pipeline.stages}
+    records = {record.id: record for record in session.manifest.commands}
+    # the stages' own cancel: set when the run is cancelled, or by fail_fast
+    stop = RunControls(hurry=controls.hurry, approve=controls.approve)
+    waiting = {s.id: None for s in pipeline.stages if records[s.id].status != "succeeded"}
+    unmet = {sid: {n for n in needs[sid] if n in waiting} for sid in waiting}
+    wanted_by: dict[str, list[str]] = {}
+    for sid in waiting:
+        for need in unmet[sid]:
+            wanted_by.setdefault(need, []).append(sid)
+    ready = deque(sid for sid in waiting if not unmet[sid])  # in declared order
+    running: dict[Future[bool], str] = {}
+    limit = plan.parallel_limit
+    failed_fast = False
+    pool = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="stage")
+    try:
+        while ready or running:
+            if controls.cancel.is_set():
+                stop.cancel.set()
+            while ready and len(running) < limit and not stop.cancel.is_set():
+                stage_id = ready.popleft()
+                del waiting[stage_id]
+                session.begin_stage(records[stage_id])
+                future = pool.submit(
+                    _run_stage, plan, session, stop, stages[stage_id], records[stage_id]
+                )
+                running[future] = stage_id
+            if not running:
+                break  # cancelled, or failed fast
+            done, _ = wait(running, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+            for future in done:
+                stage_id = running.pop(future)
+                if future.result() or stages[stage_id].allow_failure:
+                    for dependent in wanted_by.get(stage_id, ()):
+                        unmet[dependent].discard(stage_id)
+                        if not unmet[dependent] and dependent in waiting:
+                            ready.append(dependent)
+                    continue
+                for blocked in stage_graph.dependents(needs, [stage_id]):
+                    if blocked in waiting:
+                        del waiting[blocked]
+                        session.skip(records[blocked], "needs-failed")
+                if pipeline.fail_fast and not failed_fast:
+                    failed_fast = True
+                    stop.cancel.set()
+    except BaseException:
+        stop.cancel.set()  # a bug: the running stages still end before the run does
+        raise
+    finally:
+        pool.shutdown(wait=True)
+    for stage_id in waiting:  # never started: the run was cancelled, or failed fast
+        session.skip(records[stage_id], "fail-fast" if failed_fast else None)
     session.writer.request()
 
 
@@ -101,8 +175,8 @@ def _run_stage(
     stage: ResolvedStage,
     record: CommandRecord,
 ) -> bool:
-    """Run one stage; True when it succeeded."""
-    session.begin_stage(record)
+    """Run one stage that :meth:`RunSession.begin_stage` marked running; True when it
+    succeeded."""
     if stage.kind == "command":
         result = run_command_stage(session, stage, record, controls)
         session.end_command_stage(stage, record, result)
@@ -149,7 +223,5 @@ def _run_child(
                     "previous_status": manifest.status,
                 }
                 resume = ResumeTarget(location, manifest, event)
-                return execute(
-                    RunPlan(kernel, plan.task_id, child_pipeline, resume=resume), controls
-                )
+                return execute(plan.child(child_pipeline, None, resume), controls)
     return execute(child_plan, controls)

@@ -92,6 +92,25 @@ class Kernel:
         for slot in ("id_sanitizer", "persistence", "heartbeat", "command_runner"):
             self.slot(slot)
 
+    def check_options(self, *, skip_unloadable: bool = False) -> None:
+        """Validate each slot's options table with its active implementation's model, exactly as
+        a run would, without building anything: every command that loads the config rejects what
+        ``start`` rejects. ``skip_unloadable``: an implementation that cannot load is left to the
+        caller to report (``plugins``)."""
+        from orchestrator.errors import PluginLoadError
+
+        for slot in ("id_sanitizer", "persistence", "heartbeat", "command_runner"):
+            if slot in self._slots:
+                continue
+            name = getattr(self.config.settings.plugins, slot)
+            try:
+                implementation_cls, _ = load_class(slot, name)
+            except PluginLoadError:
+                if skip_unloadable:
+                    continue
+                raise
+            self.config.validate_options(slot, implementation_cls.options_model)
+
     @property
     def persistence(self) -> Persistence:
         return self.slot("persistence").implementation  # type: ignore[no-any-return]

@@ -118,6 +118,14 @@ class CommandRecord(_Model):
     timeout_seconds: float | None = Field(
         None, description="the stage's own timeout; null = the [command_runner] default"
     )
+    needs: list[str] = Field(
+        default_factory=list, description="ids of the stages this one waits for (a graph)"
+    )
+    status_detail: str | None = Field(
+        None,
+        description="why a stage has its status: needs-failed (a stage it needs failed), "
+        "fail-fast (another stage failed under fail_fast), cancelled",
+    )
 
 
 class Manifest(_Model):

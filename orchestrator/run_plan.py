@@ -9,6 +9,7 @@ only what was loaded and never changes during a command.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -55,6 +56,15 @@ class RunPlan:
     resume: ResumeTarget | None = None
     exit_code_of: Callable[[Manifest], int] = status_exit_code
     """How the run's end becomes an exit code (``exec`` returns its command's own code)."""
+    max_parallel: int | None = None
+    """``--max-parallel``: wins over the pipeline's ``max_parallel`` (of every run of this
+    command, child runs included)."""
+
+    @property
+    def parallel_limit(self) -> int:
+        """How many stages of a graph run at once: ``--max-parallel``, else the pipeline's
+        ``max_parallel``, else the number of CPUs."""
+        return self.max_parallel or self.pipeline.max_parallel or os.cpu_count() or 1
 
     @classmethod
     def build(
@@ -66,11 +76,25 @@ class RunPlan:
         parent_run_id: str | None = None,
         resume: ResumeTarget | None = None,
         exit_code_of: Callable[[Manifest], int] = status_exit_code,
+        max_parallel: int | None = None,
     ) -> RunPlan:
         """Load every slot now (a bad plugin or option fails here, before the disk is touched)."""
         kernel.load_slots()
-        return cls(kernel, task_id, pipeline, parent_run_id, resume, exit_code_of)
+        return cls(kernel, task_id, pipeline, parent_run_id, resume, exit_code_of, max_parallel)
 
-    def child(self, pipeline: ResolvedPipeline, parent_run_id: str) -> RunPlan:
-        """The plan of a subpipeline stage's child run."""
-        return RunPlan(self.kernel, self.task_id, pipeline, parent_run_id)
+    def child(
+        self,
+        pipeline: ResolvedPipeline,
+        parent_run_id: str | None,
+        resume: ResumeTarget | None = None,
+    ) -> RunPlan:
+        """The plan of a subpipeline stage's child run: its own ``max_parallel`` budget (see
+        docs/stage-graphs.md), the command's ``--max-parallel`` still winning."""
+        return RunPlan(
+            self.kernel,
+            self.task_id,
+            pipeline,
+            parent_run_id,
+            resume,
+            max_parallel=self.max_parallel,
+        )

@@ -35,6 +35,7 @@ RESET_FIELDS = (
     "summary",
     "error_file",
     "sub_run_id",
+    "status_detail",
 )
 
 
@@ -73,6 +74,7 @@ def command_records(
                 log_path=relative(stage_log_path(location, stage), root) if is_command else None,
                 cwd=relative(stage.working_dir(root), root) if is_command else None,
                 timeout_seconds=stage.timeout_seconds,
+                needs=list(stage.needs),
             )
         )
     return records
@@ -164,6 +166,8 @@ def settle_status(manifest: Manifest, *, cancelled: bool, failure: BaseException
         elif record.status == "running":
             record.status = "failed"
     failed = [c for c in manifest.commands if c.status == "failed" and not c.allow_failure]
+    # the stage that failed first in its own right, before one that was cancelled because of it
+    failed.sort(key=lambda c: c.status_detail in ("cancelled", "fail-fast"))
     if cancelled:
         manifest.status = "cancelled"
         running = next((c for c in manifest.commands if c.status == "failed"), None)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,6 +40,10 @@ if TYPE_CHECKING:
     from orchestrator.run_plan import RunPlan
 
 log = logging.getLogger(__name__)
+
+TELL = threading.RLock()
+"""Observers hear one event at a time, whichever stage (or child run) it comes from: stages of a
+graph run on threads of their own, and an observer need not be thread-safe."""
 
 
 @dataclass
@@ -167,7 +172,8 @@ class RunSession:
     def beating(self) -> Iterator[None]:
         """Observers hear of the run, then the heartbeat ticks until the block ends."""
         heartbeat = HeartbeatThread(self.kernel.heartbeat_options.interval_seconds, self.beat)
-        self.kernel.observers.run_started(self.view)  # observers hear of the run first
+        with TELL:
+            self.kernel.observers.run_started(self.view)  # observers hear of the run first
         heartbeat.start()
         try:
             yield
@@ -223,7 +229,8 @@ class RunSession:
         with self.writer.lock:
             self.manifest.heartbeat_at = iso(at)
         self.writer.request(force=False)
-        self.kernel.observers.heartbeat(self.view, at)
+        with TELL:
+            self.kernel.observers.heartbeat(self.view, at)
 
     def begin_stage(self, record: CommandRecord) -> None:
         with self.writer.lock:
@@ -232,11 +239,17 @@ class RunSession:
             self.manifest.status_detail = f"stage:{record.id}:running"
         self.writer.request()
         self.log_event("stage:start", index=record.index, id=record.id)
-        self.kernel.observers.stage_started(self.view, record)
+        with TELL:
+            self.kernel.observers.stage_started(self.view, record)
 
-    def skip(self, record: CommandRecord) -> None:
+    def skip(self, record: CommandRecord, detail: str | None = None) -> None:
+        """A stage that will not run; ``detail`` says why (``needs-failed``, ``fail-fast``)."""
         with self.writer.lock:
             record.status = "skipped"
+            record.status_detail = detail
+        self.writer.request()
+        if detail:
+            self.log_event("stage:skipped", index=record.index, id=record.id, detail=detail)
 
     def record_approval(self, stage: ResolvedStage, record: Approval) -> None:
         with self.writer.lock:
@@ -251,10 +264,12 @@ class RunSession:
         with self.writer.lock:
             record.attempts = attempt - 1
             record.exit_code = exit_code
-        self.kernel.observers.command_retry(self.view, record, attempt, delay)
+        with TELL:
+            self.kernel.observers.command_retry(self.view, record, attempt, delay)
 
     def output_chunk(self, record: CommandRecord, stream: str, sequence: int, data: bytes) -> None:
-        self.kernel.observers.output_chunk(self.view, record, stream, sequence, data)
+        with TELL:
+            self.kernel.observers.output_chunk(self.view, record, stream, sequence, data)
 
     def end_command_stage(
         self, stage: ResolvedStage, record: CommandRecord, result: StageResult
@@ -273,6 +288,8 @@ class RunSession:
             record.stdout_truncated = result.tails["stdout"].truncated
             record.stderr_truncated = result.tails["stderr"].truncated
             record.summary = result.summary
+            if outcome.cancelled:
+                record.status_detail = "cancelled"
             self.manifest.toolRuns.append(
                 tool_runs.tool_run(
                     self.manifest.toolRuns,
@@ -349,7 +366,8 @@ class RunSession:
             status=record.status,
             exit_code=record.exit_code,
         )
-        self.kernel.observers.stage_finished(self.view, record)
+        with TELL:
+            self.kernel.observers.stage_finished(self.view, record)
 
     # ------------------------------------------------------------------ the end
 
@@ -409,7 +427,8 @@ class RunSession:
         )
         observers = self.kernel.observers
         try:
-            observers.run_completed(self.view, result.summary(self.kernel.root))
+            with TELL:
+                observers.run_completed(self.view, result.summary(self.kernel.root))
         finally:
             flushed = self.writer.close()
             if not flushed:

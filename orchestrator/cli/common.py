@@ -84,11 +84,15 @@ def setup_logging(debug: bool) -> None:
     logging.addLevelName(logging.ERROR, "error")
 
 
-def load_kernel(common: Common) -> Kernel:
+def load_kernel(common: Common, *, skip_unloadable: bool = False) -> Kernel:
+    """The kernel with the config validated as ``start`` validates it, slot options included
+    (``skip_unloadable``: a plugin that cannot load is the caller's to report)."""
     from orchestrator.kernel import Kernel
 
     setup_logging(common.debug)
-    return Kernel.load(config_file=common.config, assignments=common.set, root=common.root)
+    kernel = Kernel.load(config_file=common.config, assignments=common.set, root=common.root)
+    kernel.check_options(skip_unloadable=skip_unloadable)
+    return kernel
 
 
 def task_id(kernel: Kernel, common: Common) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from typing import Annotated, Any
 
 from cyclopts import Parameter
@@ -103,6 +102,7 @@ def _watch(kernel: Any, run: Any, common: Common) -> int:
     """Follow a run until it ends or goes stale; exit like ``start`` (1 when it went stale)."""
     from orchestrator.lifecycle.status import render_run, run_status
     from orchestrator.manifest import FINISHED_RUN_STATUSES
+    from orchestrator.record_changes import wait_for_change
     from orchestrator.run_report import run_exit_code
 
     live: Any = None
@@ -125,7 +125,7 @@ def _watch(kernel: Any, run: Any, common: Common) -> int:
                     print(line, flush=True)
             if manifest.status in FINISHED_RUN_STATUSES or act.stale:
                 break
-            time.sleep(WATCH_POLL_SECONDS)
+            wait_for_change(kernel.persistence, run, WATCH_POLL_SECONDS)
     finally:
         if live is not None:
             live.stop()

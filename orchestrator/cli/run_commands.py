@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated, Any
 
@@ -67,6 +68,13 @@ def start(
         str | None, Parameter(help="Record this run as a child of RUN_ID.")
     ] = None,
     approve: Approve = False,
+    max_parallel: Annotated[
+        int | None,
+        Parameter(
+            help="Run at most N stages of a graph at once (default: the pipeline's "
+            "max_parallel, else the number of CPUs).",
+        ),
+    ] = None,
     common: StreamCommon | None = None,
 ) -> int:
     """Run a pipeline as a new run.
@@ -89,7 +97,9 @@ def start(
     resolved = resolve_pipeline(
         kernel.config.settings, pipeline_id, kernel.root, kernel.sanitizer, kernel.where
     )
-    plan_ = RunPlan.build(kernel, task, resolved, parent_run_id=parent)
+    if max_parallel is not None and not 1 <= max_parallel <= 1024:
+        raise UsageError(f"--max-parallel {max_parallel}: give a number of stages from 1 to 1024")
+    plan_ = RunPlan.build(kernel, task, resolved, parent_run_id=parent, max_parallel=max_parallel)
     return run_with_output(plan_, RunControls(approve=approve), common.format)
 
 
@@ -101,6 +111,7 @@ def plan(pipeline: str | None = None, /, *, common: Common | None = None) -> int
     pipeline
         Pipeline to show (default: ``default_pipeline`` from config).
     """
+    from orchestrator import stage_graph
     from orchestrator.pipeline import command_text, resolve_pipeline
     from orchestrator.redaction import redact_document
 
@@ -124,6 +135,7 @@ def plan(pipeline: str | None = None, /, *, common: Common | None = None) -> int
                 "env": redact_document(stage.env),  # secret-named entries as ***
                 "timeout_seconds": stage.timeout_seconds,
                 "allow_failure": stage.allow_failure,
+                "needs": list(stage.needs),
             }
             if stage.pipeline:
                 item["pipeline"] = describe(stage.pipeline)
@@ -132,6 +144,10 @@ def plan(pipeline: str | None = None, /, *, common: Common | None = None) -> int
             "pipeline_id": resolved.id,
             "title": resolved.title,
             "fingerprint": resolved.fingerprint,
+            "graph": resolved.is_graph,
+            "max_parallel": resolved.max_parallel,
+            "fail_fast": resolved.fail_fast,
+            "levels": stage_graph.levels(resolved.needs) if resolved.is_graph else None,
             "stages": stages,
         }
 
@@ -143,6 +159,8 @@ def plan(pipeline: str | None = None, /, *, common: Common | None = None) -> int
     def show(doc: dict[str, Any], indent: str) -> None:
         for stage in doc["stages"]:
             flags = " (allow_failure)" if stage["allow_failure"] else ""
+            if stage["needs"]:
+                flags += f" (needs {', '.join(stage['needs'])})"
             if stage["kind"] == "subpipeline":
                 sub = stage["pipeline"]
                 head = f"{indent}{stage['index']:>2}. {stage['id']}"
@@ -154,6 +172,11 @@ def plan(pipeline: str | None = None, /, *, common: Common | None = None) -> int
 
     print(f"{document['title']} ({document['pipeline_id']}), {len(document['stages'])} stages:")
     show(document, "  ")
+    if document["graph"]:
+        limit = document["max_parallel"] or f"{os.cpu_count() or 1} (CPUs)"
+        waves = " -> ".join(f"[{', '.join(level)}]" for level in document["levels"])
+        fail_fast = "; fail_fast" if document["fail_fast"] else ""
+        print(f"  a graph, at most {limit} at once{fail_fast}: {waves}")
     return 0
 
 

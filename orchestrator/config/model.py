@@ -23,7 +23,10 @@ class StageConfig(_Strict):
     command: str | list[str] | None = Field(
         None, description="a string runs through /bin/sh -c; a list runs as argv with no shell"
     )
-    env: dict[str, EnvValue] = Field(default_factory=dict, description="overrides the environment")
+    env: dict[str, EnvValue] = Field(
+        default_factory=dict,
+        description="overrides the environment; values may use ${NAME}, ${NAME:-default} and $$",
+    )
     cwd: str | None = Field(None, description="relative to the project root; must stay inside it")
     timeout_seconds: float | None = Field(
         None, ge=0, description="0 = none; default from [command_runner]"
@@ -39,6 +42,11 @@ class StageConfig(_Strict):
     )
     retry_attempts: int | None = Field(None, ge=0, le=20, description="extra attempts on failure")
     retry_on_exit_codes: list[int] | None = Field(None, description="exit codes worth a retry")
+    needs: list[str] | None = Field(
+        None,
+        description="ids of stages of the same pipeline that must end well before this one "
+        "starts; any needs make the pipeline a graph",
+    )
     resources: dict[str, float] = Field(
         default_factory=dict,
         description="e.g. { GPU = 1 }: reserved by a runner that schedules on a cluster "
@@ -60,6 +68,17 @@ class StageConfig(_Strict):
     def _command_not_empty(cls, value: str | list[str] | None) -> str | list[str] | None:
         if value is not None and (not value or (isinstance(value, str) and not value.strip())):
             raise ValueError("command must not be empty")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_references(cls, value: dict[str, EnvValue]) -> dict[str, EnvValue]:
+        from orchestrator.config.env_expansion import problem
+
+        for name, item in value.items():
+            found = problem(item) if isinstance(item, str) else None
+            if found:
+                raise ValueError(f"env {name}: {found}")
         return value
 
     @field_validator("summary_hint")
@@ -96,6 +115,12 @@ class StageConfig(_Strict):
 class PipelineConfig(_Strict):
     title: str | None = Field(None, description="shown in progress and reviews (default: its name)")
     stages: list[StageConfig] = Field(min_length=1, description="the stages, in order")
+    max_parallel: int | None = Field(
+        None, ge=1, le=1024, description="stages of a graph run at once (default: CPUs)"
+    )
+    fail_fast: bool = Field(
+        False, description="in a graph, a failure cancels the running stages and skips the rest"
+    )
 
 
 class PluginsConfig(_Strict):

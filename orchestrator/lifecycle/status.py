@@ -15,7 +15,7 @@ from typing import Any
 
 from orchestrator.clock import iso, parse_iso, utcnow
 from orchestrator.contracts import RunLocation
-from orchestrator.errors import CorruptRecordError, RunNotFoundError
+from orchestrator.errors import CorruptRecordError, RunNotFoundError, RunStartingError
 from orchestrator.kernel import Kernel
 from orchestrator.lifecycle.records import load_manifest
 from orchestrator.manifest import FINISHED_RUN_STATUSES, Manifest
@@ -208,9 +208,17 @@ def child_runs(kernel: Kernel, run: RunLocation, manifest: Manifest) -> list[dic
 # ---------------------------------------------------------------------------- the task's runs
 
 
+STATE_TEXT_KEYS = ("pipeline_id", "status", "started_at", "completed_at", "manifest")
+"""The history entry fields a listing takes over; any other type there (a hand-edited or
+corrupt ``state.json``) is read as unknown, never trusted into sorting or display."""
+
+
 def _from_state(task_id: str, entry: dict[str, Any]) -> dict[str, Any]:
     document: dict[str, Any] = dict.fromkeys(LIST_KEYS)
-    document.update({key: entry.get(key) for key in LIST_KEYS if key in entry})
+    document["run_id"] = entry["run_id"]
+    for key in STATE_TEXT_KEYS:
+        value = entry.get(key)
+        document[key] = value if isinstance(value, str) else None
     document["task_id"] = task_id
     return document
 
@@ -279,6 +287,10 @@ def detailed_runs(
 def _full_entry(kernel: Kernel, run: RunLocation, fallback: dict[str, Any]) -> dict[str, Any]:
     try:
         _, _, full = run_status(kernel, run)
+    except RunStartingError:  # a run being created is not broken: it is about to start
+        entry = dict(fallback)
+        entry.update(status=entry.get("status") or "queued", status_detail="starting")
+        return entry
     except (CorruptRecordError, RunNotFoundError) as exc:
         entry = dict(fallback)
         entry["error"] = str(exc)

@@ -252,6 +252,10 @@ class PostgresPersistence:
     def read_log(self, run: RunLocation, name: str) -> Iterable[bytes]:
         return read_log(self.store, run, name)
 
+    def wait_for_change(self, run: RunLocation, timeout: float) -> bool:
+        """True as soon as the run's manifest is written (LISTEN/NOTIFY), else after ``timeout``."""
+        return self.store.wait_for_notice(f"{run.task_id}/{run.run_id}", timeout)
+
     # ------------------------------------------------------------------ task history
 
     def record_run(self, task_id: str, entry: dict[str, Any]) -> None:

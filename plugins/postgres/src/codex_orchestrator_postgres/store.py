@@ -55,6 +55,7 @@ class Store:
         self.schema = options.schema_name
         self.channel = f"{self.schema}_runs"
         self._pool: ConnectionPool | None = None
+        self._listener: psycopg.Connection[Any] | None = None
         self._lock = threading.Lock()
 
     @property
@@ -150,9 +151,39 @@ class Store:
         except (PoolTimeout, psycopg.OperationalError) as exc:
             raise self.unavailable(exc) from None
 
+    def wait_for_notice(self, payload: str, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a NOTIFY of ``payload`` on the runs channel.
+
+        The first call opens a listening connection of its own and keeps it, so notices sent
+        between two calls wait on it rather than being lost.
+        """
+        import time
+
+        import psycopg
+        from psycopg import sql
+
+        if self._listener is None:
+            self.pool()  # the schema exists, and errors are the usual one line
+            listener = self.connect()
+            listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+            self._listener = listener
+        deadline = time.monotonic() + timeout
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                for notice in self._listener.notifies(timeout=left, stop_after=1):
+                    if notice.payload == payload:
+                        return True
+        except psycopg.OperationalError as exc:
+            self._listener = None
+            raise self.unavailable(exc) from None
+        return False
+
     def close(self) -> None:
         with self._lock:
             pool, self._pool = self._pool, None
+            listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
         if pool is not None:
             pool.close()
 
