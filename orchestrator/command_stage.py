@@ -80,7 +80,7 @@ class RetryPolicy:
         return min(self.initial_delay_ms * 2 ** (attempt - 1), self.max_delay_ms) / 1000
 
 
-def _approval(
+def stage_approval(
     session: RunSession, stage: ResolvedStage, controls: RunControls
 ) -> approvals.ApprovalDecision | None:
     """Find or obtain the grant a ``requires_approval`` stage needs (orchestrator.approvals)."""
@@ -145,7 +145,7 @@ def run_command_stage(
         kernel.persistence, session.location, stage_log_path(session.location, stage)
     )
     capture = StageCapture(log, options.stream_cap_bytes, listener)
-    approval = _approval(session, stage, controls)  # None: not required
+    approval = stage_approval(session, stage, controls)  # None: not required
     denied = approval is not None and not approval.granted
     policy = RetryPolicy.of(stage, options)
     request = CommandRequest(

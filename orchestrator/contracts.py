@@ -101,6 +101,13 @@ class IdSanitizerOptions(SlotOptions):
     """Options every ID sanitizer accepts (none yet; subclass to add yours)."""
 
 
+class ObserverOptions(BaseModel):
+    """Base of an observer's options model (its ``options_model`` attribute), validated from
+    ``[observers.<name>]`` like a slot's table: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 BASE_OPTIONS: dict[str, type[SlotOptions]] = {
     "persistence": PersistenceOptions,
     "heartbeat": HeartbeatOptions,
@@ -386,3 +393,15 @@ class Persistence(Protocol):
         Entering yields True when the lock was taken, False when another live process holds it.
         A lock held by a process that died must be free again.
         """
+
+
+@runtime_checkable
+class TaskLister(Protocol):
+    """What a persistence implementation may also offer: the tasks it holds records of.
+
+    Optional: ``serve`` lists every task with it, and shows only the configured task when the
+    active implementation does not have it.
+    """
+
+    def list_tasks(self) -> list[str]:
+        """Every task id with at least one stored run or a state snapshot (no order promised)."""

@@ -54,11 +54,13 @@ class ResolvedPipeline:
     max_parallel: int | None = None
     """The pipeline's own cap on stages at once (a graph); None: the command's, else CPUs."""
     fail_fast: bool = False
+    declares_needs: bool = False
+    """Some stage has a ``needs`` key, even ``needs = []`` (a stage that needs nothing)."""
 
     @property
     def is_graph(self) -> bool:
-        """Any ``needs`` make a graph; without, stages run one after another."""
-        return any(stage.needs for stage in self.stages)
+        """Any ``needs`` key makes a graph; without, stages run one after another."""
+        return self.declares_needs or any(stage.needs for stage in self.stages)
 
     @property
     def needs(self) -> dict[str, tuple[str, ...]]:
@@ -70,7 +72,8 @@ class ResolvedPipeline:
 
         ``needs`` and ``resources`` count only where given, so a pipeline without any keeps its
         fingerprint."""
-        payload = [_fingerprinted(stage) for stage in self.stages]
+        payload: list[object] = ["graph"] if self.is_graph else []
+        payload.extend(_fingerprinted(stage) for stage in self.stages)
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -142,7 +145,8 @@ def resolve_pipeline(
     seen: set[str] = set()
     raw_ids: dict[str, str] = {}  # id as configured -> id as sanitized
     stages: list[ResolvedStage] = []
-    for position, entry in enumerate(_expand(settings, config.stages, origin, ()), start=1):
+    expanded = _expand(settings, config.stages, origin, ())
+    for position, entry in enumerate(expanded, start=1):
         assert entry.id is not None
         label = f'stage ID in pipeline "{pipeline_id}"'
         try:
@@ -198,6 +202,7 @@ def resolve_pipeline(
         tuple(stages),
         max_parallel=config.max_parallel,
         fail_fast=config.fail_fast,
+        declares_needs=any(entry.needs is not None for entry in expanded),
     )
 
 
@@ -259,3 +264,15 @@ def single_command_pipeline(
         timeout_seconds=timeout_seconds,
     )
     return ResolvedPipeline("exec", "exec", (stage,))
+
+
+def with_defaults(pipeline: ResolvedPipeline, parent: ResolvedStage) -> ResolvedPipeline:
+    """A subpipeline's stages with the ``env`` and ``cwd`` of the stage that runs it as
+    defaults (each stage's own keys win); nested subpipelines pass them on."""
+    if not parent.env and parent.cwd is None:
+        return pipeline
+    stages = tuple(
+        replace(stage, env={**parent.env, **stage.env}, cwd=stage.cwd or parent.cwd)
+        for stage in pipeline.stages
+    )
+    return replace(pipeline, stages=stages)

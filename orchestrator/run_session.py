@@ -90,7 +90,9 @@ class RunSession:
             manifest_path=self.manifest_path,
             config=self.kernel.effective_config(),
             resumed=self.resumed,
+            out_dir=location.state_dir,
             _annotate=self.annotate,
+            _options=lambda name: self.kernel.observers.options.get(name),
         )
 
     # ------------------------------------------------------------------ the run's life
@@ -348,6 +350,14 @@ class RunSession:
             self.manifest.child_runs = [*others, entry]
         self._end_stage(record, ok)
         return ok
+
+    def end_unstarted_stage(self, record: CommandRecord, summary: str, detail: str) -> None:
+        """A stage that failed before it could start (a subpipeline whose approval was
+        denied): its summary and why, then the stage's end."""
+        with self.writer.lock:
+            record.summary = summary
+            record.status_detail = detail
+        self._end_stage(record, False)
 
     def _end_stage(self, record: CommandRecord, ok: bool) -> None:
         with self.writer.lock:

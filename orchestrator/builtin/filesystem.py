@@ -141,6 +141,21 @@ class FilesystemPersistence:
             return []
         return [self._location(task_id, name) for name in names if not name.startswith(".")]
 
+    def list_tasks(self) -> list[str]:
+        """Task folders under ``<runs>`` and task snapshots under ``<out>``."""
+        tasks: set[str] = set()
+        for folder, marker in ((self.context.runs_dir, "cli"), (self.context.out_dir, STATE_FILE)):
+            try:
+                entries = list(os.scandir(folder))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for entry in entries:
+                if not entry.name.startswith(".") and os.path.exists(
+                    os.path.join(entry.path, marker)
+                ):
+                    tasks.add(entry.name)
+        return sorted(tasks)
+
     def write_error_file(self, run: RunLocation, name: str, document: dict[str, Any]) -> Path:
         path = run.errors_dir / f"{name}.json"
         run.errors_dir.mkdir(parents=True, exist_ok=True)

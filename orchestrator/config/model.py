@@ -15,6 +15,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+SUBPIPELINE_REJECTS = frozenset(
+    {"timeout_seconds", "retry_attempts", "retry_on_exit_codes", "summary_hint"}
+)
+"""Stage keys that make no sense for a subpipeline stage: a config error there, never ignored
+(``env``, ``cwd`` and ``requires_approval`` apply to the child run as a whole)."""
+
+
 class StageConfig(_Strict):
     """One entry of a pipeline's ``stages``: a command, a stage set, or a subpipeline."""
 
@@ -109,6 +116,14 @@ class StageConfig(_Strict):
                 )
         elif self.id is None:
             raise ValueError("a stage needs an 'id'")
+        if self.pipeline is not None:
+            pointless = sorted(SUBPIPELINE_REJECTS & self.model_fields_set)
+            if pointless:
+                raise ValueError(
+                    f"{', '.join(pointless)} cannot apply to a subpipeline stage (a child run is "
+                    "no single command); set them on the stages of pipeline "
+                    f"{self.pipeline!r} instead"
+                )
         return self
 
 
