@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from codex_orchestrator_dask.testing import LocalTestCluster
+from codex_orchestrator_dask.testing import LocalTestCluster, cluster_idle
 
 from orchestrator.testing.conformance import SlotProject
 from orchestrator.testing.conformance._support import patience, wait_for
@@ -101,6 +101,7 @@ def test_a_worker_killed_mid_stage_fails_the_stage_once_and_its_command_ends(
     assert "was lost" in reason and "the stage is not run again" in reason, reason
     for pid in command_pids:
         wait_for(lambda p=pid: not process_running(p), f"the orphaned command {pid} to end")
+    wait_for(lambda: cluster_idle(two_workers.address), "Dask to be done with the stage's task")
     assert len((marks / "attempts").read_text().split()) == 1, "the stage ran more than once"
 
 

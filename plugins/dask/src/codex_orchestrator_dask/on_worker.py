@@ -8,7 +8,7 @@ The client submits :func:`run_stage` as a task. On the worker it
    so a stage whose worker was lost fails once instead of running again;
 3. runs the command exactly as the built-in ``subprocess`` runner does (it *is* that runner: a
    process group of its own, SIGTERM then SIGKILL on timeout or cancel, nothing left behind),
-   with the group registered with this worker's orphan :mod:`~codex_orchestrator_dask.watchdog`;
+   with the command marked for this worker's orphan :mod:`~codex_orchestrator_dask.watchdog`;
 4. publishes the output in chunks of at most ``chunk_bytes`` (``output`` events, numbered), and
    last an ``end`` event with the outcome and the number of chunks sent.
 
@@ -21,16 +21,17 @@ Events are plain dicts of msgpack-friendly values (Dask's event log requires it)
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from codex_orchestrator_dask.watchdog import MARK_VARIABLE
 from orchestrator.builtin.subprocess_runner import SubprocessRunner
 from orchestrator.contracts import CommandOutcome, CommandRequest, CommandRunnerOptions
 
@@ -127,11 +128,13 @@ class _Watchdog:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.process: subprocess.Popen[str] | None = None
+        self.mark = f"{os.getpid()}-{uuid.uuid4().hex}"
+        """Carried by every command this worker starts, in ``MARK_VARIABLE``."""
 
     def _running(self) -> subprocess.Popen[str]:
         if self.process is None or self.process.poll() is not None:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "codex_orchestrator_dask.watchdog"],
+                [sys.executable, "-m", "codex_orchestrator_dask.watchdog", self.mark],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -141,32 +144,32 @@ class _Watchdog:
             )
         return self.process
 
-    def tell(self, line: str) -> None:
+    def watch(self, grace: float) -> dict[str, str]:
+        """Make sure the watchdog runs and knows ``grace``; the variable a command must carry."""
         with self.lock:
-            process = self._running()
-            assert process.stdin is not None
-            try:
-                process.stdin.write(line + "\n")
-                process.stdin.flush()
-            except OSError:
-                self.process = None  # it died: the next stage starts a new one
+            for _ in range(2):  # a watchdog that died is started again once
+                process = self._running()
+                assert process.stdin is not None
+                try:
+                    process.stdin.write(f"grace {grace}\n")
+                    process.stdin.flush()
+                    break
+                except OSError:
+                    self.process = None
+        return {MARK_VARIABLE: self.mark}
 
 
 _watchdog = _Watchdog()
 
 
 class _WorkerRunner(SubprocessRunner):
-    """The built-in runner, telling the watchdog and the client when the command started."""
+    """The built-in runner, telling the client when the command started."""
 
-    def __init__(self, options: CommandRunnerOptions, publish: Any, grace: float) -> None:
+    def __init__(self, options: CommandRunnerOptions, publish: Any) -> None:
         self.options = options
         self.publish = publish
-        self.grace = grace
-        self.pgid: int | None = None
 
     def started(self, pid: int) -> None:
-        self.pgid = pid
-        _watchdog.tell(f"+{pid} {self.grace}")
         self.publish({"kind": "start", "pid": pid})
 
 
@@ -218,6 +221,8 @@ def run_stage(spec: dict[str, Any]) -> dict[str, Any]:
             stage.sent += len(piece)
 
     publish({"kind": "begin", "worker": worker.address, "host": worker.ip})
+    grace = float(spec["kill_grace_seconds"])
+    marked = _watchdog.watch(grace)
     _claim(topic, worker.address)
     stage = _stages.add(spec["token"], int(spec["window_bytes"]))
     cancel, hurry = stage.cancel, stage.hurry
@@ -229,8 +234,7 @@ def run_stage(spec: dict[str, Any]) -> dict[str, Any]:
         daemon=True,
     )
     monitor.start()
-    grace = float(spec["kill_grace_seconds"])
-    runner = _WorkerRunner(CommandRunnerOptions(), publish, grace)
+    runner = _WorkerRunner(CommandRunnerOptions(), publish)
     try:
         cwd = Path(spec["cwd"])
         if not cwd.is_dir():
@@ -246,7 +250,7 @@ def run_stage(spec: dict[str, Any]) -> dict[str, Any]:
                 argv=spec["argv"],
                 shell=spec["shell"],
                 cwd=cwd,
-                env=spec["env"],
+                env={**spec["env"], **marked},
                 timeout_seconds=timeout,
                 kill_grace_seconds=grace,
                 cancel=cancel,
@@ -256,9 +260,6 @@ def run_stage(spec: dict[str, Any]) -> dict[str, Any]:
     finally:
         done.set()
         _stages.remove(spec["token"])
-        if runner.pgid is not None:
-            with contextlib.suppress(Exception):
-                _watchdog.tell(f"-{runner.pgid}")
     result = asdict(outcome)
     publish({"kind": "end", "chunks": chunks, "outcome": result, "worker_pid": os.getpid()})
     return result

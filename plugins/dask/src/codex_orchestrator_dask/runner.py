@@ -23,6 +23,7 @@ import uuid
 from typing import Any, ClassVar
 
 from codex_orchestrator_dask.cluster import SchedulerUnreachable, client_for
+from codex_orchestrator_dask.on_worker import CLAIM_SUFFIX
 from codex_orchestrator_dask.options import DaskOptions
 from orchestrator.contracts import (
     CommandOutcome,
@@ -126,6 +127,7 @@ class _StageTask:
         self.sent_cancel = False
         self.sent_hurry = False
         self.next_worker_check = 0.0
+        self.worker_lost = False
 
     def _spec(self) -> dict[str, Any]:
         request = self.request
@@ -166,8 +168,11 @@ class _StageTask:
             if future is not None:
                 with contextlib.suppress(Exception):
                     future.release()
+            # The claim stays on the scheduler when the worker was lost: Dask may still start the
+            # task again elsewhere, and that attempt must find it and refuse.
+            topics = [self.topic] if self.worker_lost else [self.topic, self.topic + CLAIM_SUFFIX]
             with contextlib.suppress(Exception):
-                client.run_on_scheduler(_forget_topics, [self.topic, self.topic + "-claim"])
+                client.run_on_scheduler(_forget_topics, topics)
 
     def _follow(self, future: Any) -> CommandOutcome:
         ended_at: float | None = None
@@ -264,6 +269,7 @@ class _StageTask:
             return False  # the scheduler is unreachable: the future will say so
 
     def _lost_worker(self, detail: str) -> CommandOutcome:
+        self.worker_lost = True
         where = f" {self.worker}" if self.worker else ""
         return CommandOutcome(
             exit_code=None,
@@ -278,6 +284,7 @@ class _StageTask:
         error = future.exception()
         name = type(error).__name__
         if name == "StageLost":  # its second attempt refused to run: the message says why
+            self.worker_lost = True
             return CommandOutcome(
                 exit_code=None, cancelled=self.request.cancel.is_set(), error=str(error)
             )

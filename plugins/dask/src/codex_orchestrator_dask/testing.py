@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 START_TIMEOUT_SECONDS = 90.0
 
@@ -37,6 +38,26 @@ class WorkerSpec:
     """Dask's ``--resources`` text, e.g. ``"GPU=1"``."""
     nanny: bool = False
     """With a nanny a killed worker process is started again; without, it stays gone."""
+
+
+def _executing(dask_worker: Any = None) -> int:
+    return len(dask_worker.state.executing)
+
+
+def _tasks(dask_scheduler: Any = None) -> int:
+    return len(dask_scheduler.tasks)
+
+
+def cluster_idle(address: str, timeout: float = 60) -> bool:
+    """The scheduler holds no task and no worker runs one: Dask will start nothing more.
+
+    (The functions it runs there live in this module, which the cluster can import.)"""
+    from distributed import Client
+
+    with Client(address, set_as_default=False, timeout=timeout) as client:
+        if client.run_on_scheduler(_tasks):
+            return False
+        return not any(client.run(_executing).values())
 
 
 def dask_program() -> str:
