@@ -18,7 +18,7 @@ from orchestrator import stage_graph
 from orchestrator.clock import new_run_id, now_iso
 from orchestrator.command_stage import run_command_stage, stage_approval
 from orchestrator.contracts import RunLocation
-from orchestrator.errors import RunStateError
+from orchestrator.errors import RunStateError, StorageError, describe_failure
 from orchestrator.identifiers import check_id
 from orchestrator.kernel import Kernel
 from orchestrator.manifest import CommandRecord, Manifest
@@ -43,6 +43,8 @@ def execute(plan: RunPlan, controls: RunControls) -> RunResult:
         location, manifest = plan.resume.run, plan.resume.manifest
     else:
         location = _new_location(plan.kernel, plan.task_id)
+        if plan.on_created is not None:
+            plan.on_created(location)
         manifest = _first_manifest(plan, location)
     session = RunSession(plan, location, manifest)
     with session.held():
@@ -69,6 +71,11 @@ def _new_location(kernel: Kernel, task_id: str) -> RunLocation:
             kernel.persistence.create_run(location)
         except FileExistsError:
             continue
+        except Exception as exc:  # a read-only or full disk, a store that refuses writes
+            raise StorageError(
+                f"cannot create run {run_id} in {config.runs_dir}: {describe_failure(exc)}; "
+                "make it writable (or free space), or point CODEX_ORCHESTRATOR_RUNS_DIR elsewhere"
+            ) from None
         return location
     raise RunStateError("could not allocate a new run id; try again")
 
@@ -217,7 +224,11 @@ def _run_child(
         ),
         stage,
     )
-    child_plan = plan.child(child_pipeline, session.location.run_id)
+    child_plan = plan.child(
+        child_pipeline,
+        session.location.run_id,
+        on_created=lambda child: session.child_created(record, child, child_pipeline.id),
+    )
     earlier = session.earlier_children.get(record.id)
     if earlier is not None:
         persistence = kernel.persistence

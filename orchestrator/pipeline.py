@@ -129,6 +129,10 @@ def _inside(root: Path, cwd: str) -> bool:
     return target == root or root in target.parents
 
 
+MAX_SUBPIPELINE_DEPTH = 32
+"""Child runs nest at most this deep (a 2,000-deep chain once exhausted the stack)."""
+
+
 def resolve_pipeline(
     settings: Settings,
     pipeline_id: str,
@@ -165,6 +169,11 @@ def resolve_pipeline(
                 "use a folder inside it"
             )
         if entry.pipeline is not None:
+            if len(trail) >= MAX_SUBPIPELINE_DEPTH:
+                raise ConfigError(
+                    f"{origin}: subpipelines nest more than {MAX_SUBPIPELINE_DEPTH} deep "
+                    f"({trail[0]} -> {trail[1]} -> ... -> {entry.pipeline}); flatten the chain"
+                )
             if entry.pipeline in trail:
                 cycle = " -> ".join((*trail, entry.pipeline))
                 raise ConfigError(f"{origin}: subpipelines form a cycle: {cycle}")

@@ -48,15 +48,17 @@ def actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def _refuse_if_not_resumable(manifest: Manifest, act: Activity) -> None:
+def _refuse_if_not_resumable(manifest: Manifest, act: Activity, orchestrator_gone: bool) -> None:
     run_id = manifest.run_id
     if manifest.status == "succeeded":
         raise RunStateError(
             f"run {run_id} already succeeded; there is nothing to resume "
             f"(start a new run with `{cli_command('start', manifest.pipeline_id)}`)"
         )
-    if manifest.status in LIVE_STATUSES and not act.stale:
+    if manifest.status in LIVE_STATUSES and not act.stale and not orchestrator_gone:
         runner = manifest.runner
+        if act.suspect:
+            raise RunStateError(f"run {run_id} looks live but {act.suspect}")
         raise RunStateError(
             f"run {run_id} is still running (orchestrator pid {runner.pid} on {runner.host}, "
             f"last heartbeat {age_text(act.age_seconds)}); follow it with "
@@ -104,11 +106,41 @@ def pipeline_changed(manifest: Manifest, pipeline: ResolvedPipeline) -> bool:
 def _reason(manifest: Manifest, act: Activity, extra: str | None) -> str:
     if act.stale:
         reason = f"run went stale: {act.reason}"
+    elif manifest.status in LIVE_STATUSES:
+        reason = "its orchestrator is gone (--orchestrator-gone)" + (
+            "; its heartbeat was from the future (clock skew)" if act.suspect else ""
+        )
     elif manifest.status == "cancelled":
         reason = "run was cancelled"
     else:
         reason = f"run failed ({manifest.status_detail or 'no detail'})"
     return f"{reason}; {extra}" if extra else reason
+
+
+def _adopt_recorded_successes(kernel: Kernel, run: RunLocation, manifest: Manifest) -> None:
+    """Stages the task history records as succeeded while the manifest could not say so (its
+    writes failed: a full or read-only disk) count as succeeded: never run twice."""
+    try:
+        history = kernel.persistence.read_state(run.task_id) or {}
+    except Exception:  # an unreadable history records nothing
+        return
+    entry = next(
+        (
+            e
+            for e in history.get("runs") or []
+            if isinstance(e, dict) and e.get("run_id") == run.run_id
+        ),
+        None,
+    )
+    recorded = entry.get("stages_succeeded") if entry else None
+    if not isinstance(recorded, list):
+        return
+    for record in manifest.commands:
+        if record.id in recorded and record.status != "succeeded":
+            record.status = "succeeded"
+            record.summary = (
+                "succeeded (recorded in the task history: the manifest could not be written then)"
+            )
 
 
 def plan_resume(
@@ -118,10 +150,11 @@ def plan_resume(
     *,
     force: bool = False,
     reason: str | None = None,
+    orchestrator_gone: bool = False,
 ) -> ResumePlan:
     """Check that the run may be resumed and prepare the resume; change nothing stored."""
     act = activity(kernel, run, manifest)
-    _refuse_if_not_resumable(manifest, act)
+    _refuse_if_not_resumable(manifest, act, orchestrator_gone)
     pipeline = current_pipeline(kernel, manifest)
     changed = pipeline_changed(manifest, pipeline)
     if changed and not force:
@@ -133,6 +166,7 @@ def plan_resume(
     if changed:
         merged = bool(getattr(kernel.command_runner, "merged_streams", False))
         adopt_pipeline(manifest, pipeline, command_records(run, pipeline, kernel.root, merged))
+    _adopt_recorded_successes(kernel, run, manifest)
     first = next((c for c in manifest.commands if c.status != "succeeded"), None)
     event: dict[str, Any] = {
         "timestamp": now_iso(),
