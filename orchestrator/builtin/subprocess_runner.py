@@ -83,17 +83,7 @@ class SubprocessRunner:
             process = spawn(request, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except OSError as exc:
             return not_started(request, exc)
-        try:
-            self.started(process.pid)
-        except BaseException:
-            _Supervisor(process, request, lambda stream, data: None).end_now()
-            raise
         return _Supervisor(process, request, on_output).supervise()
-
-    def started(self, pid: int) -> None:
-        """Called once the command runs, before its output is read; ``pid`` is also the id of
-        its process group. Nothing here; a runner built on this one (e.g. one that runs it on
-        another machine) overrides it to note the group."""
 
 
 class _Supervisor:
@@ -107,15 +97,6 @@ class _Supervisor:
         self.on_output = on_output
         self.pgid = process.pid
         self.limits = GroupLimits.for_request(process.pid, request)
-
-    def end_now(self) -> None:
-        """End the group at once and reap the process (the command is not wanted after all)."""
-        end_group(self.pgid, 0)
-        self.process.kill()
-        self.process.wait()
-        for pipe in (self.process.stdout, self.process.stderr):
-            if pipe is not None:
-                pipe.close()
 
     def supervise(self) -> CommandOutcome:
         process = self.process

@@ -27,7 +27,8 @@ class SchedulerUnreachable(RuntimeError):
 
 _lock = threading.Lock()
 _clients: dict[tuple[Any, ...], Client] = {}
-_closers: list[Any] = []
+_closers: dict[tuple[Any, ...], list[Any]] = {}
+"""Per key, what to close (newest first): the client, and the local cluster it started."""
 
 
 def _key(options: DaskOptions) -> tuple[Any, ...]:
@@ -41,7 +42,7 @@ def _key(options: DaskOptions) -> tuple[Any, ...]:
     )
 
 
-def _start_local(options: DaskOptions) -> Client:
+def _start_local(options: DaskOptions, closers: list[Any]) -> Client:
     import dask
     from distributed import Client, LocalCluster
 
@@ -58,9 +59,8 @@ def _start_local(options: DaskOptions) -> Client:
             dashboard_address=None,
             resources=dict(options.local_resources) or None,
         )
-    _closers.append(cluster)
-    client = Client(cluster, set_as_default=False)
-    return client
+    closers.append(cluster)
+    return Client(cluster, set_as_default=False)
 
 
 def _connect(options: DaskOptions) -> Client:
@@ -88,22 +88,43 @@ def client_for(options: DaskOptions) -> Client:
         client = _clients.get(key)
         if client is not None and client.status == "running":
             return client
+        _close(_closers.pop(key, []))  # a client that stopped running, and its cluster
+        closers: list[Any] = []
         try:
-            client = _start_local(options) if options.scheduler == LOCAL else _connect(options)
+            if options.scheduler == LOCAL:
+                client = _start_local(options, closers)
+            else:
+                client = _connect(options)
         except (OSError, TimeoutError) as exc:
+            _close(closers)
             raise SchedulerUnreachable(_unreachable(options, exc)) from None
+        closers.append(client)
         _clients[key] = client
-        _closers.append(client)
+        _closers[key] = closers
         return client
+
+
+def release(options: DaskOptions) -> None:
+    """Close this process's client for the configured scheduler (and its local cluster)."""
+    key = _key(options)
+    with _lock:
+        _clients.pop(key, None)
+        closers = _closers.pop(key, [])
+    _close(closers)
+
+
+def _close(closers: list[Any]) -> None:
+    for closer in reversed(closers):
+        with contextlib.suppress(Exception):
+            closer.close(timeout=CLOSE_TIMEOUT_SECONDS)
 
 
 @atexit.register
 def close_all() -> None:
     """Close the clients (and local clusters) of this process, newest first."""
     with _lock:
-        closers = list(reversed(_closers))
+        every = list(_closers.values())
         _closers.clear()
         _clients.clear()
-    for closer in closers:
-        with contextlib.suppress(Exception):
-            closer.close(timeout=CLOSE_TIMEOUT_SECONDS)
+    for closers in every:
+        _close(closers)

@@ -32,8 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from codex_orchestrator_dask.watchdog import MARK_VARIABLE
-from orchestrator.builtin.subprocess_runner import SubprocessRunner
-from orchestrator.contracts import CommandOutcome, CommandRequest, CommandRunnerOptions
+from orchestrator.plugin import CommandOutcome, CommandRequest, SlotContext
 
 CLAIM_SUFFIX = "-claim"
 MONITOR_SECONDS = 0.1
@@ -162,15 +161,20 @@ class _Watchdog:
 _watchdog = _Watchdog()
 
 
-class _WorkerRunner(SubprocessRunner):
-    """The built-in runner, telling the client when the command started."""
+_local_runner_class: type | None = None
 
-    def __init__(self, options: CommandRunnerOptions, publish: Any) -> None:
-        self.options = options
-        self.publish = publish
 
-    def started(self, pid: int) -> None:
-        self.publish({"kind": "start", "pid": pid})
+def _local_runner(cwd: Path) -> Any:
+    """The built-in ``subprocess`` runner, found by its entry-point name as any plugin may find
+    another: the command runs on the worker exactly as it would run on the client's machine."""
+    global _local_runner_class
+    if _local_runner_class is None:
+        from importlib.metadata import entry_points
+
+        (entry,) = entry_points(group="codex_orchestrator.command_runner", name="subprocess")
+        _local_runner_class = entry.load()
+    cls = _local_runner_class
+    return cls(cls.options_model(), SlotContext(cwd, cwd / ".runs", cwd / "out"))
 
 
 def _claim(topic: str, address: str) -> None:
@@ -234,7 +238,6 @@ def run_stage(spec: dict[str, Any]) -> dict[str, Any]:
         daemon=True,
     )
     monitor.start()
-    runner = _WorkerRunner(CommandRunnerOptions(), publish)
     try:
         cwd = Path(spec["cwd"])
         if not cwd.is_dir():
@@ -255,8 +258,9 @@ def run_stage(spec: dict[str, Any]) -> dict[str, Any]:
                 kill_grace_seconds=grace,
                 cancel=cancel,
                 hurry=hurry,
+                on_spawn=lambda pid: publish({"kind": "start", "pid": pid}),
             )
-            outcome = runner.run(request, on_output)
+            outcome = _local_runner(cwd).run(request, on_output)
     finally:
         done.set()
         _stages.remove(spec["token"])

@@ -6,7 +6,7 @@ import re
 
 from pydantic import Field, field_validator
 
-from orchestrator.contracts import CommandRunnerOptions
+from orchestrator.plugin import CommandRunnerOptions
 
 LOCAL = "local"
 ADDRESS = re.compile(r"^[a-z][a-z0-9+.-]*://[^\s/]+$")

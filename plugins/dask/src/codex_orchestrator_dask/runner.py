@@ -22,10 +22,10 @@ import time
 import uuid
 from typing import Any, ClassVar
 
-from codex_orchestrator_dask.cluster import SchedulerUnreachable, client_for
+from codex_orchestrator_dask.cluster import SchedulerUnreachable, client_for, release
 from codex_orchestrator_dask.on_worker import CLAIM_SUFFIX
 from codex_orchestrator_dask.options import DaskOptions
-from orchestrator.contracts import (
+from orchestrator.plugin import (
     CommandOutcome,
     CommandRequest,
     CommandRunnerOptions,
@@ -57,6 +57,10 @@ class DaskRunner:
         so an unreachable scheduler stops the run before anything is recorded."""
         self.options = options
         self.client = client_for(options)
+
+    def close(self) -> None:
+        """Close the connection to the scheduler (and a ``local`` cluster with its workers)."""
+        release(self.options)
 
     def run(self, request: CommandRequest, on_output: OutputCallback) -> CommandOutcome:
         try:
