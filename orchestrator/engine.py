@@ -18,7 +18,12 @@ from orchestrator import stage_graph
 from orchestrator.clock import new_run_id, now_iso
 from orchestrator.command_stage import run_command_stage, stage_approval
 from orchestrator.contracts import RunLocation
-from orchestrator.errors import RunStateError, StorageError, describe_failure
+from orchestrator.errors import (
+    OrchestratorError,
+    RunStateError,
+    StorageError,
+    describe_failure,
+)
 from orchestrator.identifiers import check_id
 from orchestrator.kernel import Kernel
 from orchestrator.manifest import CommandRecord, Manifest
@@ -71,6 +76,8 @@ def _new_location(kernel: Kernel, task_id: str) -> RunLocation:
             kernel.persistence.create_run(location)
         except FileExistsError:
             continue
+        except OrchestratorError:  # says what is wrong itself (a link leading outside)
+            raise
         except Exception as exc:  # a read-only or full disk, a store that refuses writes
             raise StorageError(
                 f"cannot create run {run_id} in {config.runs_dir}: {describe_failure(exc)}; "
