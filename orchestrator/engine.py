@@ -235,6 +235,7 @@ def _run_child(
         child_pipeline,
         session.location.run_id,
         on_created=lambda child: session.child_created(record, child, child_pipeline.id),
+        parent_stage_id=record.id,
     )
     earlier = session.earlier_children.get(record.id)
     if earlier is not None:
@@ -257,5 +258,6 @@ def _run_child(
                     "previous_status": manifest.status,
                 }
                 resume = ResumeTarget(location, manifest, event)
-                return execute(plan.child(child_pipeline, None, resume), controls)
+                child_resume = plan.child(child_pipeline, None, resume, parent_stage_id=record.id)
+                return execute(child_resume, controls)
     return execute(child_plan, controls)
