@@ -26,18 +26,16 @@ FLOOD = (
 READER = """
 import base64, hashlib, json, resource, sys
 from orchestrator.kernel import Kernel
-from orchestrator.run_logs import read_log
+from orchestrator.run_logs import read_events
 kernel = Kernel.load()
 run = kernel.persistence.find_run(sys.argv[1], None)
 path = run.commands_dir / sys.argv[2]
 digest, size = hashlib.sha256(), 0
-for chunk in read_log(kernel.persistence, run, path):
-    for line in chunk.splitlines():
-        event = json.loads(line)
-        if event["type"] == "exec:chunk" and event["stream"] == "stdout":
-            raw = event.get("data_b64")
-            data = base64.b64decode(raw) if raw is not None else event["data"].encode()
-            digest.update(data); size += len(data)
+for event in read_events(kernel.persistence, run, path):
+    if event["type"] == "exec:chunk" and event["stream"] == "stdout":
+        raw = event.get("data_b64")
+        data = base64.b64decode(raw) if raw is not None else event["data"].encode()
+        digest.update(data); size += len(data)
 print(json.dumps({"sha256": digest.hexdigest(), "size": size,
                   "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """
