@@ -16,6 +16,7 @@ from orchestrator import approvals, instructions, run_logs
 from orchestrator.capture import BoundedTail, StageCapture
 from orchestrator.config.env_expansion import expand_all
 from orchestrator.config.project import STAGE_VARS
+from orchestrator.containment import folder_problem
 from orchestrator.contracts import (
     CommandOutcome,
     CommandRequest,
@@ -80,7 +81,7 @@ class RetryPolicy:
         return min(self.initial_delay_ms * 2 ** (attempt - 1), self.max_delay_ms) / 1000
 
 
-def _approval(
+def stage_approval(
     session: RunSession, stage: ResolvedStage, controls: RunControls
 ) -> approvals.ApprovalDecision | None:
     """Find or obtain the grant a ``requires_approval`` stage needs (orchestrator.approvals)."""
@@ -103,8 +104,8 @@ def _approval(
 
 
 def stage_env(session: RunSession, stage: ResolvedStage) -> dict[str, str]:
-    """The environment of a stage's process (interface.md 2): the orchestrator's own, the run's
-    variables, then the stage's ``env`` over all of them."""
+    """The environment of a stage's process (docs/configuration.md): the orchestrator's own,
+    the run's variables, then the stage's ``env`` over all of them."""
     config = session.kernel.config
     location = session.location
     env = dict(session.kernel.environ)
@@ -145,7 +146,7 @@ def run_command_stage(
         kernel.persistence, session.location, stage_log_path(session.location, stage)
     )
     capture = StageCapture(log, options.stream_cap_bytes, listener)
-    approval = _approval(session, stage, controls)  # None: not required
+    approval = stage_approval(session, stage, controls)  # None: not required
     denied = approval is not None and not approval.granted
     policy = RetryPolicy.of(stage, options)
     request = CommandRequest(
@@ -157,6 +158,7 @@ def run_command_stage(
         kill_grace_seconds=options.kill_grace_seconds,
         cancel=controls.cancel,
         hurry=controls.hurry,
+        on_spawn=lambda pid: session.stage_spawned(record, pid),
     )
     outcome = CommandOutcome(
         exit_code=None, error=approval.message if approval and denied else "not started"
@@ -168,6 +170,11 @@ def run_command_stage(
             capture.event(
                 "command:start", attempt=attempt, command=stage.command, cwd=str(request.cwd)
             )
+            problem = folder_problem(request.cwd, kernel.root)  # checked at every attempt:
+            if problem is not None:  # a folder removed or swapped for a link mid-run
+                outcome = CommandOutcome(exit_code=None, error=problem)
+                capture.event("command:end", attempt=attempt, exit_code=None, error=problem)
+                break
             try:
                 outcome = kernel.command_runner.run(request, capture.on_output)
                 validate_outcome(outcome)  # an impossible outcome is the runner's bug

@@ -1,4 +1,4 @@
-"""The contracts of the four strategy slots (interface.md 1).
+"""The contracts of the four strategy slots (docs/plugins.md).
 
 Each slot is a small ``typing.Protocol``. An implementation is a class registered under the
 slot's entry-point group; the kernel builds it as ``cls(options, context)`` where ``options`` is
@@ -23,6 +23,13 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
+
+PLUGIN_API_VERSION = 2
+"""The version of the plugin API (slot contracts, hooks, options models, helpers). It grows by
+one with every change to that API, additions included; docs/plugins.md keeps the changelog. A
+plugin that needs version N declares ``requires_plugin_api = N`` (a class attribute of a slot
+implementation, a module or object attribute of an observer): an older kernel then refuses to
+load it with one clear error instead of failing halfway through a run."""
 
 SLOT_GROUPS: dict[str, str] = {
     "persistence": "codex_orchestrator.persistence",
@@ -51,13 +58,15 @@ class PersistenceOptions(SlotOptions):
 
 
 class HeartbeatOptions(SlotOptions):
-    interval_seconds: float = Field(5, gt=0, le=3600, description=".heartbeat written every tick")
+    interval_seconds: float = Field(
+        5, ge=0.05, le=3600, description=".heartbeat written every tick (at least 0.05 s)"
+    )
     manifest_throttle_seconds: float = Field(
         30, ge=0, le=86400, description="manifest heartbeat writes at most this often"
     )
     stale_after_seconds: float = Field(
         60,
-        gt=0,
+        ge=1,
         le=7 * 86400,
         description="an in-progress run with no heartbeat for longer is stale",
     )
@@ -94,6 +103,13 @@ class IdSanitizerOptions(SlotOptions):
     """Options every ID sanitizer accepts (none yet; subclass to add yours)."""
 
 
+class ObserverOptions(BaseModel):
+    """Base of an observer's options model (its ``options_model`` attribute), validated from
+    ``[observers.<name>]`` like a slot's table: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 BASE_OPTIONS: dict[str, type[SlotOptions]] = {
     "persistence": PersistenceOptions,
     "heartbeat": HeartbeatOptions,
@@ -118,7 +134,7 @@ class SlotContext:
 
     def location_of_manifest_ref(self, ref: Path) -> RunLocation | None:
         """The run a cited ``<runs>/<task>/cli/<run>/manifest.json`` path names by the layout
-        of interface.md 4 (relative paths are taken from the project root), whether or not such
+        of docs/resilience.md (relative paths are taken from the project root), whether or not such
         a run is stored; None for a path of any other shape."""
         path = ref if ref.is_absolute() else self.root / ref
         for candidate in (Path(os.path.normpath(path)), path.resolve()):
@@ -133,7 +149,7 @@ class SlotContext:
 
 @dataclass(frozen=True)
 class RunLocation:
-    """Where one run lives (interface.md 4). Built only from sanitized ids."""
+    """Where one run lives (docs/resilience.md). Built only from sanitized ids."""
 
     runs_dir: Path
     out_dir: Path
@@ -216,6 +232,10 @@ class CommandRequest:
     hurry: threading.Event = field(default_factory=threading.Event)
     """Set after ``cancel`` when the user insists (a second Ctrl-C): skip what is left of the
     kill grace and SIGKILL the group now."""
+    on_spawn: Callable[[int], None] | None = None
+    """Called with the pid of the command's process as soon as it exists (before the command's
+    first instruction where the runner can hold it): the process leads a new session, and the
+    kernel records that session so a later resume can find what a killed orchestrator left."""
 
 
 @dataclass
@@ -375,3 +395,15 @@ class Persistence(Protocol):
         Entering yields True when the lock was taken, False when another live process holds it.
         A lock held by a process that died must be free again.
         """
+
+
+@runtime_checkable
+class TaskLister(Protocol):
+    """What a persistence implementation may also offer: the tasks it holds records of.
+
+    Optional: ``serve`` lists every task with it, and shows only the configured task when the
+    active implementation does not have it.
+    """
+
+    def list_tasks(self) -> list[str]:
+        """Every task id with at least one stored run or a state snapshot (no order promised)."""

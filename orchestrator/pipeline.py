@@ -53,11 +53,13 @@ class ResolvedPipeline:
     max_parallel: int | None = None
     """The pipeline's own cap on stages at once (a graph); None: the command's, else CPUs."""
     fail_fast: bool = False
+    declares_needs: bool = False
+    """Some stage has a ``needs`` key, even ``needs = []`` (a stage that needs nothing)."""
 
     @property
     def is_graph(self) -> bool:
-        """Any ``needs`` make a graph; without, stages run one after another."""
-        return any(stage.needs for stage in self.stages)
+        """Any ``needs`` key makes a graph; without, stages run one after another."""
+        return self.declares_needs or any(stage.needs for stage in self.stages)
 
     @property
     def needs(self) -> dict[str, tuple[str, ...]]:
@@ -68,7 +70,7 @@ class ResolvedPipeline:
         """SHA-256 of what the stages do, to tell on resume whether the pipeline changed.
 
         ``needs`` count only where given, so a pipeline without any keeps its fingerprint."""
-        payload = []
+        payload: list[object] = ["graph"] if self.is_graph else []
         for stage in self.stages:
             item = asdict(stage) | {"title": None}
             if not stage.needs:
@@ -119,6 +121,10 @@ def _inside(root: Path, cwd: str) -> bool:
     return target == root or root in target.parents
 
 
+MAX_SUBPIPELINE_DEPTH = 32
+"""Child runs nest at most this deep (a 2,000-deep chain once exhausted the stack)."""
+
+
 def resolve_pipeline(
     settings: Settings,
     pipeline_id: str,
@@ -135,7 +141,8 @@ def resolve_pipeline(
     seen: set[str] = set()
     raw_ids: dict[str, str] = {}  # id as configured -> id as sanitized
     stages: list[ResolvedStage] = []
-    for position, entry in enumerate(_expand(settings, config.stages, origin, ()), start=1):
+    expanded = _expand(settings, config.stages, origin, ())
+    for position, entry in enumerate(expanded, start=1):
         assert entry.id is not None
         label = f'stage ID in pipeline "{pipeline_id}"'
         try:
@@ -154,6 +161,11 @@ def resolve_pipeline(
                 "use a folder inside it"
             )
         if entry.pipeline is not None:
+            if len(trail) >= MAX_SUBPIPELINE_DEPTH:
+                raise ConfigError(
+                    f"{origin}: subpipelines nest more than {MAX_SUBPIPELINE_DEPTH} deep "
+                    f"({trail[0]} -> {trail[1]} -> ... -> {entry.pipeline}); flatten the chain"
+                )
             if entry.pipeline in trail:
                 cycle = " -> ".join((*trail, entry.pipeline))
                 raise ConfigError(f"{origin}: subpipelines form a cycle: {cycle}")
@@ -190,6 +202,7 @@ def resolve_pipeline(
         tuple(stages),
         max_parallel=config.max_parallel,
         fail_fast=config.fail_fast,
+        declares_needs=any(entry.needs is not None for entry in expanded),
     )
 
 
@@ -251,3 +264,15 @@ def single_command_pipeline(
         timeout_seconds=timeout_seconds,
     )
     return ResolvedPipeline("exec", "exec", (stage,))
+
+
+def with_defaults(pipeline: ResolvedPipeline, parent: ResolvedStage) -> ResolvedPipeline:
+    """A subpipeline's stages with the ``env`` and ``cwd`` of the stage that runs it as
+    defaults (each stage's own keys win); nested subpipelines pass them on."""
+    if not parent.env and parent.cwd is None:
+        return pipeline
+    stages = tuple(
+        replace(stage, env={**parent.env, **stage.env}, cwd=stage.cwd or parent.cwd)
+        for stage in pipeline.stages
+    )
+    return replace(pipeline, stages=stages)

@@ -59,6 +59,12 @@ class RunPlan:
     max_parallel: int | None = None
     """``--max-parallel``: wins over the pipeline's ``max_parallel`` (of every run of this
     command, child runs included)."""
+    not_selected: frozenset[str] = frozenset()
+    """Stages ``--only``/``--skip``/``--from`` left out (orchestrator.stage_selection): recorded
+    skipped, never run, not even by a resume."""
+    on_created: Callable[[RunLocation], None] | None = None
+    """Called as soon as a new run's folder exists, before its stages start (a subpipeline
+    stage names its child run in the parent's manifest then)."""
 
     @property
     def parallel_limit(self) -> int:
@@ -77,16 +83,27 @@ class RunPlan:
         resume: ResumeTarget | None = None,
         exit_code_of: Callable[[Manifest], int] = status_exit_code,
         max_parallel: int | None = None,
+        not_selected: frozenset[str] = frozenset(),
     ) -> RunPlan:
         """Load every slot now (a bad plugin or option fails here, before the disk is touched)."""
         kernel.load_slots()
-        return cls(kernel, task_id, pipeline, parent_run_id, resume, exit_code_of, max_parallel)
+        return cls(
+            kernel,
+            task_id,
+            pipeline,
+            parent_run_id,
+            resume,
+            exit_code_of,
+            max_parallel,
+            not_selected,
+        )
 
     def child(
         self,
         pipeline: ResolvedPipeline,
         parent_run_id: str | None,
         resume: ResumeTarget | None = None,
+        on_created: Callable[[RunLocation], None] | None = None,
     ) -> RunPlan:
         """The plan of a subpipeline stage's child run: its own ``max_parallel`` budget (see
         docs/stage-graphs.md), the command's ``--max-parallel`` still winning."""
@@ -97,4 +114,5 @@ class RunPlan:
             parent_run_id,
             resume,
             max_parallel=self.max_parallel,
+            on_created=on_created,
         )

@@ -28,7 +28,14 @@ from orchestrator.clock import duration_ms, iso, now_iso, parse_iso, utcnow
 from orchestrator.contracts import CommandRunnerOptions, RunLocation
 from orchestrator.errors import RunStateError
 from orchestrator.heartbeat_thread import HeartbeatThread, peak_rss_kb
-from orchestrator.manifest import FINISHED_RUN_STATUSES, Approval, ChildRun, CommandRecord, Manifest
+from orchestrator.manifest import (
+    FINISHED_RUN_STATUSES,
+    Approval,
+    ChildRun,
+    CommandRecord,
+    Manifest,
+    StageProcess,
+)
 from orchestrator.manifest_writer import ManifestWriter
 from orchestrator.pipeline import ResolvedStage
 from orchestrator.run_context import RunView
@@ -40,6 +47,9 @@ if TYPE_CHECKING:
     from orchestrator.run_plan import RunPlan
 
 log = logging.getLogger(__name__)
+
+MAX_SWEPT_RUNS = 256
+"""A resume sweeps at most this many runs of a tree of child runs for leftovers."""
 
 TELL = threading.RLock()
 """Observers hear one event at a time, whichever stage (or child run) it comes from: stages of a
@@ -71,6 +81,7 @@ class RunSession:
         self.earlier_children: dict[str, str] = {}  # stage id -> child run of an earlier attempt
         self.instructions_path: Path | None = None
         self.heartbeat_failures = 0
+        self.records_error: str | None = None  # why the run's final records are not on disk
         self._heartbeat_streak = 0
         self._log: NdjsonLog | None = None
         self.writer = ManifestWriter(
@@ -90,7 +101,9 @@ class RunSession:
             manifest_path=self.manifest_path,
             config=self.kernel.effective_config(),
             resumed=self.resumed,
+            out_dir=location.state_dir,
             _annotate=self.annotate,
+            _options=lambda name: self.kernel.observers.options.get(name),
         )
 
     # ------------------------------------------------------------------ the run's life
@@ -160,13 +173,38 @@ class RunSession:
         """Before a stale run runs again: end what its dead orchestrator left running."""
         from orchestrator.leftovers import end_leftovers
 
-        run_ids = [self.location.run_id, *(child.run_id for child in self.manifest.child_runs)]
-        ended = end_leftovers(run_ids, self.runner_options.kill_grace_seconds)
+        run_ids, sessions = self._left_running()
+        ended = end_leftovers(run_ids, self.runner_options.kill_grace_seconds, sessions)
         if ended:
             self.warn(
                 f"ended {len(ended)} process(es) that the previous orchestrator of run "
                 f"{self.location.run_id} left running (pids {', '.join(map(str, ended))})"
             )
+
+    def _left_running(self) -> tuple[list[str], list[dict[str, Any]]]:
+        """The run ids and the recorded sessions of the stages still marked running, in this
+        run and (through ``child_runs``) in every child run below it."""
+        run_ids: list[str] = []
+        sessions: list[dict[str, Any]] = []
+        pending: list[Manifest] = [self.manifest]
+        persistence = self.kernel.persistence
+        while pending and len(run_ids) < MAX_SWEPT_RUNS:
+            manifest = pending.pop()
+            run_ids.append(manifest.run_id)
+            sessions.extend(
+                c.process.model_dump()
+                for c in manifest.commands
+                if c.status == "running" and c.process is not None
+            )
+            for child in manifest.child_runs:
+                if child.run_id in run_ids:
+                    continue
+                try:
+                    location = persistence.find_run(child.run_id, self.location.task_id)
+                    pending.append(Manifest.model_validate(persistence.read_manifest(location)))
+                except Exception:  # unreadable or gone: its run id is still swept
+                    run_ids.append(child.run_id)
+        return run_ids, sessions
 
     @contextmanager
     def beating(self) -> Iterator[None]:
@@ -241,6 +279,30 @@ class RunSession:
         self.log_event("stage:start", index=record.index, id=record.id)
         with TELL:
             self.kernel.observers.stage_started(self.view, record)
+
+    def stage_spawned(self, record: CommandRecord, pid: int) -> None:
+        """The stage's command exists (``CommandRequest.on_spawn``): record its session, written
+        at once, so a resume after a SIGKILL can find what it leaves running."""
+        from orchestrator.process_identity import session_identity
+
+        with self.writer.lock:
+            record.process = StageProcess(**session_identity(pid))
+        self.writer.write_now()
+
+    def child_created(self, record: CommandRecord, child: RunLocation, pipeline_id: str) -> None:
+        """A subpipeline stage's child run exists: name it in this run's manifest (written at
+        once) before it starts, so a resume can find and continue it."""
+        with self.writer.lock:
+            record.sub_run_id = child.run_id
+            entry = ChildRun(
+                run_id=child.run_id,
+                pipeline_id=pipeline_id,
+                status="in_progress",
+                manifest=relative(self.kernel.persistence.manifest_ref(child), self.kernel.root),
+            )
+            others = [c for c in self.manifest.child_runs if c.run_id != child.run_id]
+            self.manifest.child_runs = [*others, entry]
+        self.writer.write_now()
 
     def skip(self, record: CommandRecord, detail: str | None = None) -> None:
         """A stage that will not run; ``detail`` says why (``needs-failed``, ``fail-fast``)."""
@@ -349,6 +411,14 @@ class RunSession:
         self._end_stage(record, ok)
         return ok
 
+    def end_unstarted_stage(self, record: CommandRecord, summary: str, detail: str) -> None:
+        """A stage that failed before it could start (a subpipeline whose approval was
+        denied): its summary and why, then the stage's end."""
+        with self.writer.lock:
+            record.summary = summary
+            record.status_detail = detail
+        self._end_stage(record, False)
+
     def _end_stage(self, record: CommandRecord, ok: bool) -> None:
         with self.writer.lock:
             record.status = "succeeded" if ok else "failed"
@@ -374,6 +444,10 @@ class RunSession:
     def _record_history(self) -> None:
         started = time.monotonic()
         entry = run_records.history_entry(self.manifest, self.manifest_path, self.kernel.root)
+        if self.records_error is not None:  # the only record of which stages succeeded
+            entry["stages_succeeded"] = [
+                c.id for c in self.manifest.commands if c.status == "succeeded"
+            ]
         try:
             self.kernel.persistence.record_run(self.location.task_id, entry)
         except Exception as exc:
@@ -404,11 +478,29 @@ class RunSession:
             if failure is not None and not cancelled:
                 self.notes.append(f"internal error: {type(failure).__name__}: {failure}")
             manifest.summary = run_records.run_summary_text(manifest, self.notes)
-        self.writer.request()
+        if not self.writer.flush():  # the history never says more than the manifest on disk
+            self._records_not_written(self.writer.last_error or "unknown cause")
         self._record_history()
         self._record_metrics()
         with self.writer.lock:
             manifest.summary = run_records.run_summary_text(manifest, self.notes)
+
+    def _records_not_written(self, cause: str) -> None:
+        """The manifest could not be written after retries: the run is not reported as a success
+        (its stages may all have passed, but nothing on disk says so)."""
+        self.records_error = (
+            f"run {self.location.run_id}: its manifest could not be written ({cause}: "
+            f"{self.manifest_path}); the run is reported failed; free the disk or make the "
+            "runs folder writable, then resume it"
+        )
+        with self.writer.lock:
+            if self.manifest.status == "succeeded":
+                self.manifest.status = "failed"
+                self.manifest.status_detail = "records-not-written"
+            if self.manifest.resume_events:
+                self.manifest.resume_events[-1].outcome = self.manifest.status
+            self.notes.append(f"manifest not written: {cause}")
+            self.manifest.summary = run_records.run_summary_text(self.manifest, self.notes)
 
     def finish(self, failure: BaseException | None, cancelled: bool) -> RunResult:
         """Settle the run's status, record history and metrics, tell the observers, and flush
@@ -431,8 +523,14 @@ class RunSession:
                 observers.run_completed(self.view, result.summary(self.kernel.root))
         finally:
             flushed = self.writer.close()
-            if not flushed:
-                self.warn(f"final manifest flush of {self.manifest_path} failed")
+            if not flushed and self.records_error is None:
+                self._records_not_written(self.writer.last_error or "unknown cause")
+                self._record_history()
+            if self.records_error is not None:
+                # never a green run without its records: exit 1 with one line naming the cause
+                log.error(self.records_error)
+                if result.exit_code == 0:
+                    result.exit_code = 1
             self.log_event(
                 "run:end",
                 status=manifest.status,

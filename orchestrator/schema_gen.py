@@ -45,7 +45,7 @@ def config_schema() -> dict[str, Any]:
 
 
 def events_schema() -> dict[str, Any]:
-    """One line of the ``--format jsonl`` event stream (interface.md 8)."""
+    """One line of the ``--format jsonl`` event stream (docs/exec.md)."""
     from orchestrator.events import events_schema as build
 
     return {"$schema": SCHEMA_DIALECT, "$id": "events.schema.json", **build()}

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from orchestrator.contracts import BASE_OPTIONS, SLOT_GROUPS, SlotContext
+from orchestrator.contracts import BASE_OPTIONS, PLUGIN_API_VERSION, SLOT_GROUPS, SlotContext
 from orchestrator.errors import PluginLoadError
 
 
@@ -68,9 +68,7 @@ def _distribution_of(entry_point: Any) -> tuple[str | None, str | None]:
 
 
 def installed_names(group: str) -> list[str]:
-    from stevedore import _cache
-
-    return sorted({ep.name for ep in _cache.get_group_all(group)})
+    return sorted({ep.name for ep in _entry_points().select(group=group)})
 
 
 def load_class(slot: str, name: str) -> tuple[type, ImplementationInfo]:
@@ -116,16 +114,31 @@ def load_class(slot: str, name: str) -> tuple[type, ImplementationInfo]:
             f"plugin {name!r} in group {group} is not a class ({extension.entry_point_target}); "
             "a slot implementation must be a class taking (options, context)"
         )
+    check_required_api(cls, f"plugin {name!r} in group {group}")
     base = BASE_OPTIONS[slot]
     options_model = getattr(cls, "options_model", base)
     if not (isinstance(options_model, type) and issubclass(options_model, base)):
         raise PluginLoadError(
             f"plugin {name!r} in group {group}: options_model must subclass "
-            f"orchestrator.contracts.{base.__name__}"
+            f"orchestrator.plugin.{base.__name__}"
         )
     distribution, version = _distribution_of(extension.entry_point)
     info = ImplementationInfo(slot, name, extension.entry_point_target, distribution, version)
     return cls, info
+
+
+def check_required_api(plugin: object, what: str) -> None:
+    """Refuse a plugin that declares ``requires_plugin_api`` newer than this kernel's."""
+    required = getattr(plugin, "requires_plugin_api", None)
+    if required is None:
+        return
+    if not isinstance(required, int) or isinstance(required, bool):
+        raise PluginLoadError(f"{what}: requires_plugin_api must be an int (got {required!r})")
+    if required > PLUGIN_API_VERSION:
+        raise PluginLoadError(
+            f"{what} needs plugin API {required}, but this codex-orchestrator has plugin API "
+            f"{PLUGIN_API_VERSION}; upgrade codex-orchestrator or install an older plugin"
+        )
 
 
 def build(slot: str, name: str, options: BaseModel, context: SlotContext) -> Any:
@@ -145,11 +158,9 @@ def instantiate(slot: str, name: str, cls: type, options: BaseModel, context: Sl
 
 def list_installed(slot: str) -> list[ImplementationInfo]:
     """Every implementation installed for ``slot``; one that cannot load carries its error."""
-    from stevedore import _cache
-
     group = SLOT_GROUPS[slot]
     found: dict[str, ImplementationInfo] = {}
-    for entry_point in _cache.get_group_all(group):
+    for entry_point in _entry_points().select(group=group):
         distribution, version = _distribution_of(entry_point)
         error = None
         try:

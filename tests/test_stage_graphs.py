@@ -17,7 +17,8 @@ WAIT = "i=0; until [ -f {file} ] || [ $i -ge 3000 ]; do sleep 0.02; i=$((i+1)); 
 
 
 def stamp(name: str) -> str:
-    return f"date +%s%N > {name}"
+    """The time in ns into ``name``; the file appears only once the time is in it."""
+    return f"date +%s%N > {name}.tmp && mv {name}.tmp {name}"
 
 
 def waits_for(file: str) -> str:
@@ -358,3 +359,58 @@ def test_a_pipeline_without_needs_still_stops_at_the_first_failure(project: Proj
     summary = project.start_json("g", expect=1)
     assert [c["status"] for c in summary["commands"]] == ["failed", "skipped"]
     assert not (project.root / "two.ran").exists()
+
+
+def test_an_empty_needs_list_makes_a_graph_of_independent_stages(project: Project) -> None:
+    project.write_config(
+        pipeline(stage("one", "exit 1", needs=[]), stage("two", "touch two.ran", needs=[]))
+    )
+    summary = project.start_json("g", expect=1)
+    assert [c["status"] for c in summary["commands"]] == ["failed", "succeeded"]
+    assert (project.root / "two.ran").exists()
+
+
+def test_many_stages_ending_at_once_lose_no_update(project: Project) -> None:
+    """Stage changes from eight threads at once all land in the one manifest."""
+    stages = [stage(f"s{n:02d}", f"echo out{n}; echo err{n} >&2", needs=[]) for n in range(60)]
+    project.write_config(pipeline(*stages, max_parallel=8))
+
+    summary = project.start_json("g")
+
+    manifest = project.manifest(summary)
+    assert manifest["status"] == "succeeded"
+    for n, record in enumerate(manifest["commands"]):
+        assert record["status"] == "succeeded", record
+        assert record["summary"] == f"out{n}"
+        assert (record["stdout_bytes"], record["stderr_bytes"]) == (
+            len(f"out{n}\n"),
+            len(f"err{n}\n"),
+        )
+        assert record["started_at"] and record["completed_at"]
+    end = next(e for e in project.runner_events(summary) if e["type"] == "run:end")
+    assert end["manifest_flushed"] is True
+    (metrics,) = project.metrics()
+    assert metrics["stages_succeeded"] == 60
+
+
+def test_progress_and_status_say_why_a_stage_was_skipped(project: Project) -> None:
+    project.write_config(
+        pipeline(stage("broken", "exit 1"), stage("after", "true", needs=["broken"]))
+    )
+    result = project.run("start", "g")  # text, off a terminal: a line per start and end
+
+    assert result.returncode == 1, result.stderr
+    assert "[1] broken FAILED" in result.stdout
+    assert "[2] after skipped (needs-failed)" in result.stdout
+    status = project.run("status", project.run_dirs()[0].name)
+    assert "skipped (needs-failed)" in status.stdout
+
+
+def test_max_parallel_out_of_range_is_a_usage_error(project: Project) -> None:
+    project.write_config(pipeline(stage("a", "true", needs=[])))
+    result = project.run("start", "g", "--max-parallel", "0")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: --max-parallel 0: give a number of stages from 1 to 1024"
+    )
+    assert not project.runs_dir.exists()

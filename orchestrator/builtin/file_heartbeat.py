@@ -5,9 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar
 
-from orchestrator.clock import iso, parse_iso
-from orchestrator.contracts import HeartbeatOptions, RunLocation, SlotContext
-from orchestrator.fsutil import atomic_write_bytes
+from orchestrator.plugin import (
+    HeartbeatOptions,
+    RunLocation,
+    SlotContext,
+    atomic_write_bytes,
+    iso,
+    parse_iso,
+)
 
 
 class FileHeartbeat:

@@ -1,4 +1,4 @@
-"""``filesystem``: run records as JSON files (interface.md 4), written atomically.
+"""``filesystem``: run records as JSON files (docs/resilience.md), written atomically.
 
 The task's state snapshot and metrics are shared by every run of the task, so they are written
 under a lock on a separate ``.lock`` file (flock: a holder that dies frees it), taken with
@@ -22,9 +22,13 @@ if TYPE_CHECKING:
     from tenacity import RetryCallState
 
 from orchestrator.builtin.task_history import TaskHistory
-from orchestrator.contracts import PersistenceOptions, RunLocation, SlotContext
-from orchestrator.errors import CorruptRecordError, LockTimeoutError, RunNotFoundError
-from orchestrator.fsutil import (
+from orchestrator.plugin import (
+    CorruptRecordError,
+    LockTimeoutError,
+    PersistenceOptions,
+    RunLocation,
+    RunNotFoundError,
+    SlotContext,
     append_line,
     atomic_write_bytes,
     atomic_write_json,
@@ -140,6 +144,21 @@ class FilesystemPersistence:
         except FileNotFoundError:
             return []
         return [self._location(task_id, name) for name in names if not name.startswith(".")]
+
+    def list_tasks(self) -> list[str]:
+        """Task folders under ``<runs>`` and task snapshots under ``<out>``."""
+        tasks: set[str] = set()
+        for folder, marker in ((self.context.runs_dir, "cli"), (self.context.out_dir, STATE_FILE)):
+            try:
+                entries = list(os.scandir(folder))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for entry in entries:
+                if not entry.name.startswith(".") and os.path.exists(
+                    os.path.join(entry.path, marker)
+                ):
+                    tasks.add(entry.name)
+        return sorted(tasks)
 
     def write_error_file(self, run: RunLocation, name: str, document: dict[str, Any]) -> Path:
         path = run.errors_dir / f"{name}.json"

@@ -21,9 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator import __version__
-from orchestrator.hookspecs import hookimpl
-from orchestrator.redaction import redact_text, redact_url
+from orchestrator.plugin import __version__, hookimpl, redact_text, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +48,7 @@ class Delivery:
     duration_ms: int = 0
 
     def record(self) -> dict[str, Any]:
-        from orchestrator.http_targets import redacted
+        from orchestrator.plugin import redacted
 
         return {
             "target": redacted(self.target),
@@ -67,7 +65,7 @@ def post_json(url: str, body: bytes, timeout: float) -> int:
     import urllib.error
     import urllib.request
 
-    from orchestrator.http_targets import without_credentials
+    from orchestrator.plugin import without_credentials
 
     bare, auth = without_credentials(url)  # user:password@ is HTTP Basic auth, not the host
     request = urllib.request.Request(
@@ -146,7 +144,7 @@ class NotificationObserver:
         targets = list(config.get("targets") or [])
         if not targets:
             return
-        from orchestrator.events import envelope
+        from orchestrator.plugin import envelope
 
         body = json.dumps(envelope("run:summary", summary), ensure_ascii=False).encode("utf-8")
         timeout = float(config.get("timeout_seconds", 5))

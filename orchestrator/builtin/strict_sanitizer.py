@@ -6,7 +6,7 @@ import re
 import unicodedata
 from typing import ClassVar
 
-from orchestrator.contracts import IdentifierRejected, IdKind, IdSanitizerOptions, SlotContext
+from orchestrator.plugin import IdentifierRejected, IdKind, IdSanitizerOptions, SlotContext
 
 MAX_LENGTH = 128
 MAX_BYTES = 200
@@ -27,7 +27,7 @@ def _invisible(value: str) -> str | None:
 
 
 def rejection_reason(value: str) -> str | None:
-    """Why ``value`` is not a safe identifier (interface.md 6), or None when it is."""
+    """Why ``value`` is not a safe identifier (docs/resilience.md), or None when it is."""
     if not value or not value.strip():
         return "must not be empty or blank"
     if _CONTROL.search(value):

@@ -84,13 +84,17 @@ def setup_logging(debug: bool) -> None:
     logging.addLevelName(logging.ERROR, "error")
 
 
-def load_kernel(common: Common, *, skip_unloadable: bool = False) -> Kernel:
+def load_kernel(common: Common, *, skip_unloadable: bool = False, runs: bool = False) -> Kernel:
     """The kernel with the config validated as ``start`` validates it, slot options included
-    (``skip_unloadable``: a plugin that cannot load is the caller's to report)."""
+    (``skip_unloadable``: a plugin that cannot load is the caller's to report; ``runs``: the
+    command runs stages, so it reads the variables only such commands need, e.g.
+    ``CODEX_ORCHESTRATOR_NOTIFY``)."""
     from orchestrator.kernel import Kernel
 
     setup_logging(common.debug)
-    kernel = Kernel.load(config_file=common.config, assignments=common.set, root=common.root)
+    kernel = Kernel.load(
+        config_file=common.config, assignments=common.set, root=common.root, run_aliases=runs
+    )
     kernel.check_options(skip_unloadable=skip_unloadable)
     return kernel
 

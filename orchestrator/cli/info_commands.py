@@ -9,7 +9,7 @@ from orchestrator.cli.common import Common, load_kernel, print_json
 
 def plugins(*, common: Common | None = None) -> int:
     """List each slot's installed implementations (the active one marked) and the observers."""
-    from orchestrator.contracts import SLOT_GROUPS
+    from orchestrator.contracts import PLUGIN_API_VERSION, SLOT_GROUPS
     from orchestrator.slots import list_installed
 
     common = common or Common()
@@ -45,7 +45,7 @@ def plugins(*, common: Common | None = None) -> int:
         }
         for o in kernel.observers.infos
     ]
-    document = {"slots": slots, "observers": observers}
+    document = {"plugin_api": PLUGIN_API_VERSION, "slots": slots, "observers": observers}
     if common.format == "json":
         print_json(document)
         return 0
@@ -81,6 +81,15 @@ def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return [(prefix, value)]
 
 
+def _source(kernel: Any, key: str) -> str:
+    """The layer that set ``key``; an observer's own default is labelled as that observer's."""
+    source: str = kernel.config.value_origin(key)
+    parts = key.split(".")
+    if parts[0] == "observers" and len(parts) > 2 and key not in kernel.config.provenance:
+        return f"default of observer {parts[1]!r}"
+    return source
+
+
 def config(*, common: Common | None = None) -> int:
     """Show the effective configuration and, for each value, the layer it came from."""
     import json
@@ -88,16 +97,18 @@ def config(*, common: Common | None = None) -> int:
     from orchestrator.redaction import redact_document
 
     common = common or Common()
-    kernel = load_kernel(common, skip_unloadable=True)
+    kernel = load_kernel(common, skip_unloadable=True, runs=True)
     effective: dict[str, Any] = kernel.effective_config()
     for slot in ("persistence", "heartbeat", "command_runner", "id_sanitizer"):
         try:
             effective[slot] = kernel.slot(slot).options.model_dump(mode="json")
         except Exception:  # an uninstalled plugin: show the raw table
             continue
+    for name, options in kernel.observers.options.items():
+        effective.setdefault("observers", {})[name] = options.model_dump(mode="json")
     effective = redact_document(effective)  # secret-named keys as ***, target URLs reduced
     rows = [
-        {"key": key, "value": value, "source": kernel.config.value_origin(key)}
+        {"key": key, "value": value, "source": _source(kernel, key)}
         for key, value in _flatten(effective)
     ]
     if common.format == "json":

@@ -59,9 +59,24 @@ COMMANDS: list[tuple[str, str, str]] = [
         "Check task checklists against run evidence.",
     ),
     (
+        "orchestrator.cli.lifecycle_commands:logs",
+        "logs",
+        "Print a run's output byte for byte (default: the task's newest run); --follow.",
+    ),
+    (
+        "orchestrator.cli.init_command:init",
+        "init",
+        "Write a commented codex.orchestrator.toml for the project here (never overwrites).",
+    ),
+    (
         "orchestrator.cli.exec_command:exec_",
         "exec",
         "Run one command as a one-stage run, with a live event stream (--format jsonl).",
+    ),
+    (
+        "orchestrator.serve.command:serve",
+        "serve",
+        "Serve a read-only status web page of the project's runs, updated live.",
     ),
 ]
 """(import path, command name, one-line help). Other modules append their commands here."""

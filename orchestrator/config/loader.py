@@ -48,12 +48,21 @@ class LoadedConfig:
         return layer.origin if layer else DEFAULTS_LAYER.origin
 
     def validate_options(self, table: str, model: type[BaseModel]) -> BaseModel:
-        """Validate a slot's (or observer's) options table with the implementation's model."""
-        data = self._resolve_paths(table, model, dict(getattr(self.settings, table)))
+        """Validate a slot's options table (``"heartbeat"``) or an observer's
+        (``"observers.<name>"``) with the implementation's model."""
+        data = self._resolve_paths(table, model, dict(self.table(table)))
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-            raise config_error(exc, self.provenance, prefix=(table,), model=model) from None
+            prefix = tuple(table.split("."))
+            raise config_error(exc, self.provenance, prefix=prefix, model=model) from None
+
+    def table(self, dotted: str) -> dict[str, Any]:
+        """The raw table at a dotted path of the settings (empty when it is not set)."""
+        value: Any = self.settings
+        for part in dotted.split("."):
+            value = getattr(value, part) if isinstance(value, BaseModel) else value.get(part, {})
+        return value if isinstance(value, dict) else {}
 
     def _resolve_paths(
         self, table: str, model: type[BaseModel], data: dict[str, Any]
@@ -149,6 +158,7 @@ def load_config(
     config_file: Path | None = None,
     assignments: Sequence[str] = (),
     root: Path | None = None,
+    run_aliases: bool = True,
 ) -> LoadedConfig:
     if root is None:
         from orchestrator.config.project import resolve_project
@@ -171,7 +181,7 @@ def load_config(
     local = read_toml_layer("local", root / LOCAL_FILE, required=False)
     if local:
         layers.append(local)
-    for extra in (env_layer(environ, root), cli_layer(assignments, root)):
+    for extra in (env_layer(environ, root, aliases=run_aliases), cli_layer(assignments, root)):
         if extra:
             layers.append(extra)
     _, provenance = merge_layers(layers)

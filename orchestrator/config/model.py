@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 EnvValue = str | int | float | bool
@@ -13,6 +20,13 @@ EnvValue = str | int | float | bool
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+SUBPIPELINE_REJECTS = frozenset(
+    {"timeout_seconds", "retry_attempts", "retry_on_exit_codes", "summary_hint"}
+)
+"""Stage keys that make no sense for a subpipeline stage: a config error there, never ignored
+(``env``, ``cwd`` and ``requires_approval`` apply to the child run as a whole)."""
 
 
 class StageConfig(_Strict):
@@ -31,13 +45,13 @@ class StageConfig(_Strict):
     timeout_seconds: float | None = Field(
         None, ge=0, description="0 = none; default from [command_runner]"
     )
-    allow_failure: bool = Field(False, description="the run goes on and can still succeed")
+    allow_failure: StrictBool = Field(False, description="the run goes on and can still succeed")
     summary_hint: str | None = Field(
         None, description="regular expression: the last output line matching it is the summary"
     )
     stage_set: str | None = Field(None, description="expand the named [stage_sets] list here")
     pipeline: str | None = Field(None, description="run the named pipeline as a child run")
-    requires_approval: bool = Field(
+    requires_approval: StrictBool = Field(
         False, description="ask once per task and project before running"
     )
     retry_attempts: int | None = Field(None, ge=0, le=20, description="extra attempts on failure")
@@ -94,6 +108,14 @@ class StageConfig(_Strict):
                 )
         elif self.id is None:
             raise ValueError("a stage needs an 'id'")
+        if self.pipeline is not None:
+            pointless = sorted(SUBPIPELINE_REJECTS & self.model_fields_set)
+            if pointless:
+                raise ValueError(
+                    f"{', '.join(pointless)} cannot apply to a subpipeline stage (a child run is "
+                    "no single command); set them on the stages of pipeline "
+                    f"{self.pipeline!r} instead"
+                )
         return self
 
 
@@ -103,7 +125,7 @@ class PipelineConfig(_Strict):
     max_parallel: int | None = Field(
         None, ge=1, le=1024, description="stages of a graph run at once (default: CPUs)"
     )
-    fail_fast: bool = Field(
+    fail_fast: StrictBool = Field(
         False, description="in a graph, a failure cancels the running stages and skips the rest"
     )
 
@@ -124,7 +146,7 @@ class NotificationsConfig(_Strict):
     targets: list[str] = Field(
         default_factory=list, description="http(s) URLs sent the run summary"
     )
-    timeout_seconds: float = Field(5, gt=0, le=300, description="one delivery attempt's limit")
+    timeout_seconds: float = Field(5, ge=0.1, le=300, description="one delivery attempt's limit")
     retry_attempts: int = Field(3, ge=1, le=10, description="attempts per target, with backoff")
 
     @field_validator("targets")
@@ -143,7 +165,7 @@ class NotificationsConfig(_Strict):
 class TelemetryConfig(_Strict):
     otel_endpoint: str | None = Field(None, description="OTLP/HTTP traces endpoint")
     export_timeout_seconds: float = Field(
-        5, gt=0, le=120, description="how long the end of a run waits for the export"
+        5, ge=0.1, le=120, description="how long the end of a run waits for the export"
     )
 
     @field_validator("otel_endpoint")
@@ -161,8 +183,22 @@ class TelemetryConfig(_Strict):
 class SpecGuardConfig(_Strict):
     paths: list[str] = Field(
         default_factory=lambda: ["tasks/*.md", "docs/TASKS.md", ".agent/task/*.md"],
-        description="glob patterns, relative to the project root",
+        description="glob patterns, relative to the project root (they cannot leave it)",
     )
+
+    @field_validator("paths")
+    @classmethod
+    def _inside_the_project(cls, value: list[str]) -> list[str]:
+        from pathlib import PurePosixPath
+
+        for pattern in value:
+            parts = PurePosixPath(pattern).parts
+            if pattern.startswith(("/", "~")) or ".." in parts:
+                raise ValueError(
+                    f"{pattern!r} leaves the project: use a pattern relative to the project "
+                    "root, without '..'"
+                )
+        return value
 
 
 class InstructionsConfig(_Strict):

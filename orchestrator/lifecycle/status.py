@@ -8,6 +8,7 @@ gone on this host (exited, reaped or a zombie, or its pid now belongs to another
 
 from __future__ import annotations
 
+import bisect
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -138,6 +139,7 @@ def status_document(
             log_path=record.log_path,
             error_file=record.error_file,
             cwd=record.cwd,
+            status_detail=record.status_detail,
         )
     can_resume = resumable(manifest, act)
     document.update(
@@ -157,38 +159,63 @@ def status_document(
     return document
 
 
-def run_status(kernel: Kernel, run: RunLocation) -> tuple[Manifest, Activity, dict[str, Any]]:
+def run_status(
+    kernel: Kernel, run: RunLocation, index: TaskIndex | None = None, *, children: bool = True
+) -> tuple[Manifest, Activity, dict[str, Any]]:
+    """The run's manifest, activity and ``status RUN_ID`` document. ``index`` is the task's
+    listing when the caller has it already (a listing of many runs reads the history once);
+    ``children=False`` leaves out the runs started inside its stages (only those its manifest
+    names are listed), for callers that build the task's listing themselves."""
     manifest = load_manifest(kernel, run)
     act = activity(kernel, run, manifest)
     document = status_document(kernel, run, manifest, act)
-    document["child_runs"] = child_runs(kernel, run, manifest)
+    if children:
+        document["child_runs"] = child_runs(kernel, run, manifest, index)
     return manifest, act, document
 
 
-def child_runs(kernel: Kernel, run: RunLocation, manifest: Manifest) -> list[dict[str, Any]]:
+class TaskIndex:
+    """A task's runs once: the listing (oldest first, for range look-ups by start time) and
+    the stored run locations."""
+
+    def __init__(self, kernel: Kernel, task_id: str) -> None:
+        self.listing = task_runs(kernel, task_id)[::-1]
+        self.starts = [entry.get("started_at") or "" for entry in self.listing]
+        self._kernel = kernel
+        self._task_id = task_id
+        self._stored: dict[str, RunLocation] | None = None
+
+    def started_between(self, begun: str, ended: str | None) -> list[dict[str, Any]]:
+        low = bisect.bisect_left(self.starts, begun)
+        high = bisect.bisect_right(self.starts, ended) if ended else len(self.starts)
+        return self.listing[low:high]
+
+    def location(self, run_id: str) -> RunLocation | None:
+        if self._stored is None:
+            runs = self._kernel.persistence.list_runs(self._task_id)
+            self._stored = {run.run_id: run for run in runs}
+        return self._stored.get(run_id)
+
+
+def child_runs(
+    kernel: Kernel, run: RunLocation, manifest: Manifest, index: TaskIndex | None = None
+) -> list[dict[str, Any]]:
     """The run's children: its subpipelines' runs (in its manifest) and every run of the task
     that names it as ``parent_run_id`` (a ``codex-orchestrator`` started inside one of its
-    stages, or ``start --parent-run``). Only runs started while it ran are read."""
+    stages, or ``start --parent-run``). Only runs started while it ran are read, found by a
+    binary search of the task's listing, so a listing of many runs stays linear."""
     children = {child.run_id: child.model_dump(mode="json") for child in manifest.child_runs}
-    begun = manifest.started_at
-    ended = manifest.completed_at
     try:
-        candidates = task_runs(kernel, run.task_id)
+        index = index if index is not None else TaskIndex(kernel, run.task_id)
     except Exception as exc:  # a listing problem must not hide the run itself
         log.warning("children of run %s not listed: %s", run.run_id, exc)
         return list(children.values())
     from orchestrator.run_report import relative
 
-    stored = None
-    for entry in candidates:
-        started = entry.get("started_at") or ""
+    for entry in index.started_between(manifest.started_at, manifest.completed_at):
         if entry["run_id"] in children or entry["run_id"] == run.run_id:
             continue
-        if started < begun or (ended and started > ended):
-            continue
-        if stored is None:
-            stored = {r.run_id: r for r in kernel.persistence.list_runs(run.task_id)}
-        location = stored.get(entry["run_id"])
+        location = index.location(entry["run_id"])
         if location is None:
             continue
         try:
@@ -225,7 +252,7 @@ def _from_state(task_id: str, entry: dict[str, Any]) -> dict[str, Any]:
 
 def _listing_entry(kernel: Kernel, run: RunLocation, fallback: dict[str, Any]) -> dict[str, Any]:
     """The full record of one run, cut to LIST_KEYS; an unreadable one says why instead."""
-    full = _full_entry(kernel, run, fallback)
+    full = _full_entry(kernel, run, fallback, children=False)  # LIST_KEYS has no children
     return full if "error" in full else {key: full.get(key) for key in LIST_KEYS}
 
 
@@ -274,19 +301,26 @@ def detailed_runs(
     index comes from the state snapshot, then only the manifests of the runs shown are read,
     so the cost follows ``limit``, not the size of the history.
     """
-    index = task_runs(kernel, task_id)
-    shown = index if limit <= 0 else index[:limit]
-    stored = {run.run_id: run for run in kernel.persistence.list_runs(task_id)} if shown else {}
+    index = TaskIndex(kernel, task_id)
+    newest_first = index.listing[::-1]
+    shown = newest_first if limit <= 0 else newest_first[:limit]
     records = []
     for entry in shown:
-        run = stored.get(entry["run_id"])
-        records.append(_full_entry(kernel, run, entry) if run is not None else entry)
-    return records, len(index)
+        run = index.location(entry["run_id"])
+        records.append(_full_entry(kernel, run, entry, index) if run is not None else entry)
+    return records, len(newest_first)
 
 
-def _full_entry(kernel: Kernel, run: RunLocation, fallback: dict[str, Any]) -> dict[str, Any]:
+def _full_entry(
+    kernel: Kernel,
+    run: RunLocation,
+    fallback: dict[str, Any],
+    index: TaskIndex | None = None,
+    *,
+    children: bool = True,
+) -> dict[str, Any]:
     try:
-        _, _, full = run_status(kernel, run)
+        _, _, full = run_status(kernel, run, index, children=children)
     except RunStartingError:  # a run being created is not broken: it is about to start
         entry = dict(fallback)
         entry.update(status=entry.get("status") or "queued", status_detail="starting")
@@ -354,6 +388,8 @@ def render_run(document: dict[str, Any]) -> list[str]:
         status = command["status"]
         if status == "failed" and command.get("allow_failure"):
             status = "failed (allowed)"
+        elif command.get("status_detail"):  # e.g. skipped (needs-failed)
+            status = f"{status} ({command['status_detail']})"
         exit_text = "" if command["exit_code"] is None else f"exit {command['exit_code']}"
         if command.get("signal"):
             exit_text = command["signal"]
@@ -396,3 +432,67 @@ def render_listing(
             f"{entry.get('pipeline_id') or '?':<{width}}  {note}".rstrip()
         )
     return lines
+
+
+# ---------------------------------------------------------------------------- every task
+
+
+def all_tasks_newest(kernel: Kernel) -> list[dict[str, Any]]:
+    """``status --all``: the newest run of every task of the project (task order), each as its
+    listing entry plus ``duration_ms``; tasks with no readable run are left out."""
+    from orchestrator.contracts import TaskLister
+    from orchestrator.errors import IdentifierError, UsageError
+    from orchestrator.identifiers import check_id
+
+    persistence = kernel.persistence
+    if not isinstance(persistence, TaskLister):
+        raise UsageError(
+            f"the active persistence ({kernel.config.settings.plugins.persistence}) cannot list "
+            "its tasks; use `codex-orchestrator status --task ID`"
+        )
+    rows = []
+    for name in sorted(set(persistence.list_tasks())):
+        try:
+            task = check_id(kernel.sanitizer, name, "task", "task ID")
+        except IdentifierError as exc:
+            log.warning("stored task left out: %s", exc)
+            continue
+        listing = task_runs(kernel, task)
+        if not listing:
+            continue
+        entry = dict(listing[0])
+        entry["duration_ms"] = _duration_ms(entry.get("started_at"), entry.get("completed_at"))
+        rows.append(entry)
+    return rows
+
+
+def _duration_ms(started: str | None, completed: str | None) -> int | None:
+    begun = _parse(started)
+    if begun is None:
+        return None
+    ended = _parse(completed) or utcnow()
+    return int((ended - begun).total_seconds() * 1000)
+
+
+def render_all(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return ["no runs in this project yet; start one with `codex-orchestrator start`"]
+    header = ("TASK", "PIPELINE", "STATUS", "STARTED", "DURATION", "STALE")
+    table = [header]
+    for row in rows:
+        stale = "-" if row.get("stale") is None else ("STALE" if row["stale"] else "live")
+        table.append(
+            (
+                str(row["task_id"]),
+                str(row.get("pipeline_id") or "?"),
+                str(row.get("status") or "?"),
+                str(row.get("started_at") or "-"),
+                seconds_text(row.get("duration_ms")),
+                stale,
+            )
+        )
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+        for line in table
+    ]

@@ -19,7 +19,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from orchestrator.contracts import IdentifierRejected, IdKind, IdSanitizerOptions, SlotContext
+from orchestrator.plugin import IdentifierRejected, IdKind, IdSanitizerOptions, SlotContext
 
 SUFFIX_LENGTH = 8
 _SAFE = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_-])?")

@@ -38,9 +38,15 @@ from tenacity import (
 )
 
 from codex_orchestrator_sqlite.schema import SCHEMA, SCHEMA_VERSION
-from orchestrator.clock import now_iso
-from orchestrator.contracts import PersistenceOptions, RunLocation, SlotContext
-from orchestrator.errors import CorruptRecordError, LockTimeoutError, RunNotFoundError
+from orchestrator.plugin import (
+    CorruptRecordError,
+    LockTimeoutError,
+    PersistenceOptions,
+    RunLocation,
+    RunNotFoundError,
+    SlotContext,
+    now_iso,
+)
 
 log = logging.getLogger(__name__)
 
@@ -335,6 +341,15 @@ class SqlitePersistence:
             ).fetchall(),
         )
         return [self._location(task_id, row[0]) for row in rows]
+
+    def list_tasks(self) -> list[str]:
+        rows = self._read(
+            "list_tasks",
+            lambda db: db.execute(
+                "SELECT task_id FROM runs UNION SELECT task_id FROM history"
+            ).fetchall(),
+        )
+        return sorted(row[0] for row in rows)
 
     def write_error_file(self, run: RunLocation, name: str, document: dict[str, Any]) -> Path:
         text = json.dumps(document, indent=2, ensure_ascii=False)
