@@ -108,7 +108,8 @@ def concurrent_starts(base: Path, kind: str, options: dict[str, Any], n: int) ->
     listed: list[set[str]] = []
     in_progress = 0
     for project in projects:
-        listing = json.loads(project.run("status", "--format", "json", timeout=600).stdout)
+        status = project.run("status", "--limit", "0", "--format", "json", timeout=600)
+        listing = json.loads(status.stdout)
         listed.append({entry["run_id"] for entry in listing})
         in_progress += sum(1 for entry in listing if entry["status"] == "in_progress")
     return {
