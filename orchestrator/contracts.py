@@ -31,14 +31,6 @@ plugin that needs version N declares ``requires_plugin_api = N`` (a class attrib
 implementation, a module or object attribute of an observer): an older kernel then refuses to
 load it with one clear error instead of failing halfway through a run."""
 
-SLOT_GROUPS: dict[str, str] = {
-    "persistence": "codex_orchestrator.persistence",
-    "heartbeat": "codex_orchestrator.heartbeat",
-    "command_runner": "codex_orchestrator.command_runner",
-    "id_sanitizer": "codex_orchestrator.id_sanitizer",
-}
-"""Slot name -> entry-point group."""
-
 OBSERVER_GROUP = "codex_orchestrator.plugins"
 
 IdKind = Literal["task", "run", "stage"]
@@ -108,14 +100,6 @@ class ObserverOptions(BaseModel):
     ``[observers.<name>]`` like a slot's table: unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-BASE_OPTIONS: dict[str, type[SlotOptions]] = {
-    "persistence": PersistenceOptions,
-    "heartbeat": HeartbeatOptions,
-    "command_runner": CommandRunnerOptions,
-    "id_sanitizer": IdSanitizerOptions,
-}
 
 
 # ---------------------------------------------------------------------------- shared values
@@ -216,6 +200,10 @@ class IdSanitizer(Protocol):
     options_model: ClassVar[type[IdSanitizerOptions]]
 
     def sanitize(self, value: str, kind: IdKind) -> str: ...
+
+    def close(self) -> None:
+        """Release what the implementation holds (connections, files, threads). The kernel calls
+        it once, when the command that built the implementation ends; nothing is called after."""
 
 
 @dataclass
@@ -323,6 +311,10 @@ class CommandRunner(Protocol):
 
     def run(self, request: CommandRequest, on_output: OutputCallback) -> CommandOutcome: ...
 
+    def close(self) -> None:
+        """Release what the implementation holds (connections, files, threads). The kernel calls
+        it once, when the command that built the implementation ends; nothing is called after."""
+
 
 @runtime_checkable
 class Heartbeat(Protocol):
@@ -333,6 +325,10 @@ class Heartbeat(Protocol):
     def beat(self, run: RunLocation, at: datetime) -> None: ...
 
     def last_beat(self, run: RunLocation) -> datetime | None: ...
+
+    def close(self) -> None:
+        """Release what the implementation holds (connections, files, threads). The kernel calls
+        it once, when the command that built the implementation ends; nothing is called after."""
 
 
 @runtime_checkable
@@ -396,6 +392,10 @@ class Persistence(Protocol):
         A lock held by a process that died must be free again.
         """
 
+    def close(self) -> None:
+        """Release what the implementation holds (connections, files, threads). The kernel calls
+        it once, when the command that built the implementation ends; nothing is called after."""
+
 
 @runtime_checkable
 class TaskLister(Protocol):
@@ -407,3 +407,50 @@ class TaskLister(Protocol):
 
     def list_tasks(self) -> list[str]:
         """Every task id with at least one stored run or a state snapshot (no order promised)."""
+
+
+# ---------------------------------------------------------------------------- the slot registry
+
+
+@dataclass(frozen=True)
+class SlotSpec:
+    """One strategy slot: everything the kernel, the config and the docs know about it."""
+
+    name: str
+    """The config key (``[plugins] <name>``) and the options table (``[<name>]``)."""
+    contract: type
+    base_options: type[SlotOptions]
+    default: str
+    """The entry-point name of the built-in implementation."""
+    role: str
+    """What the slot does, for ``config`` and the configuration reference."""
+
+    @property
+    def group(self) -> str:
+        return f"codex_orchestrator.{self.name}"
+
+
+SLOTS: tuple[SlotSpec, ...] = (
+    SlotSpec("persistence", Persistence, PersistenceOptions, "filesystem", "the run store"),
+    SlotSpec("heartbeat", Heartbeat, HeartbeatOptions, "file", "the heartbeat"),
+    SlotSpec(
+        "command_runner",
+        CommandRunner,
+        CommandRunnerOptions,
+        "subprocess",
+        "what runs a stage's command",
+    ),
+    SlotSpec(
+        "id_sanitizer",
+        IdSanitizer,
+        IdSanitizerOptions,
+        "strict",
+        "the task, run and stage id checker",
+    ),
+)
+"""The one list of slots; everything else is derived from it."""
+
+SLOT_NAMES: tuple[str, ...] = tuple(spec.name for spec in SLOTS)
+SLOT_GROUPS: dict[str, str] = {spec.name: spec.group for spec in SLOTS}
+"""Slot name -> entry-point group."""
+BASE_OPTIONS: dict[str, type[SlotOptions]] = {spec.name: spec.base_options for spec in SLOTS}

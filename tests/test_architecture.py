@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -217,3 +218,22 @@ def _hook_types() -> dict[str, object]:
     from orchestrator.run_context import RunView
 
     return {"datetime": datetime, "CommandRecord": CommandRecord, "RunView": RunView}
+
+
+def test_the_slot_registry_is_the_one_list_of_slots() -> None:
+    """Every place that needs the slots derives them from orchestrator.contracts.SLOTS; the
+    config model keeps one options table per slot, checked here."""
+    from orchestrator.config.model import PluginsConfig, Settings
+    from orchestrator.contracts import SLOT_GROUPS, SLOTS
+
+    names = [spec.name for spec in SLOTS]
+    assert list(SLOT_GROUPS) == names
+    assert [n for n in PluginsConfig.model_fields if n != "disabled"] == names
+    assert all(name in Settings.model_fields for name in names)
+    literal = re.compile(r"\(\s*\"(persistence|heartbeat|command_runner|id_sanitizer)\"\s*,")
+    written = [
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if path.name != "contracts.py" and literal.search(path.read_text(encoding="utf-8"))
+    ]
+    assert written == [], "a tuple of slot names written out again; use SLOT_NAMES"

@@ -103,3 +103,17 @@ def test_a_bad_notify_variable_does_not_stop_read_only_commands(project: Project
         assert result.returncode == 0, (command, result.stderr)
     result = project.run("start", "p", env=bad)
     assert result.returncode == 2 and "notifications.targets" in result.stderr
+
+
+def test_off_a_terminal_start_prints_each_stage_start_and_end_with_its_duration(
+    project: Project,
+) -> None:
+    project.write_config(
+        "[pipelines.p]\n"
+        'stages = [{ id = "one", command = "true" }, { id = "two", command = ":" }]\n'
+    )
+    lines = project.run("start", "p").stdout.splitlines()
+    assert lines[1] == "[1] one: true"
+    assert lines[2].startswith("[1] one ok in ") and lines[2].endswith(" s")
+    assert lines[3] == "[2] two: :"
+    assert lines[4].startswith("[2] two ok in ")

@@ -21,6 +21,9 @@ class FileHeartbeat:
     def __init__(self, options: HeartbeatOptions, context: SlotContext) -> None:
         self.options = options
 
+    def close(self) -> None:
+        """Nothing to release: every call opens and closes what it uses."""
+
     def beat(self, run: RunLocation, at: datetime) -> None:
         # Renamed into place, so a reader never sees a torn time; not fsynced (it is rewritten
         # every few seconds and only ever read as "how recent").

@@ -78,6 +78,9 @@ class FilesystemPersistence:
         self.options = options
         self.context = context
 
+    def close(self) -> None:
+        """Nothing to release: every call opens and closes what it uses."""
+
     # ------------------------------------------------------------------ locations
 
     def _location(self, task_id: str, run_id: str) -> RunLocation:

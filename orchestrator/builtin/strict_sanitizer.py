@@ -63,6 +63,9 @@ class StrictSanitizer:
     def __init__(self, options: IdSanitizerOptions, context: SlotContext) -> None:
         self.options = options
 
+    def close(self) -> None:
+        """Nothing to release: every call opens and closes what it uses."""
+
     def sanitize(self, value: str, kind: IdKind) -> str:
         reason = rejection_reason(value)
         if reason is not None:

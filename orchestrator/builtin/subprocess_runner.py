@@ -74,6 +74,9 @@ class SubprocessRunner:
     def __init__(self, options: CommandRunnerOptions, context: SlotContext) -> None:
         self.options = options
 
+    def close(self) -> None:
+        """Nothing to release: every call opens and closes what it uses."""
+
     def run(self, request: CommandRequest, on_output: OutputCallback) -> CommandOutcome:
         keep_chunk_buffers_in_heap()
         try:

@@ -95,8 +95,18 @@ def load_kernel(common: Common, *, skip_unloadable: bool = False, runs: bool = F
     kernel = Kernel.load(
         config_file=common.config, assignments=common.set, root=common.root, run_aliases=runs
     )
+    LOADED_KERNELS.append(kernel)  # closed by cli.main when the command ends
     kernel.check_options(skip_unloadable=skip_unloadable)
     return kernel
+
+
+LOADED_KERNELS: list[Kernel] = []
+
+
+def close_kernels() -> None:
+    """Close the slots of every kernel this command loaded (``cli.main`` calls it last)."""
+    while LOADED_KERNELS:
+        LOADED_KERNELS.pop().close()
 
 
 def task_id(kernel: Kernel, common: Common) -> str:

@@ -160,7 +160,13 @@ def exec_(
     pipeline = single_command_pipeline(
         argv, timeout_seconds=timeout, cwd=stage_cwd(cwd, kernel.root)
     )
-    plan = RunPlan.build(kernel, task, pipeline, exit_code_of=command_exit_code)
+    plan = RunPlan.build(
+        kernel,
+        task,
+        pipeline,
+        exit_code_of=command_exit_code,
+        parent_run_id=kernel.enclosing_run_id,  # exec inside a stage of a run of this project
+    )
     return run_with_output(
         plan,
         RunControls(),

@@ -10,10 +10,13 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    create_model,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from orchestrator.contracts import SLOTS
 
 EnvValue = str | int | float | bool
 
@@ -130,16 +133,19 @@ class PipelineConfig(_Strict):
     )
 
 
-class PluginsConfig(_Strict):
-    persistence: str = Field("filesystem", description="entry-point name of the run store")
-    heartbeat: str = Field("file", description="entry-point name of the heartbeat")
-    command_runner: str = Field(
-        "subprocess", description="entry-point name of what runs a stage's command"
-    )
-    id_sanitizer: str = Field(
-        "strict", description="entry-point name of the task, run and stage id checker"
-    )
-    disabled: list[str] = Field(default_factory=list, description="observer plugins not to load")
+# one field per slot of the registry (orchestrator.contracts.SLOTS): the entry-point name
+PluginsConfig = create_model(
+    "PluginsConfig",
+    __base__=_Strict,
+    **{
+        spec.name: (str, Field(spec.default, description=f"entry-point name of {spec.role}"))
+        for spec in SLOTS
+    },
+    disabled=(
+        list[str],
+        Field(default_factory=list, description="observer plugins not to load"),
+    ),
+)
 
 
 class NotificationsConfig(_Strict):

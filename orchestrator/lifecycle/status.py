@@ -460,10 +460,22 @@ def all_tasks_newest(kernel: Kernel) -> list[dict[str, Any]]:
         listing = task_runs(kernel, task)
         if not listing:
             continue
-        entry = dict(listing[0])
+        entry = dict(_top_level(kernel, task, listing))
         entry["duration_ms"] = _duration_ms(entry.get("started_at"), entry.get("completed_at"))
         rows.append(entry)
     return rows
+
+
+def _top_level(kernel: Kernel, task: str, listing: list[dict[str, Any]]) -> dict[str, Any]:
+    """The newest run that is no other run's child (a child starts after its parent)."""
+    from orchestrator.lifecycle.records import newest_top_level_run
+
+    try:
+        newest = kernel.persistence.find_run(listing[0]["run_id"], task)
+        top = newest_top_level_run(kernel, task, newest)
+    except (CorruptRecordError, RunNotFoundError):
+        return listing[0]
+    return next((entry for entry in listing if entry["run_id"] == top.run_id), listing[0])
 
 
 def _duration_ms(started: str | None, completed: str | None) -> int | None:

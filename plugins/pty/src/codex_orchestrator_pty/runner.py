@@ -80,6 +80,9 @@ class PtyRunner:
     def __init__(self, options: PtyOptions, context: SlotContext) -> None:
         self.options = options
 
+    def close(self) -> None:
+        """Nothing to release: every call opens and closes what it uses."""
+
     def _environment(self, env: dict[str, str]) -> dict[str, str]:
         env = dict(env)
         if env.get("TERM", "dumb") == "dumb":

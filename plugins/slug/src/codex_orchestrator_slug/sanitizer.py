@@ -64,6 +64,9 @@ class SlugSanitizer:
         self.options = options
         self._announced: set[tuple[str, str]] = set()
 
+    def close(self) -> None:
+        """Nothing to release: every call opens and closes what it uses."""
+
     def sanitize(self, value: str, kind: IdKind) -> str:
         if not value.strip():
             raise IdentifierRejected("must not be empty or blank (nothing to rewrite)")
