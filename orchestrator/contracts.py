@@ -224,6 +224,10 @@ class CommandRequest:
     """Called with the pid of the command's process as soon as it exists (before the command's
     first instruction where the runner can hold it): the process leads a new session, and the
     kernel records that session so a later resume can find what a killed orchestrator left."""
+    resources: dict[str, float] = field(default_factory=dict)
+    """What the stage asked to have reserved (its ``resources``, e.g. ``{"GPU": 1}``). A runner
+    that places commands on a cluster reserves them there; a runner that runs them on this
+    machine ignores them."""
 
 
 @dataclass

@@ -52,7 +52,9 @@ class FileLogSink:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        # never through a link: a log is the tool's own file (O_NOFOLLOW); honours the umask
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        self._fd = os.open(path, flags, 0o666)
 
     def write(self, data: bytes) -> None:
         written = os.write(self._fd, data)

@@ -101,6 +101,7 @@ class RunSession:
             manifest_path=self.manifest_path,
             config=self.kernel.effective_config(),
             resumed=self.resumed,
+            parent_stage_id=plan.parent_stage_id,
             out_dir=location.state_dir,
             _annotate=self.annotate,
             _options=lambda name: self.kernel.observers.options.get(name),

@@ -95,6 +95,10 @@ def status(
             print_json(listing)
         else:
             print("\n".join(render_listing(task, listing, total)))
+            if not listing and not kernel.config_found:
+                from orchestrator.cli.run_commands import no_config_message
+
+                print(f"note: {no_config_message(kernel)}", file=sys.stderr)
         return 0
     run = locate_run(kernel, run_id, _explicit_task(kernel, common))
     if watch:
@@ -180,6 +184,15 @@ def resume(
         bool,
         Parameter(help="Resume even though the pipeline changed in config since the run began."),
     ] = False,
+    orchestrator_gone: Annotated[
+        bool,
+        Parameter(
+            help="Resume a run that still looks live (e.g. its heartbeat is from the future: "
+            "clock skew) because you know its orchestrator is gone. The run's lock still "
+            "keeps out an orchestrator that is in fact alive on this machine.",
+            negative=(),
+        ),
+    ] = False,
     reason: Annotated[
         str | None, Parameter(help="Why you resume it (recorded in resume_events).")
     ] = None,
@@ -204,7 +217,9 @@ def resume(
     kernel.load_slots()  # a broken plugin fails here, before the run is read or locked
     run = locate_run(kernel, run_id, _explicit_task(kernel, common))
     manifest = load_manifest(kernel, run)
-    plan = plan_resume(kernel, run, manifest, force=force, reason=reason)
+    plan = plan_resume(
+        kernel, run, manifest, force=force, reason=reason, orchestrator_gone=orchestrator_gone
+    )
     if common.format == "text":
         start_at = f"from stage {plan.from_stage}" if plan.from_stage else "(no stage left to run)"
         changed = "; the pipeline changed (--force)" if plan.pipeline_changed else ""

@@ -184,9 +184,9 @@ def load_config(
     for extra in (env_layer(environ, root, aliases=run_aliases), cli_layer(assignments, root)):
         if extra:
             layers.append(extra)
-    _, provenance = merge_layers(layers)
+    merged, provenance = merge_layers(layers)  # the one merge: provenance and settings alike
     try:
-        settings = build_settings([layer.data for layer in layers])
+        settings = build_settings(merged)
     except ValidationError as exc:
         raise config_error(exc, provenance) from None
     return LoadedConfig(

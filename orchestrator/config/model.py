@@ -64,6 +64,21 @@ class StageConfig(_Strict):
         description="ids of stages of the same pipeline that must end well before this one "
         "starts; any needs make the pipeline a graph",
     )
+    resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="e.g. { GPU = 1 }: reserved by a runner that schedules on a cluster "
+        "(the dask runner); runners that run stages on this machine ignore it",
+    )
+
+    @field_validator("resources")
+    @classmethod
+    def _resources_named_and_positive(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, amount in value.items():
+            if not name.strip():
+                raise ValueError("a resource needs a name, e.g. resources = { GPU = 1 }")
+            if not amount > 0:
+                raise ValueError(f"resource {name!r} must be a positive amount (got {amount})")
+        return value
 
     @field_validator("command")
     @classmethod
@@ -248,33 +263,12 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Layers are read by orchestrator.config.layers (to keep provenance) and handed over as
-        # one source each, highest precedence first; pydantic-settings deep-merges them.
-        return tuple(_LAYER_SOURCES.get(settings_cls, ())) or (init_settings,)
+        # The layers (files, CODEX_ORCHESTRATOR_* variables, --set) are read and merged once, with
+        # provenance, by orchestrator.config.layers; the merged document is the only source.
+        return (init_settings,)
 
 
-class LayerSource(PydanticBaseSettingsSource):
-    """One already-parsed layer as a pydantic-settings source."""
-
-    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
-        super().__init__(settings_cls)
-        self._data = data
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return self._data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return self._data
-
-
-_LAYER_SOURCES: dict[type[BaseSettings], list[PydanticBaseSettingsSource]] = {}
-
-
-def build_settings(layer_data: list[dict[str, Any]]) -> Settings:
-    """Validate layers (lowest precedence first) into :class:`Settings`."""
-    sources = [LayerSource(Settings, data) for data in reversed(layer_data)]
-    _LAYER_SOURCES[Settings] = sources
-    try:
-        return Settings()
-    finally:
-        _LAYER_SOURCES.pop(Settings, None)
+def build_settings(document: dict[str, Any]) -> Settings:
+    """Validate the merged layers (``orchestrator.config.layers.merge_layers``) into
+    :class:`Settings`."""
+    return Settings(**document)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from orchestrator.clock import iso, parse_iso, utcnow
@@ -27,6 +27,11 @@ log = logging.getLogger(__name__)
 
 LIVE_STATUSES = frozenset({"queued", "in_progress"})
 RESUMABLE_STATUSES = frozenset({"failed", "cancelled"})
+FUTURE_TOLERANCE_SECONDS = 5.0
+"""A heartbeat further ahead of this machine's clock than this is suspect (clock skew)."""
+FUTURE_START_TOLERANCE_SECONDS = 300.0
+"""A run that started further ahead than this is listed as skewed, never as the newest."""
+
 LIST_KEYS = (
     "run_id",
     "task_id",
@@ -57,6 +62,8 @@ class Activity:
     reason: str | None
     """Why the run is stale, in words."""
     stale_after_seconds: float
+    suspect: str | None = None
+    """Why the heartbeat cannot be trusted (it is from the future: clock skew), in words."""
 
 
 def _parse(text: str | None) -> datetime | None:
@@ -95,13 +102,21 @@ def activity(
     reference = newest or _parse(manifest.started_at) or now
     silent_for = (now - reference).total_seconds()
     runner = manifest.runner
+    suspect = None
+    if newest is not None and (newest - now).total_seconds() > FUTURE_TOLERANCE_SECONDS:
+        ahead = (newest - now).total_seconds()
+        suspect = (
+            f"its last heartbeat is {ahead:.0f} s in the future: the clock of {runner.host} runs "
+            "ahead of this one (or this one behind), so silence cannot be measured; if its "
+            "orchestrator is gone, resume with --orchestrator-gone"
+        )
     if process_gone(runner.model_dump()):
         reason = f"its orchestrator process {runner.pid} on {runner.host} is gone"
     elif silent_for > stale_after:
         reason = f"no heartbeat for {silent_for:.0f} s (stale after {stale_after:g} s)"
     else:
         reason = None
-    return Activity(newest, age, reason is not None, reason, stale_after)
+    return Activity(newest, age, reason is not None, reason, stale_after, suspect)
 
 
 def resumable(manifest: Manifest, act: Activity) -> bool:
@@ -149,6 +164,7 @@ def status_document(
         heartbeat_age_seconds=round(act.age_seconds, 1) if act.age_seconds is not None else None,
         stale=act.stale,
         stale_reason=act.reason,
+        heartbeat_suspect=act.suspect,
         stale_after_seconds=act.stale_after_seconds,
         runner=manifest.runner.model_dump(mode="json"),
         resume_events=[event.model_dump(mode="json") for event in manifest.resume_events],
@@ -285,8 +301,24 @@ def task_runs(kernel: Kernel, task_id: str) -> list[dict[str, Any]]:
         if run_id not in entries:
             fallback = _from_state(task_id, {"run_id": run_id})
             listing.append(_listing_entry(kernel, run, fallback))
-    listing.sort(key=lambda e: (e.get("started_at") or "", e["run_id"]), reverse=True)
+    horizon = iso(utcnow() + timedelta(seconds=FUTURE_START_TOLERANCE_SECONDS))
+    for entry in listing:
+        started = entry.get("started_at")
+        if isinstance(started, str) and started > horizon:
+            entry["clock_skew"] = (
+                f"started in the future ({started}): the clock of the machine that ran it "
+                "runs ahead; listed as the oldest, never taken as the newest"
+            )
+    listing.sort(key=_newest_first_key, reverse=True)
     return listing
+
+
+def _newest_first_key(entry: dict[str, Any]) -> tuple[str, str]:
+    """Start time, except that a start time from the future (clock skew) counts as unknown."""
+    started = entry.get("started_at")
+    if not isinstance(started, str) or entry.get("clock_skew"):
+        started = ""
+    return (started, entry["run_id"])
 
 
 DEFAULT_LIST_LIMIT = 50
@@ -307,7 +339,10 @@ def detailed_runs(
     records = []
     for entry in shown:
         run = index.location(entry["run_id"])
-        records.append(_full_entry(kernel, run, entry, index) if run is not None else entry)
+        record = _full_entry(kernel, run, entry, index) if run is not None else entry
+        if entry.get("clock_skew"):
+            record["clock_skew"] = entry["clock_skew"]
+        records.append(record)
     return records, len(newest_first)
 
 
@@ -378,6 +413,8 @@ def render_run(document: dict[str, Any]) -> list[str]:
     if document.get("stale") is not None:
         activity_line += f"; {stale_text(document)}"
     lines.append(f"activity:  {activity_line}")
+    if document.get("heartbeat_suspect"):
+        lines.append(f"suspect:   {document['heartbeat_suspect']}")
     if document.get("summary"):
         lines.append(f"summary:   {document['summary']}")
     lines.append(f"manifest:  {document['manifest']}")
