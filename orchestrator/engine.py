@@ -96,7 +96,7 @@ def _first_manifest(plan: RunPlan, location: RunLocation) -> Manifest:
         root=kernel.root,
         heartbeat=kernel.heartbeat_options,
         plugins=plugins_info(kernel),
-        merged_streams=bool(getattr(kernel.command_runner, "merged_streams", False)),
+        merged_streams=kernel.command_runner.merged_streams,
     )
     for record in manifest.commands:
         if record.id in plan.not_selected:
@@ -235,6 +235,7 @@ def _run_child(
         child_pipeline,
         session.location.run_id,
         on_created=lambda child: session.child_created(record, child, child_pipeline.id),
+        parent_stage_id=record.id,
     )
     earlier = session.earlier_children.get(record.id)
     if earlier is not None:
@@ -247,7 +248,7 @@ def _run_child(
         else:
             if manifest.pipeline_fingerprint == child_pipeline.fingerprint:
                 if manifest.status == "succeeded":
-                    path = persistence.manifest_ref(location)
+                    path = location.manifest_path
                     return RunResult(location, manifest, path, child_plan.exit_code_of(manifest))
                 event = {
                     "timestamp": now_iso(),
@@ -257,5 +258,6 @@ def _run_child(
                     "previous_status": manifest.status,
                 }
                 resume = ResumeTarget(location, manifest, event)
-                return execute(plan.child(child_pipeline, None, resume), controls)
+                child_resume = plan.child(child_pipeline, None, resume, parent_stage_id=record.id)
+                return execute(child_resume, controls)
     return execute(child_plan, controls)
