@@ -28,7 +28,7 @@ from typing import Any
 
 from orchestrator.clock import now_iso
 from orchestrator.fsutil import atomic_write_json
-from orchestrator.manifest import Approval
+from orchestrator.manifest import Approval, ApprovalSource
 from orchestrator.pipeline import ResolvedStage, command_text
 
 GRANTS_FILE = "approvals.json"
@@ -45,7 +45,7 @@ class ApprovalDecision:
     message: str | None = None  # why the stage may not run
 
     @property
-    def source(self) -> str:
+    def source(self) -> ApprovalSource:
         return self.record.source
 
 
@@ -167,7 +167,7 @@ def decide(
     record = Approval(
         **base,
         granted=granted,
-        source=source,  # type: ignore[arg-type]
+        source=source,
         actor=actor,
         granted_at=now if granted else None,
     )

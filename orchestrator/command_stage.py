@@ -78,7 +78,8 @@ class RetryPolicy:
             return None
         if outcome.timed_out or (self.retry_codes and outcome.exit_code not in self.retry_codes):
             return None
-        return min(self.initial_delay_ms * 2 ** (attempt - 1), self.max_delay_ms) / 1000
+        delay_ms: float = min(self.initial_delay_ms * 2 ** (attempt - 1), self.max_delay_ms)
+        return delay_ms / 1000
 
 
 def stage_approval(

@@ -45,7 +45,7 @@ def remove_stale_temps(path: Path) -> list[Path]:
     Call it only while no other writer of ``path`` can be active (under the lock that orders its
     writers): a process killed between creating and renaming its temporary file leaves it behind.
     """
-    removed = []
+    removed: list[Path] = []
     prefix = _temp_prefix(path)
     try:
         names = os.listdir(path.parent)

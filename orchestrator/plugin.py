@@ -88,7 +88,68 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
 
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 
-__all__ = sorted(_WHERE)
+__all__ = [  # literal, so that type checkers take these as the module's exports
+    "EXIT_RUN_FAILED",
+    "EXIT_USAGE",
+    "PLUGIN_API_VERSION",
+    "CommandOutcome",
+    "CommandRecord",
+    "CommandRequest",
+    "CommandRunner",
+    "CommandRunnerOptions",
+    "ConfigError",
+    "CorruptRecordError",
+    "GroupLimits",
+    "Heartbeat",
+    "HeartbeatOptions",
+    "IdKind",
+    "IdSanitizer",
+    "IdSanitizerOptions",
+    "IdentifierRejected",
+    "LockTimeoutError",
+    "ObserverOptions",
+    "OrchestratorError",
+    "OutputCallback",
+    "Persistence",
+    "PersistenceOptions",
+    "ProcessLimits",
+    "RunLocation",
+    "RunNotFoundError",
+    "RunView",
+    "RunnerContractError",
+    "SlotContext",
+    "SlotOptions",
+    "__version__",
+    "append_line",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "check_contained",
+    "check_http_url",
+    "command_argv",
+    "cut_torn_tail",
+    "dump_json",
+    "end_group",
+    "envelope",
+    "fsync_dir",
+    "group_alive",
+    "hookimpl",
+    "inside",
+    "iso",
+    "make_dirs",
+    "not_started",
+    "now_iso",
+    "parse_iso",
+    "redact_text",
+    "redact_url",
+    "redacted",
+    "remove_stale_temps",
+    "signal_group",
+    "signal_name",
+    "spawn",
+    "utcnow",
+    "validate_outcome",
+    "without_credentials",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -104,5 +165,65 @@ def __dir__() -> list[str]:
     return __all__
 
 
-if TYPE_CHECKING:  # the same names, for type checkers and editors
-    pass
+if TYPE_CHECKING:  # the same names for type checkers and editors (a test keeps them equal)
+    from orchestrator import __version__
+    from orchestrator.clock import iso, now_iso, parse_iso, utcnow
+    from orchestrator.containment import check_contained, inside
+    from orchestrator.contracts import (
+        PLUGIN_API_VERSION,
+        CommandOutcome,
+        CommandRequest,
+        CommandRunner,
+        CommandRunnerOptions,
+        Heartbeat,
+        HeartbeatOptions,
+        IdentifierRejected,
+        IdKind,
+        IdSanitizer,
+        IdSanitizerOptions,
+        ObserverOptions,
+        OutputCallback,
+        Persistence,
+        PersistenceOptions,
+        RunLocation,
+        RunnerContractError,
+        SlotContext,
+        SlotOptions,
+        validate_outcome,
+    )
+    from orchestrator.errors import (
+        EXIT_RUN_FAILED,
+        EXIT_USAGE,
+        ConfigError,
+        CorruptRecordError,
+        LockTimeoutError,
+        OrchestratorError,
+        RunNotFoundError,
+    )
+    from orchestrator.events import envelope
+    from orchestrator.fsutil import (
+        append_line,
+        atomic_write_bytes,
+        atomic_write_json,
+        cut_torn_tail,
+        dump_json,
+        fsync_dir,
+        make_dirs,
+        remove_stale_temps,
+    )
+    from orchestrator.hookspecs import hookimpl
+    from orchestrator.http_targets import check_http_url, redacted, without_credentials
+    from orchestrator.manifest import CommandRecord
+    from orchestrator.process_group import (
+        GroupLimits,
+        ProcessLimits,
+        command_argv,
+        end_group,
+        group_alive,
+        not_started,
+        signal_group,
+        signal_name,
+        spawn,
+    )
+    from orchestrator.redaction import redact_text, redact_url
+    from orchestrator.run_context import RunView

@@ -45,7 +45,7 @@ def _start_ticks(pid: int) -> int | None:
 def _finished(pid: int) -> bool:
     """True when the process has exited and only waits to be reaped (zombie) or is dead."""
     fields = _stat_fields(pid)
-    return bool(fields) and fields[0] in ("Z", "X", "x")
+    return fields is not None and bool(fields) and fields[0] in ("Z", "X", "x")
 
 
 @lru_cache(maxsize=1)

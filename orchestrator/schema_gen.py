@@ -40,7 +40,7 @@ def config_schema() -> dict[str, Any]:
         model = implementation.options_model
         description = f"options of the active {slot} implementation (shown: the built-in one's)"
         fields[slot] = (model, Field(default_factory=model, description=description))
-    ConfigFile = create_model("ConfigFile", __config__=Settings.model_config, **fields)  # type: ignore[call-overload]
+    ConfigFile = create_model("ConfigFile", __config__=Settings.model_config, **fields)
     schema = ConfigFile.model_json_schema()
     return {"$schema": SCHEMA_DIALECT, "$id": "config.schema.json", **schema}
 

@@ -71,7 +71,7 @@ def installed_names(group: str) -> list[str]:
     return sorted({ep.name for ep in _entry_points().select(group=group)})
 
 
-def load_class(slot: str, name: str) -> tuple[type, ImplementationInfo]:
+def load_class(slot: str, name: str) -> tuple[type[Any], ImplementationInfo]:
     """Import the implementation class ``name`` of ``slot``, or raise one clear PluginLoadError."""
     from stevedore import DriverManager
     from stevedore.exception import NoMatches

@@ -65,8 +65,8 @@ def _backoff(options: FilesystemOptions):  # type: ignore[no-untyped-def]
     """First wait ``lock_initial_delay_ms``, doubling, all waits together under the budget."""
 
     def wait(state: RetryCallState) -> float:
-        planned = options.lock_initial_delay_ms / 1000 * 2 ** (state.attempt_number - 1)
-        budget = options.lock_max_total_ms / 1000 - state.idle_for
+        planned = options.lock_initial_delay_ms / 1000 * 2.0 ** (state.attempt_number - 1)
+        budget = options.lock_max_total_ms / 1000 - float(state.idle_for)
         return max(0.0, min(planned, budget))
 
     return wait

@@ -282,7 +282,7 @@ def export(trace: _Trace) -> dict[str, Any]:
             outcome.append(exc)
         finally:
             with contextlib.suppress(Exception):
-                exporter.shutdown()
+                exporter.shutdown()  # type: ignore[no-untyped-call]
 
     worker = threading.Thread(target=send, name="otel-export", daemon=True)
     worker.start()

@@ -259,7 +259,7 @@ def pipelines(*, common: Common | None = None) -> int:
             file=sys.stderr,
         )
         return 0
-    width = max(len(r["pipeline_id"]) for r in rows)
+    width = max(len(str(r["pipeline_id"])) for r in rows)
     for row in rows:
         mark = " (default)" if row["default"] else ""
         count = row["stages"]

@@ -3,7 +3,7 @@ of each slot validates its own table (``orchestrator.slots``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import (
     BaseModel,
@@ -148,19 +148,28 @@ class PipelineConfig(_Strict):
     )
 
 
-# one field per slot of the registry (orchestrator.contracts.SLOTS): the entry-point name
-PluginsConfig = create_model(
-    "PluginsConfig",
-    __base__=_Strict,
-    **{
-        spec.name: (str, Field(spec.default, description=f"entry-point name of {spec.role}"))
-        for spec in SLOTS
-    },
-    disabled=(
-        list[str],
-        Field(default_factory=list, description="observer plugins not to load"),
-    ),
-)
+if TYPE_CHECKING:  # what the model below builds, spelled out for the type checker
+
+    class PluginsConfig(_Strict):
+        persistence: str = "filesystem"
+        heartbeat: str = "file"
+        command_runner: str = "subprocess"
+        id_sanitizer: str = "strict"
+        disabled: list[str] = Field(default_factory=list)
+
+else:  # one field per slot of the registry (orchestrator.contracts.SLOTS): the entry-point name
+    PluginsConfig = create_model(
+        "PluginsConfig",
+        __base__=_Strict,
+        **{
+            spec.name: (str, Field(spec.default, description=f"entry-point name of {spec.role}"))
+            for spec in SLOTS
+        },
+        disabled=(
+            list[str],
+            Field(default_factory=list, description="observer plugins not to load"),
+        ),
+    )
 
 
 class NotificationsConfig(_Strict):
@@ -197,7 +206,7 @@ class TelemetryConfig(_Strict):
 
         problem = check_http_url(value) if value else None
         if problem:
-            raise ValueError(f"{redact_url(value)!r}: {problem}")
+            raise ValueError(f"{redact_url(value or '')!r}: {problem}")
         return value or None
 
 

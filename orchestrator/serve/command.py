@@ -11,7 +11,7 @@ import os
 import socket
 import sys
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from cyclopts import Parameter
 
@@ -125,7 +125,7 @@ def serve(
     return _run(app, sock, app.stop_streams, announcement)
 
 
-def _run(app: object, sock: socket.socket, stopping: Callable[[], None], announcement: str) -> int:
+def _run(app: Any, sock: socket.socket, stopping: Callable[[], None], announcement: str) -> int:
     """Serve until SIGINT or SIGTERM; ``announcement`` goes to stderr once requests are answered."""
     import uvicorn
 

@@ -52,7 +52,7 @@ def target_of(implementation: Implementation) -> str:
     return f"{implementation.__module__}:{implementation.__qualname__}"
 
 
-def load_implementation_class(slot: str, target: str) -> type:
+def load_implementation_class(slot: str, target: str) -> type[Any]:
     """The class behind an entry-point name or a ``module:QualName`` target."""
     if ":" in target:
         module_name, _, qualname = target.partition(":")

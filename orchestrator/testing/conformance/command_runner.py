@@ -9,6 +9,7 @@ adapt to that.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import random
@@ -117,7 +118,11 @@ def read_pids(path: Path) -> list[int]:
 def assert_all_gone(pids_file: Path, what: str) -> None:
     """Every process whose pid the command wrote to ``pids_file`` ends (waited for, bounded)."""
     for pid in read_pids(pids_file):
-        wait_for(lambda p=pid: not process_running(p), f"{what} {pid} to be gone")
+        wait_for(functools.partial(_gone, pid), f"{what} {pid} to be gone")
+
+
+def _gone(pid: int) -> bool:
+    return not process_running(pid)
 
 
 class CommandRunnerConformance(SlotConformance):
@@ -332,10 +337,12 @@ class CommandRunnerConformance(SlotConformance):
             context, shell=f"sleep 300 & echo $! >> {pids}; echo started; sleep 300"
         )
         collected = Collected()
-        threading.Thread(
-            target=lambda: collected.seen.wait(patience()) and request.cancel.set(),
-            daemon=True,
-        ).start()
+
+        def cancel_once_started() -> None:
+            if collected.seen.wait(patience()):
+                request.cancel.set()
+
+        threading.Thread(target=cancel_once_started, daemon=True).start()
         outcome, _ = self.run(runner, request, collected)
         assert outcome.cancelled
         assert not outcome.timed_out

@@ -398,7 +398,7 @@ class PersistenceConformance(SlotConformance):
                     commands = persistence.read_manifest(run).get("commands") or [{}]
                 except (RunNotFoundError, CorruptRecordError):
                     return False
-                return commands[0].get("status") == "running"
+                return bool(commands[0].get("status") == "running")
 
             wait_for(stage_recorded_running, "the manifest to record the stage as running")
             os.killpg(process.pid, signal.SIGKILL)

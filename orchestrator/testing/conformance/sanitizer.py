@@ -16,14 +16,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from orchestrator.clock import new_run_id
-from orchestrator.contracts import IdentifierRejected, IdSanitizer, SlotContext
+from orchestrator.contracts import IdentifierRejected, IdKind, IdSanitizer, SlotContext
 from orchestrator.identifiers import unsafe_component
 from orchestrator.testing.conformance._support import (
     SlotConformance,
     SlotProject,
 )
 
-KINDS = ("task", "run", "stage")
+KINDS: tuple[IdKind, ...] = ("task", "run", "stage")
 HOSTILE = [
     "",
     " ",

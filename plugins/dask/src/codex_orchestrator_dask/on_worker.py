@@ -161,7 +161,7 @@ class _Watchdog:
 _watchdog = _Watchdog()
 
 
-_local_runner_class: type | None = None
+_local_runner_class: type[Any] | None = None
 
 
 def _local_runner(cwd: Path) -> Any:

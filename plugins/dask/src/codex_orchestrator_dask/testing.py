@@ -155,7 +155,7 @@ class LocalTestCluster:
         for process in self.processes:
             if process.poll() is not None:
                 raise ClusterUnavailable(
-                    f"`{' '.join(map(str, process.args))}` exited ({process.returncode}):\n"
+                    f"`{_command_text(process.args)}` exited ({process.returncode}):\n"
                     + self.output()
                 )
 
@@ -221,3 +221,8 @@ class LocalTestCluster:
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _command_text(args: Any) -> str:
+    """A Popen's ``args`` (one string or a sequence) as one line for a message."""
+    return str(args) if isinstance(args, str | bytes | os.PathLike) else " ".join(map(str, args))

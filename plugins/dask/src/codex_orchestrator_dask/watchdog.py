@@ -23,6 +23,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterable
 
 MARK_VARIABLE = "CODEX_ORCHESTRATOR_DASK_WORKER"
 DEFAULT_GRACE_SECONDS = 5.0
@@ -81,10 +82,10 @@ def sweep(mark: str, grace: float) -> list[int]:
     return found
 
 
-def read_until_end(lines: object = None) -> float | None:
+def read_until_end(lines: Iterable[str] | None = None) -> float | None:
     """The longest grace announced before input ended; None after a ``stop`` line."""
     grace = DEFAULT_GRACE_SECONDS
-    for line in lines if lines is not None else sys.stdin:  # type: ignore[attr-defined]
+    for line in lines if lines is not None else sys.stdin:
         words = str(line).split()
         if words == ["stop"]:
             return None

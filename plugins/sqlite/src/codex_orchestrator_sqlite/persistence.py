@@ -319,6 +319,7 @@ class SqlitePersistence:
         return document
 
     def find_run(self, run_id: str, task_id: str | None) -> RunLocation:
+        params: tuple[str, ...]
         if task_id is not None:
             query, params = (
                 "SELECT task_id FROM runs WHERE run_id = ? AND task_id = ?",
