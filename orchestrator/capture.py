@@ -9,6 +9,7 @@ stream for summaries and error files, and tells observers.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 from collections.abc import Callable
@@ -128,19 +129,34 @@ class NdjsonLog:
     dropped (a line written after a gap would give a false picture); callers report it.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, digest: bool = False) -> None:
         self.path = path
         self.error: str | None = None
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._digest: Any = None
+        if digest:  # the SHA-256 of the whole file, kept as it is written (docs/evidence.md)
+            self._digest = hashlib.sha256()
+            if os.fstat(self._fd).st_size:  # a resumed stage appends to its earlier log
+                with path.open("rb") as earlier:
+                    while chunk := earlier.read(1024 * 1024):
+                        self._digest.update(chunk)
+
+    @property
+    def sha256(self) -> str | None:
+        """The digest of every byte in the file so far (None unless built with ``digest``)."""
+        return None if self._digest is None else self._digest.hexdigest()
 
     def write(self, event: dict[str, Any]) -> bool:
         if self._fd < 0 or self.error is not None:
             return False
         line = encode_line(event)
+        written = 0
         try:
-            written = os.write(self._fd, line)
-            while written < len(line):  # only on a nearly full disk; O_APPEND keeps it in order
-                written += os.write(self._fd, line[written:])
+            while written < len(line):  # more than once only on a nearly full disk
+                done = os.write(self._fd, line[written:])
+                if self._digest is not None:
+                    self._digest.update(line[written : written + done])
+                written += done
         except OSError as exc:
             self.error = f"{type(exc).__name__}: {exc}"
             return False
@@ -174,7 +190,7 @@ class StageCapture:
         stream_cap_bytes: int,
         listener: ChunkListener | None = None,
     ) -> None:
-        self.log = NdjsonLog(log_path)
+        self.log = NdjsonLog(log_path, digest=True)
         self.tails = {stream: BoundedTail(stream_cap_bytes) for stream in STREAMS}
         self._splitters = {stream: Utf8Splitter() for stream in STREAMS}
         self.sequence = 0

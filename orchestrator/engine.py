@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator import approvals, instructions, tool_runs
+from orchestrator import approvals, artifacts, instructions, run_seal, tool_runs
 from orchestrator.capture import NdjsonLog, StageCapture, event_bytes
 from orchestrator.clock import duration_ms, new_run_id, now_iso, parse_iso
+from orchestrator.digests import document_sha256
 from orchestrator.contracts import (
     CommandOutcome,
     CommandRequest,
@@ -32,6 +33,7 @@ from orchestrator.identifiers import check_id
 from orchestrator.kernel import Kernel
 from orchestrator.manifest import (
     FINISHED_RUN_STATUSES,
+    ArtifactRecord,
     ChildRun,
     CommandRecord,
     Manifest,
@@ -184,8 +186,10 @@ class RunEngine:
             commands=commands,
         )
 
-    def _state_entry(self, manifest: Manifest, manifest_path: Path) -> dict[str, Any]:
-        return {
+    def _state_entry(
+        self, manifest: Manifest, manifest_path: Path, manifest_sha256: str | None = None
+    ) -> dict[str, Any]:
+        entry = {
             "run_id": manifest.run_id,
             "pipeline_id": manifest.pipeline_id,
             "status": manifest.status,
@@ -193,16 +197,21 @@ class RunEngine:
             "completed_at": manifest.completed_at,
             "manifest": relative(manifest_path, self.kernel.root),
         }
+        if manifest_sha256 is not None:
+            entry["manifest_sha256"] = manifest_sha256
+        return entry
 
-    def _record_state(self, manifest: Manifest, manifest_path: Path) -> None:
+    def _record_state(
+        self, manifest: Manifest, manifest_path: Path, manifest_sha256: str | None = None
+    ) -> bool:
         started = time.monotonic()
         try:
             self.kernel.persistence.record_run(
-                self.task_id, self._state_entry(manifest, manifest_path)
+                self.task_id, self._state_entry(manifest, manifest_path, manifest_sha256)
             )
         except Exception as exc:
             self.note(f"state snapshot skipped: {type(exc).__name__}: {exc}")
-            return
+            return False
         if self.run_log is not None:
             self.run_log.write(
                 {
@@ -212,6 +221,7 @@ class RunEngine:
                     "duration_ms": round((time.monotonic() - started) * 1000, 3),
                 }
             )
+        return True
 
     # ---------------------------------------------------------------- public API
 
@@ -361,6 +371,7 @@ class RunEngine:
                 flushed = writer.close()
                 if not flushed:
                     self.warn(f"final manifest flush of {manifest_path} failed")
+                run_seal.seal(self, manifest, manifest_path, writer)
                 self.log_event(
                     "run:end",
                     status=manifest.status,
@@ -407,12 +418,15 @@ class RunEngine:
                     "summary",
                     "error_file",
                     "sub_run_id",
+                    "log_sha256",
+                    "error_file_sha256",
                 ):
                     setattr(record, name, None)
                 record.timed_out = False
                 record.stdout_bytes = record.stderr_bytes = 0
                 record.stdout_truncated = record.stderr_truncated = False
                 record.attempts = 0
+                record.artifacts = []
 
     # ---------------------------------------------------------------- stages
 
@@ -602,7 +616,9 @@ class RunEngine:
             if capture.log.error:
                 self.note(f"output log of stage {stage.id} incomplete: {capture.log.error}")
         ok = outcome.exit_code == 0 and not outcome.cancelled and not outcome.timed_out
+        collected = self._collect_artifacts(location, stage, attempt)
         with writer.lock:
+            record.artifacts = collected
             record.attempts = attempt
             record.exit_code = outcome.exit_code
             record.signal = outcome.signal
@@ -612,6 +628,7 @@ class RunEngine:
             record.stdout_truncated = capture.tails["stdout"].truncated
             record.stderr_truncated = capture.tails["stderr"].truncated
             record.summary = stage_summary(stage, capture, outcome)
+            record.log_sha256 = capture.log.sha256
             manifest.toolRuns.append(
                 tool_runs.tool_run(
                     manifest.toolRuns,
@@ -628,6 +645,25 @@ class RunEngine:
             self._write_error_file(location, manifest, stage, record, outcome, capture, options)
         self._end_stage(record, writer, ok)
         return ok
+
+    def _collect_artifacts(
+        self, location: RunLocation, stage: ResolvedStage, attempts: int
+    ) -> list[ArtifactRecord]:
+        """Copy the stage's artifacts into the run (also after a failure); warn about globs."""
+        if not stage.artifacts or attempts == 0:
+            return []
+        root = self.kernel.root
+        found = artifacts.collect(
+            self.kernel.persistence,
+            location,
+            stage.id,
+            stage.artifacts,
+            stage.working_dir(root),
+            root,
+        )
+        for warning in found.warnings:
+            self.note(warning)
+        return found.records
 
     def _approval(
         self, location: RunLocation, stage: ResolvedStage, writer: ManifestWriter
@@ -686,6 +722,7 @@ class RunEngine:
             self.warn(f"error file for stage {stage.id} not written: {type(exc).__name__}: {exc}")
             return
         record.error_file = relative(path, self.kernel.root)
+        record.error_file_sha256 = document_sha256(document)
 
     def _run_subpipeline(
         self,
@@ -796,11 +833,10 @@ class RunEngine:
             manifest.summary = self._run_summary_text(manifest)
             if self.view is not None and self.view.resumed and manifest.resume_events:
                 manifest.resume_events[-1].outcome = manifest.status
+            # the history entry and the metrics line follow the final flush, so that both can
+            # carry its manifest_sha256 (run_seal.py); the line is appended then
+            manifest.metrics_recorded = True
         writer.request()
-        self._record_state(manifest, manifest_path)
-        self._record_metrics(manifest, writer)
-        with writer.lock:
-            manifest.summary = self._run_summary_text(manifest)
 
     def _run_summary_text(self, manifest: Manifest) -> str:
         counts: dict[str, int] = {}
@@ -818,7 +854,7 @@ class RunEngine:
             text += f"; {note}"
         return text
 
-    def _record_metrics(self, manifest: Manifest, writer: ManifestWriter) -> None:
+    def _record_metrics(self, manifest: Manifest, manifest_sha256: str | None) -> bool:
         counts = {"succeeded": 0, "failed": 0, "skipped": 0}
         for record in manifest.commands:
             if record.status in counts:
@@ -840,10 +876,11 @@ class RunEngine:
             "stages_skipped": counts["skipped"],
             "resumed": bool(manifest.resume_events),
         }
+        if manifest_sha256 is not None:
+            line["manifest_sha256"] = manifest_sha256
         try:
             self.kernel.persistence.append_metrics(self.task_id, line)
         except Exception as exc:
             self.note(f"metrics not recorded: {type(exc).__name__}: {exc}")
-            return
-        with writer.lock:
-            manifest.metrics_recorded = True
+            return False
+        return True

@@ -34,6 +34,7 @@ class ResolvedStage:
     requires_approval: bool = False
     retry_attempts: int | None = None
     retry_on_exit_codes: list[int] | None = None
+    artifacts: tuple[str, ...] = ()
 
     def effective_timeout(self, default: float) -> float:
         """The stage's own timeout, else ``default`` (``[command_runner] timeout_seconds``)."""
@@ -52,9 +53,16 @@ class ResolvedPipeline:
     @property
     def fingerprint(self) -> str:
         """SHA-256 of what the stages do, to tell on resume whether the pipeline changed."""
-        payload = [asdict(stage) | {"title": None} for stage in self.stages]
+        payload = [_fingerprinted(stage) for stage in self.stages]
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _fingerprinted(stage: ResolvedStage) -> dict[str, object]:
+    fields = asdict(stage) | {"title": None}
+    if not fields["artifacts"]:  # runs from before artifacts existed keep their fingerprint
+        del fields["artifacts"]
+    return fields
 
 
 def command_text(command: str | list[str] | None) -> str:
@@ -157,6 +165,7 @@ def resolve_pipeline(
                 requires_approval=entry.requires_approval,
                 retry_attempts=entry.retry_attempts,
                 retry_on_exit_codes=entry.retry_on_exit_codes,
+                artifacts=tuple(entry.artifacts or ()),
             )
         )
     return ResolvedPipeline(pipeline_id, config.title or pipeline_id, tuple(stages))

@@ -58,6 +58,11 @@ COMMANDS: list[tuple[str, str, str]] = [
         "Check task checklists against run evidence.",
     ),
     (
+        "orchestrator.cli.evidence_commands:verify",
+        "verify",
+        "Check a run's evidence (manifest, logs, error files, artifacts) against its digests.",
+    ),
+    (
         "orchestrator.cli.exec_command:exec_",
         "exec",
         "Run one command as a one-stage run, with a live event stream (--format jsonl).",

@@ -39,6 +39,22 @@ class StageConfig(_Strict):
     )
     retry_attempts: int | None = Field(None, ge=0, le=20, description="extra attempts on failure")
     retry_on_exit_codes: list[int] | None = Field(None, description="exit codes worth a retry")
+    artifacts: list[str] | None = Field(
+        None,
+        description="globs relative to the stage's cwd; the files they match are copied into "
+        "<run>/artifacts/<stage-id>/ when the stage ends",
+    )
+
+    @field_validator("artifacts")
+    @classmethod
+    def _artifact_globs(cls, value: list[str] | None) -> list[str] | None:
+        from orchestrator.artifacts import glob_problem
+
+        for pattern in value or []:
+            problem = glob_problem(pattern)
+            if problem:
+                raise ValueError(problem)
+        return value
 
     @field_validator("command")
     @classmethod
