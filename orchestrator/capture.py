@@ -132,7 +132,7 @@ class NdjsonLog:
     def __init__(self, path: Path, *, digest: bool = False) -> None:
         self.path = path
         self.error: str | None = None
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         self._digest: Any = None
         if digest:  # the SHA-256 of the whole file, kept as it is written (docs/evidence.md)
             self._digest = hashlib.sha256()

@@ -52,6 +52,7 @@ from orchestrator.run_report import (
     run_summary,
     stage_summary,
 )
+from orchestrator.suggestions import cli_command
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +258,7 @@ class RunEngine:
             raise RunStateError(
                 f"run {location.run_id} changed while this resume was starting (now "
                 f"{stored.get('status')}; resumed by another process?); see "
-                f"`codex-orchestrator status {location.run_id}`"
+                f"`{cli_command('status', location.run_id)}`"
             )
 
     def _end_leftovers(self, location: RunLocation, manifest: Manifest) -> None:
@@ -279,7 +280,7 @@ class RunEngine:
             if not taken:
                 raise RunStateError(
                     f"run {location.run_id} is being run by another live process; "
-                    f"see `codex-orchestrator status {location.run_id}`"
+                    f"see `{cli_command('status', location.run_id)}`"
                 )
             yield
 

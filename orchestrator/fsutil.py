@@ -6,12 +6,33 @@ import contextlib
 import json
 import os
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from pydantic_core import PydanticSerializationError, to_json
 
 TEMP_SUFFIX = ".tmp"
+
+
+@lru_cache(maxsize=1)
+def file_mode() -> int:
+    """``0o666`` less the process's umask: the mode any program's new file gets.
+
+    ``mkstemp`` creates its file ``0600``, which would make records unreadable to a reviewer or a
+    heartbeat monitor running as another user while the logs beside them are readable. The umask
+    is read from ``/proc`` (it cannot be read without setting it elsewhere), once per process.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _temp_prefix(path: Path) -> str:
@@ -53,6 +74,7 @@ def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = True) -> None
     """
     fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=TEMP_SUFFIX, dir=path.parent)
     try:
+        os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -112,7 +134,7 @@ def append_line(path: Path, line: bytes, *, durable: bool = True) -> None:
         fd = os.open(path, flags)
         created = False
     except FileNotFoundError:
-        fd = os.open(path, flags | os.O_CREAT, 0o644)
+        fd = os.open(path, flags | os.O_CREAT, 0o666)
         created = True
     try:
         written = os.write(fd, line)

@@ -7,20 +7,31 @@ could name a folder other than a child of the runs folder, whichever implementat
 from __future__ import annotations
 
 import os
-import re
+import unicodedata
 
 from orchestrator.contracts import IdentifierRejected, IdKind, IdSanitizer
 from orchestrator.errors import IdentifierError
 
 DEFAULT_TASK_ID = "0101"
 TASK_ID_SOURCES = ("MCP_RUNNER_TASK_ID", "CODEX_ORCHESTRATOR_TASK_ID")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+"""Shown escaped: C0/C1 controls, format characters (bidi, zero-width), separators."""
+
+
+def _shown(ch: str) -> str:
+    if ch in _NAMED_ESCAPES:
+        return _NAMED_ESCAPES[ch]
+    if unicodedata.category(ch) not in _HIDDEN_CATEGORIES:
+        return ch
+    code = ord(ch)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
 
 
 def escape_controls(value: str) -> str:
-    """Show control characters escaped (``\\n``, ``\\x00``) so a message stays one line."""
-    return _CONTROL.sub(lambda m: _NAMED_ESCAPES.get(m.group(), f"\\x{ord(m.group()):02x}"), value)
+    """Show control and invisible characters escaped (``\\n``, ``\\x00``, ``\\u202e``) so a
+    message stays one line and reads as what it holds."""
+    return "".join(_shown(ch) for ch in value)
 
 
 def unsafe_component(value: str) -> str | None:

@@ -62,6 +62,16 @@ REJECTED = {
     "x" * 129: "must be at most 128 characters (got 129)",
     "\udcff": "must be valid UTF-8 text",  # a byte that is not UTF-8, as Python shows argv
     "é" * 101: "must be at most 200 bytes in UTF-8 (got 202)",
+    "-dash": "must not start with '-'",
+    "-": "must not start with '-'",
+    "next\x85line": "must not contain control characters",  # C1: str.splitlines() splits on it
+    "csi\x9b": "must not contain control characters",
+    "line\u2028sep": "must not contain invisible or direction-changing characters (U+2028)",
+    "para\u2029sep": "must not contain invisible or direction-changing characters (U+2029)",
+    "txt.exe\u202egpj": "must not contain invisible or direction-changing characters (U+202E)",
+    "zero\u200bwidth": "must not contain invisible or direction-changing characters (U+200B)",
+    "\ufeffbom": "must not contain invisible or direction-changing characters (U+FEFF)",
+    "iso\u2066late": "must not contain invisible or direction-changing characters (U+2066)",
 }
 
 ACCEPTED = [
@@ -76,7 +86,8 @@ ACCEPTED = [
     "é" * 100,
     "日本語",
     "a..b",
-    "-dash",
+    "dash-",
+    "a-b",
     "under_score",
 ]
 
@@ -197,7 +208,7 @@ def test_bad_stage_id_in_config_creates_nothing(project: Project) -> None:
 
 
 REJECTED_ON_THE_COMMAND_LINE = st.one_of(
-    st.sampled_from([v for v in REJECTED if "\x00" not in v]),
+    st.sampled_from([v for v in REJECTED if "\x00" not in v and not v.startswith("-")]),
     st.builds(
         lambda a, bad, b: a + bad + b,
         st.text("abc09", max_size=5),
@@ -218,4 +229,27 @@ def test_rejected_task_ids_through_the_cli_create_nothing(project: Project, valu
     assert result.returncode == 2, result.stderr
     (line,) = result.stderr.splitlines()
     assert line.startswith('error: Invalid task ID "')
+    assert sorted(project.root.rglob("*")) == before
+
+
+INVISIBLE = "must not contain invisible or direction-changing characters"
+
+
+@pytest.mark.parametrize(
+    ("value", "shown", "reason"),
+    [
+        ("-x", "-x", "must not start with '-'"),
+        ("a\u202eb", "a\\u202eb", f"{INVISIBLE} (U+202E)"),
+        ("a\x85b", "a\\x85b", "must not contain control characters"),
+    ],
+    ids=["leading-dash", "bidi", "c1"],
+)
+def test_hard_to_see_or_type_task_ids_are_refused_and_shown_escaped(
+    project: Project, value: str, shown: str, reason: str
+) -> None:
+    project.write_config('[pipelines.p]\nstages = [{ id = "a", command = "touch ran" }]\n')
+    before = sorted(project.root.rglob("*"))
+    result = project.run("start", "p", f"--task={value}")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == f'error: Invalid task ID "{shown}": {reason}\n'
     assert sorted(project.root.rglob("*")) == before

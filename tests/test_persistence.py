@@ -129,9 +129,12 @@ def hold_lock(project: Project, seconds: float) -> subprocess.Popen[str]:
     return holder
 
 
-def test_a_snapshot_lock_held_too_long_is_reported_and_the_run_still_succeeds(
+def test_a_snapshot_lock_held_too_long_never_keeps_a_run_out_of_the_history(
     project: Project,
 ) -> None:
+    """A stuck holder of the state lock (a fold that never ends) costs nothing: the run's entry
+    is in the task's journal, every listing sees it at once, and the next fold writes it into
+    ``state.json``."""
     project.write_config('[pipelines.p]\nstages = [{ id = "a", command = "echo fine" }]\n')
     project.write_config(
         """
@@ -146,26 +149,31 @@ def test_a_snapshot_lock_held_too_long_is_reported_and_the_run_still_succeeds(
     holder = hold_lock(project, 60)
     try:
         result = project.run("start", "p", "--format", "json")
+        listed = project.run("status", "--format", "json")
     finally:
         holder.kill()
         holder.wait()
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["status"] == "succeeded"
-    assert "warning: state snapshot skipped: LockTimeoutError: could not lock" in result.stderr
+    assert "warning" not in result.stderr  # nothing was skipped: nothing to warn about
     manifest = project.manifest(summary)
-    assert "state snapshot skipped: LockTimeoutError" in manifest["summary"]
-    assert "after 3 attempts" in manifest["summary"]
-    assert manifest["metrics_recorded"] is True  # the metrics have a lock of their own
+    assert "skipped" not in manifest["summary"]
+    assert manifest["metrics_recorded"] is True
     assert [m["run_id"] for m in project.metrics()] == [summary["run_id"]]
-    assert not (project.out_dir / "0101" / "state.json").exists()
+    assert listed.returncode == 0, listed.stderr
+    assert [(r["run_id"], r["status"]) for r in json.loads(listed.stdout)] == [
+        (summary["run_id"], "succeeded")
+    ]
+    assert not (project.out_dir / "0101" / "state.json").exists()  # the fold had to wait
 
-    # the snapshot heals: the next run that gets the lock records the skipped one too
+    # the next run that gets the lock folds the waiting entry into the snapshot with its own
     later = project.start_json("p")
     entries = {r["run_id"]: r for r in project.state()["runs"]}
     assert set(entries) == {summary["run_id"], later["run_id"]}
     assert entries[summary["run_id"]]["status"] == "succeeded"
     assert entries[summary["run_id"]]["manifest"] == summary["manifest"]
+    assert (project.out_dir / "0101" / "state.journal").read_bytes() == b""
 
 
 def test_an_entry_left_in_progress_is_corrected_by_a_later_write(project: Project) -> None:

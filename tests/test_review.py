@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 
 from orchestrator.testing import Project
 
@@ -83,3 +84,31 @@ def test_review_without_runs_or_of_an_unknown_run_exits_2(project: Project) -> N
     unknown = project.run("review", "2025-01-01T00-00-00-000Z-0000abcd")
     assert unknown.returncode == 2
     assert "codex-orchestrator status" in unknown.stderr
+
+
+def test_the_resume_command_review_prints_is_shell_quoted(project: Project, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Pasting the suggested command runs exactly that command, whatever the task id holds."""
+    project.write_config('[pipelines.p]\nstages = [{ id = "a", command = "exit 3" }]\n')
+    task = "x;touch PWNED;$(touch PWNED2)`touch PWNED3` 'q'"
+    run = project.start_json("p", "--task", task, expect=1)
+    text = project.run("review", "--task", task).stdout
+    block = text.split("```sh\n", 1)[1].split("\n```", 1)[0]
+    # paste it into a shell where `codex-orchestrator` prints the words it was given
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stub = bin_dir / "codex-orchestrator"
+    stub.write_text('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done\n')
+    stub.chmod(0o755)
+    pasted = subprocess.run(
+        ["sh", "-c", block],
+        cwd=tmp_path,
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert pasted.stdout.splitlines() == ["resume", run["run_id"], "--task", task]
+    assert not list(tmp_path.glob("PWNED*")) and not list(project.root.glob("PWNED*"))
+    # status prints the same suggestion, quoted the same way
+    status = project.run("status", run["run_id"], "--task", task, "--format", "json")
+    assert json.loads(status.stdout)["resume_command"] == block

@@ -21,6 +21,7 @@ from pydantic import Field
 if TYPE_CHECKING:
     from tenacity import RetryCallState
 
+from orchestrator.builtin.task_history import TaskHistory
 from orchestrator.contracts import PersistenceOptions, RunLocation, SlotContext
 from orchestrator.errors import CorruptRecordError, LockTimeoutError, RunNotFoundError
 from orchestrator.fsutil import (
@@ -216,35 +217,27 @@ class FilesystemPersistence:
         finally:
             lock.release()
 
+    def _history(self, task_id: str) -> TaskHistory:
+        return TaskHistory(
+            self._state_path(task_id),
+            task_id,
+            durable=self.options.fsync,
+            wait_seconds=self.options.lock_attempt_timeout_ms / 1000,
+        )
+
     def read_state(self, task_id: str) -> dict[str, Any] | None:
-        path = self._state_path(task_id)
-        try:
-            document = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
-        except ValueError as exc:
-            raise CorruptRecordError(f"state snapshot {path} does not parse: {exc}") from None
-        return document if isinstance(document, dict) else None
+        return self._history(task_id).read()
 
     def record_run(self, task_id: str, entry: dict[str, Any]) -> None:
-        path = self._state_path(task_id)
-        with self._locked(path):
-            remove_stale_temps(path)  # left by a writer killed while it held this lock
-            try:
-                state = self.read_state(task_id) or {}
-            except CorruptRecordError as exc:
-                log.warning("%s; starting a new snapshot (the old one is kept beside it)", exc)
-                path = self._state_path(task_id)
-                os.replace(path, path.with_suffix(".json.corrupt"))
-                state = {}
-            runs = [r for r in state.get("runs", []) if r.get("run_id") != entry["run_id"]]
-            runs.append(entry)
+        """Append the entry to the task's journal and fold it into ``state.json`` when a fold
+        is due (``task_history.py``: group commit, flat cost however long the history)."""
+        make_dirs(self._state_path(task_id).parent, durable=self.options.fsync)
+
+        def heal(runs: list[dict[str, Any]]) -> None:
             runs.extend(self._missing_entries(task_id, {r.get("run_id") for r in runs}))
             self._refresh_unfinished(task_id, runs, skip=entry["run_id"])
-            runs.sort(key=lambda r: (r.get("started_at") or "", r.get("run_id") or ""))
-            last = max((r.get("started_at") or "" for r in runs), default=None)
-            document = {"task_id": task_id, "last_run_at": last, "runs": runs}
-            atomic_write_json(path, document, durable=self.options.fsync)
+
+        self._history(task_id).record(entry, heal)
 
     def _missing_entries(self, task_id: str, known: set[Any]) -> list[dict[str, Any]]:
         """Entries for stored runs the snapshot lacks (a run that could not take the lock in

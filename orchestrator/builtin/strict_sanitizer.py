@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import ClassVar
 
 from orchestrator.contracts import IdentifierRejected, IdKind, IdSanitizerOptions, SlotContext
@@ -12,7 +13,17 @@ MAX_BYTES = 200
 """A file name holds at most 255 bytes; ids end up inside names like ``NN-<id>.ndjson``."""
 FORBIDDEN_CHARACTERS = '<>:"/\\|?*'
 _DEVICE_NAME = re.compile(r"^(CON|PRN|AUX|NUL|COM[1-9]|LPT[1-9])(\..*)?$", re.IGNORECASE)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1 (U+0085 splits lines)
+_INVISIBLE_CATEGORIES = frozenset({"Zl", "Zp", "Cf"})
+"""Line and paragraph separators and format characters (bidi controls, zero-width characters):
+an id holding one reads differently from what it is, or cannot be typed back."""
+
+
+def _invisible(value: str) -> str | None:
+    for ch in value:
+        if unicodedata.category(ch) in _INVISIBLE_CATEGORIES:
+            return ch
+    return None
 
 
 def rejection_reason(value: str) -> str | None:
@@ -26,6 +37,11 @@ def rejection_reason(value: str) -> str | None:
         return f"must not contain {' '.join(bad)}"
     if value.startswith("."):
         return "must not start with '.'"
+    if value.startswith("-"):  # it would read as an option on a command line
+        return "must not start with '-'"
+    hidden = _invisible(value)
+    if hidden is not None:
+        return f"must not contain invisible or direction-changing characters (U+{ord(hidden):04X})"
     if value.endswith((".", " ")):
         return "must not end with '.' or a space"
     if _DEVICE_NAME.match(value):

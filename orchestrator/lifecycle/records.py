@@ -11,11 +11,12 @@ from orchestrator.errors import CorruptRecordError, RunNotFoundError
 from orchestrator.identifiers import check_id
 from orchestrator.kernel import Kernel
 from orchestrator.manifest import Manifest
+from orchestrator.suggestions import cli_command
 
 
 def list_hint(task_id: str | None) -> str:
-    scope = f" --task {task_id}" if task_id else ""
-    return f"run `codex-orchestrator status{scope}` to list the runs"
+    words = ("status", "--task", task_id) if task_id else ("status",)
+    return f"run `{cli_command(*words)}` to list the runs"
 
 
 def locate_run(kernel: Kernel, run_id: str, task_id: str | None) -> RunLocation:

@@ -26,6 +26,7 @@ from orchestrator.pipeline import (
     resolve_pipeline,
     single_command_pipeline,
 )
+from orchestrator.suggestions import cli_command
 
 
 @dataclass
@@ -51,14 +52,14 @@ def _refuse_if_not_resumable(manifest: Manifest, act: Activity) -> None:
     if manifest.status == "succeeded":
         raise RunStateError(
             f"run {run_id} already succeeded; there is nothing to resume "
-            f"(start a new run with `codex-orchestrator start {manifest.pipeline_id}`)"
+            f"(start a new run with `{cli_command('start', manifest.pipeline_id)}`)"
         )
     if manifest.status in LIVE_STATUSES and not act.stale:
         runner = manifest.runner
         raise RunStateError(
             f"run {run_id} is still running (orchestrator pid {runner.pid} on {runner.host}, "
             f"last heartbeat {age_text(act.age_seconds)}); follow it with "
-            f"`codex-orchestrator status {run_id} --watch` and resume it only if it fails, "
+            f"`{cli_command('status', run_id, '--watch')}` and resume it only if it fails, "
             "is cancelled or goes stale"
         )
 
@@ -146,8 +147,7 @@ def plan_resume(
         raise RunStateError(
             f"pipeline {manifest.pipeline_id!r} changed in the config since run {run.run_id} "
             "began; resume with --force to run its not-yet-succeeded stages as the config now "
-            f"defines them, or start a new run with `codex-orchestrator start "
-            f"{manifest.pipeline_id}`"
+            f"defines them, or start a new run with `{cli_command('start', manifest.pipeline_id)}`"
         )
     if changed:
         fresh = RunEngine(kernel, run.task_id).command_records(run, pipeline)

@@ -9,6 +9,7 @@ from orchestrator.errors import CorruptRecordError
 from orchestrator.kernel import Kernel
 from orchestrator.lifecycle.status import age_text, seconds_text
 from orchestrator.pipeline import command_text
+from orchestrator.suggestions import cli_command
 
 STDERR_TAIL_LINES = 30
 STDERR_TAIL_CHARS = 4000
@@ -138,7 +139,7 @@ def render_review(kernel: Kernel, run: RunLocation, document: dict[str, Any]) ->
         if command.get("sub_run_id"):
             lines.append(
                 f"- Child run: `{command['sub_run_id']}` "
-                f"(`codex-orchestrator review {command['sub_run_id']}`)"
+                f"(`{cli_command('review', command['sub_run_id'])}`)"
             )
         if command.get("log_path"):
             lines.append(f"- Log: `{command['log_path']}`")
@@ -175,6 +176,6 @@ def render_review(kernel: Kernel, run: RunLocation, document: dict[str, Any]) ->
     else:
         lines.append(
             f"The run is still in progress; follow it with "
-            f"`codex-orchestrator status {document['run_id']} --watch`."
+            f"`{cli_command('status', document['run_id'], '--watch')}`."
         )
     return "\n".join(lines) + "\n"

@@ -20,6 +20,7 @@ from orchestrator.kernel import Kernel
 from orchestrator.lifecycle.records import load_manifest
 from orchestrator.manifest import FINISHED_RUN_STATUSES, Manifest
 from orchestrator.process_identity import process_gone
+from orchestrator.suggestions import cli_command
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,7 @@ def resumable(manifest: Manifest, act: Activity) -> bool:
 
 
 def resume_command(run_id: str, task_id: str) -> str:
-    return f"codex-orchestrator resume {run_id} --task {task_id}"
+    return cli_command("resume", run_id, "--task", task_id)
 
 
 def status_document(

@@ -366,7 +366,7 @@ class SqlitePersistence:
     def run_lock(self, run: RunLocation) -> Iterator[bool]:
         """An flock on ``<run folder>/.run.lock``: the kernel frees it when the holder dies."""
         run.run_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(run.run_dir / RUN_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(run.run_dir / RUN_LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
