@@ -40,7 +40,9 @@ def default_artifact_dir(run: RunLocation, stage_id: str) -> Path:
 def artifact_folder(persistence: Any, run: RunLocation, stage_id: str) -> Path:
     """Where the persistence slot keeps the artifacts of one stage of the run."""
     chooser = getattr(persistence, "artifact_dir", None)
-    return Path(chooser(run, stage_id)) if chooser is not None else default_artifact_dir(run, stage_id)
+    return (
+        Path(chooser(run, stage_id)) if chooser is not None else default_artifact_dir(run, stage_id)
+    )
 
 
 def glob_problem(pattern: str) -> str | None:
@@ -50,7 +52,9 @@ def glob_problem(pattern: str) -> str | None:
     if pattern.startswith(("/", "~")) or os.path.isabs(pattern):
         return f"artifacts glob {pattern!r} is absolute; use a path relative to the stage's cwd"
     if ".." in PurePosixPath(pattern).parts:
-        return f"artifacts glob {pattern!r} leads out with '..'; artifacts come from the stage's cwd"
+        return (
+            f"artifacts glob {pattern!r} leads out with '..'; artifacts come from the stage's cwd"
+        )
     return None
 
 
@@ -108,14 +112,20 @@ def collect(
     patterns: tuple[str, ...] | list[str],
     cwd: Path,
     root: Path,
+    exclude: tuple[Path, ...] = (),
 ) -> Collected:
-    """Copy what ``patterns`` match under ``cwd`` into the stage's artifact folder."""
+    """Copy what ``patterns`` match under ``cwd`` into the stage's artifact folder.
+
+    Files under ``exclude`` (the runs and out folders: a ``**`` glob at the root would otherwise
+    copy every earlier run into this one) are left out silently.
+    """
     result = Collected()
     if not patterns:
         return result
     folder = artifact_folder(persistence, run, stage_id)
     shutil.rmtree(folder, ignore_errors=True)  # a resumed stage starts its artifacts afresh
     real_root = root.resolve()
+    excluded = tuple(path.resolve() for path in exclude)
     seen: set[str] = set()
     for pattern in patterns:
         matched = False
@@ -126,6 +136,8 @@ def collect(
                 continue
             seen.add(str(relative_path))
             source = cwd / name
+            if any(_inside(source.resolve(), folder) for folder in excluded):
+                continue
             if not _inside(source.resolve(), real_root):
                 result.warnings.append(
                     f"artifact {name} of stage {stage_id} refused: it leads outside the project "
@@ -149,5 +161,7 @@ def collect(
                 )
             )
         if not matched:
-            result.warnings.append(f"artifacts glob {pattern!r} of stage {stage_id} matched nothing")
+            result.warnings.append(
+                f"artifacts glob {pattern!r} of stage {stage_id} matched nothing"
+            )
     return result

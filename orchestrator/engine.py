@@ -17,16 +17,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator import approvals, artifacts, instructions, run_seal, tool_runs
+from orchestrator import approvals, artifacts, instructions, retention, run_seal, tool_runs
 from orchestrator.capture import NdjsonLog, StageCapture, event_bytes
 from orchestrator.clock import duration_ms, new_run_id, now_iso, parse_iso
-from orchestrator.digests import document_sha256
 from orchestrator.contracts import (
     CommandOutcome,
     CommandRequest,
     CommandRunnerOptions,
     RunLocation,
 )
+from orchestrator.digests import document_sha256
 from orchestrator.errors import RunStateError
 from orchestrator.heartbeat_thread import HeartbeatThread, peak_rss_kb
 from orchestrator.identifiers import check_id
@@ -234,7 +234,9 @@ class RunEngine:
     ) -> RunResult:
         location = self._new_location()
         manifest = self._new_manifest(location, pipeline, parent_run_id)
-        return self._execute(location, manifest, pipeline, resumed=False)
+        result = self._execute(location, manifest, pipeline, resumed=False)
+        retention.after_run(self.kernel, self.task_id, manifest.parent_run_id)
+        return result
 
     def resume(
         self,
@@ -324,6 +326,8 @@ class RunEngine:
                 config=kernel.effective_config(),
                 resumed=resumed,
                 _annotate=lambda name, value: self._annotate(writer, name, value),
+                out_dir=kernel.config.out_dir,
+                _manifest=lambda: self._manifest_document(writer),
             )
             if resumed:
                 self._prepare_resume(manifest, resume_event or {})
@@ -393,6 +397,10 @@ class RunEngine:
                 log.debug("run ended by an internal error", exc_info=failure)
             return result
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _manifest_document(self, writer: ManifestWriter) -> dict[str, Any]:
+        with writer.lock:
+            return writer.manifest.model_dump(mode="json")
 
     def _annotate(self, writer: ManifestWriter, name: str, value: Any) -> None:
         with writer.lock:
@@ -661,6 +669,7 @@ class RunEngine:
             stage.artifacts,
             stage.working_dir(root),
             root,
+            exclude=(self.kernel.config.runs_dir, self.kernel.config.out_dir),
         )
         for warning in found.warnings:
             self.note(warning)

@@ -20,7 +20,13 @@ class RunView:
     manifest_path: Path
     config: dict[str, Any]
     resumed: bool = False
+    out_dir: Path | None = None
     _annotate: Callable[[str, Any], None] | None = field(default=None, repr=False)
+    _manifest: Callable[[], dict[str, Any]] | None = field(default=None, repr=False)
+
+    def manifest(self) -> dict[str, Any] | None:
+        """The run's manifest as it is now (a copy), or None where it is not available."""
+        return self._manifest() if self._manifest is not None else None
 
     def annotate(self, name: str, value: Any) -> None:
         """Record a small JSON value under ``observers.<name>`` in the manifest."""

@@ -63,6 +63,16 @@ COMMANDS: list[tuple[str, str, str]] = [
         "Check a run's evidence (manifest, logs, error files, artifacts) against its digests.",
     ),
     (
+        "orchestrator.cli.evidence_commands:sync",
+        "sync",
+        "Send the finished runs the sync audit log does not show as acknowledged.",
+    ),
+    (
+        "orchestrator.cli.evidence_commands:prune",
+        "prune",
+        "Remove old runs by a retention policy (--keep, --older-than, [retention]).",
+    ),
+    (
         "orchestrator.cli.exec_command:exec_",
         "exec",
         "Run one command as a one-stage run, with a live event stream (--format jsonl).",

@@ -141,6 +141,54 @@ class TelemetryConfig(_Strict):
         return value or None
 
 
+class SyncConfig(_Strict):
+    url: str | None = Field(
+        None, description="http(s) URL each finished run is POSTed to (docs/evidence.md)"
+    )
+    token_env: str | None = Field(
+        None, description="name of the environment variable holding the bearer token"
+    )
+    timeout_seconds: float = Field(10, gt=0, le=300, description="per attempt")
+    attempts: int = Field(3, ge=1, le=10, description="attempts on 429/5xx, waits from 250 ms")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        from orchestrator.http_targets import check_http_url, redacted
+
+        problem = check_http_url(value) if value else None
+        if problem:
+            raise ValueError(f"{redacted(value or '')}: {problem}")
+        return value or None
+
+    @field_validator("token_env")
+    @classmethod
+    def _variable_name(cls, value: str | None) -> str | None:
+        import re
+
+        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError(
+                "token_env is the NAME of an environment variable (e.g. SYNC_TOKEN), not the token"
+            )
+        return value
+
+
+class RetentionConfig(_Strict):
+    keep_runs: int | None = Field(
+        None, ge=1, description="prune keeps the newest N runs of a task (--keep)"
+    )
+    keep_days: float | None = Field(
+        None, gt=0, description="prune keeps runs younger than this many days (--older-than)"
+    )
+    auto: bool = Field(False, description="prune the task after each run")
+
+    @model_validator(mode="after")
+    def _auto_needs_a_rule(self) -> RetentionConfig:
+        if self.auto and self.keep_runs is None and self.keep_days is None:
+            raise ValueError("auto = true needs keep_runs or keep_days to say what to keep")
+        return self
+
+
 class SpecGuardConfig(_Strict):
     paths: list[str] = Field(
         default_factory=lambda: ["tasks/*.md", "docs/TASKS.md", ".agent/task/*.md"],
@@ -171,6 +219,8 @@ class Settings(BaseSettings):
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     spec_guard: SpecGuardConfig = Field(default_factory=SpecGuardConfig)
+    sync: SyncConfig = Field(default_factory=SyncConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     instructions: InstructionsConfig = Field(default_factory=InstructionsConfig)
     observers: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="option tables of third-party observers, by name"

@@ -74,6 +74,13 @@ def _short(digest: str | None) -> str:
     return digest[:12] if digest else "none"
 
 
+def _same_attempt(error_document: dict[str, Any], record: CommandRecord) -> bool:
+    """Whether an error file was written by the stage's last attempt (not by one that failed
+    before the run was resumed)."""
+    created = error_document.get("created_at")
+    return not isinstance(created, str) or created >= (record.started_at or "")
+
+
 class _Checker:
     def __init__(self, kernel: Kernel, run: RunLocation, report: VerifyReport) -> None:
         self.kernel = kernel
@@ -100,9 +107,9 @@ class _Checker:
             self.fail("history", f"the task history cannot be read: {exc}")
             return
         entries = [
-            e for e in state.get("runs") or [] if isinstance(e, dict) and e.get("run_id") == (
-                manifest.run_id
-            )
+            e
+            for e in state.get("runs") or []
+            if isinstance(e, dict) and e.get("run_id") == (manifest.run_id)
         ]
         if not entries:
             self.fail("history", "the task history has no entry for this run")
@@ -212,10 +219,14 @@ class _Checker:
             self.report.checked += 1
             self.fail(check, f"error file cannot be read: {exc}")
             return
+        if (
+            document is not None
+            and record.status == "succeeded"
+            and _same_attempt(document, record)
+        ):
+            self.report.checked += 1
+            self.fail(check, "an error file exists for a stage the manifest calls succeeded")
         if record.error_file is None:
-            if document is not None and record.status == "succeeded":
-                self.report.checked += 1
-                self.fail(check, "an error file exists for a stage the manifest calls succeeded")
             return
         if document is None:
             self.report.checked += 1
@@ -252,7 +263,9 @@ class _Checker:
             return
         self.compare(check, f"artifact {artifact.stored}", artifact.sha256, actual)
         if size != artifact.bytes:
-            self.fail(check, f"artifact {artifact.stored} has {size} bytes, recorded {artifact.bytes}")
+            self.fail(
+                check, f"artifact {artifact.stored} has {size} bytes, recorded {artifact.bytes}"
+            )
 
 
 def verify_run(kernel: Kernel, run: RunLocation) -> VerifyReport:
