@@ -165,3 +165,24 @@ def collect(
                 f"artifacts glob {pattern!r} of stage {stage_id} matched nothing"
             )
     return result
+
+
+def collect_for_stage(session: Any, stage: Any) -> list[ArtifactRecord]:
+    """The engine's hook: copy ``stage``'s artifacts into the run of ``session`` (a
+    ``RunSession``) when the stage ends, also after a failure; each warning becomes a note of
+    the run's summary."""
+    if not stage.artifacts:
+        return []
+    kernel = session.kernel
+    found = collect(
+        kernel.persistence,
+        session.location,
+        stage.id,
+        stage.artifacts,
+        stage.working_dir(kernel.root),
+        kernel.root,
+        exclude=(kernel.config.runs_dir, kernel.config.out_dir),
+    )
+    for warning in found.warnings:
+        session.note(warning)
+    return found.records

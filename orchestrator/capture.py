@@ -9,9 +9,7 @@ stream for summaries and error files, and tells observers.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 from pydantic_core import PydanticSerializationError, to_json
 
 from orchestrator.clock import now_iso
+from orchestrator.run_logs import FileLogSink, LogSink
 
 STREAMS = ("stdout", "stderr")
 
@@ -75,27 +74,29 @@ class Utf8Splitter:
     def __init__(self) -> None:
         self._pending = b""
 
-    def feed(self, data: bytes) -> tuple[str | None, bytes | None]:
-        """Return ``(text, None)`` for valid UTF-8, else ``(None, raw)`` to be kept as base64."""
+    def feed(self, data: bytes) -> tuple[bytes, str | None]:
+        """Return the bytes complete so far and their text, or ``(raw, None)`` when they are not
+        UTF-8 (kept as base64); a character cut at the end waits for the next chunk."""
         buffer = self._pending + data if self._pending else data
         self._pending = b""
         try:
-            return buffer.decode("utf-8"), None
+            return buffer, buffer.decode("utf-8")
         except UnicodeDecodeError as exc:
             incomplete_tail = (
                 exc.reason == "unexpected end of data" and len(buffer) - exc.start <= 3
             )
             if incomplete_tail:
                 self._pending = buffer[exc.start :]
-                return buffer[: exc.start].decode("utf-8"), None
-            return None, buffer
+                complete = buffer[: exc.start]
+                return complete, complete.decode("utf-8")
+            return buffer, None
 
     def flush(self) -> bytes:
         pending, self._pending = self._pending, b""
         return pending
 
 
-def chunk_event(stream: str, sequence: int, text: str | None, raw: bytes | None) -> dict[str, Any]:
+def chunk_event(stream: str, sequence: int, data: bytes, text: str | None) -> dict[str, Any]:
     event: dict[str, Any] = {
         "type": "exec:chunk",
         "timestamp": now_iso(),
@@ -105,7 +106,7 @@ def chunk_event(stream: str, sequence: int, text: str | None, raw: bytes | None)
     if text is not None:
         event["data"] = text
     else:
-        event["data_b64"] = base64.b64encode(raw or b"").decode("ascii")
+        event["data_b64"] = base64.b64encode(data).decode("ascii")
     return event
 
 
@@ -122,58 +123,50 @@ def encode_line(event: dict[str, Any]) -> bytes:
 
 
 class NdjsonLog:
-    """An append-only event log; each event is one ``write`` (no buffering in this process).
+    """An append-only event log; each event is one ``write`` of one line to its sink.
 
-    Writing never raises: a log is a record of the run, and a full disk must not end the run or
-    the thread that writes. The first failure is kept in :attr:`error` and later writes are
-    dropped (a line written after a gap would give a false picture); callers report it.
+    The sink is a file in the run folder, or whatever the persistence stores logs in
+    (:mod:`orchestrator.run_logs`). Writing never raises: a log is a record of the run, and a
+    full disk or a lost database must not end the run or the thread that writes. The first
+    failure is kept in :attr:`error` and later writes are dropped (a line written after a gap
+    would give a false picture); callers report it.
     """
 
-    def __init__(self, path: Path, *, digest: bool = False) -> None:
-        self.path = path
+    def __init__(self, target: Path | LogSink, digest: Any = None) -> None:
         self.error: str | None = None
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-        self._digest: Any = None
-        if digest:  # the SHA-256 of the whole file, kept as it is written (docs/evidence.md)
-            self._digest = hashlib.sha256()
-            if os.fstat(self._fd).st_size:  # a resumed stage appends to its earlier log
-                with path.open("rb") as earlier:
-                    while chunk := earlier.read(1024 * 1024):
-                        self._digest.update(chunk)
+        self._sink: LogSink | None = FileLogSink(target) if isinstance(target, Path) else target
+        self._digest = digest  # a hashlib object fed every line written (docs/evidence.md)
 
     @property
     def sha256(self) -> str | None:
-        """The digest of every byte in the file so far (None unless built with ``digest``)."""
+        """The digest of the whole log so far (None unless built with a ``digest``)."""
         return None if self._digest is None else self._digest.hexdigest()
 
     def write(self, event: dict[str, Any]) -> bool:
-        if self._fd < 0 or self.error is not None:
+        if self._sink is None or self.error is not None:
             return False
         line = encode_line(event)
-        written = 0
         try:
-            while written < len(line):  # more than once only on a nearly full disk
-                done = os.write(self._fd, line[written:])
-                if self._digest is not None:
-                    self._digest.update(line[written : written + done])
-                written += done
+            self._sink.write(line)
         except OSError as exc:
             self.error = f"{type(exc).__name__}: {exc}"
             return False
+        if self._digest is not None:
+            self._digest.update(line)
         return True
 
     def close(self) -> None:
-        if self._fd >= 0:
+        sink, self._sink = self._sink, None
+        if sink is not None:
             try:
-                os.fsync(self._fd)
+                sink.close()
             except OSError as exc:
                 self.error = self.error or f"{type(exc).__name__}: {exc}"
-            os.close(self._fd)
-            self._fd = -1
 
 
-ChunkListener = Callable[[dict[str, Any]], None]
-"""Called with each ``exec:chunk`` event after it reached the log."""
+ChunkListener = Callable[[str, int, bytes], None]
+"""Called with ``(stream, sequence, data)`` of each chunk after it reached the log; ``data`` is
+the chunk's bytes as the command wrote them (never re-encoded from the log line)."""
 
 
 def event_bytes(event: dict[str, Any]) -> bytes:
@@ -186,11 +179,12 @@ def event_bytes(event: dict[str, Any]) -> bytes:
 class StageCapture:
     def __init__(
         self,
-        log_path: Path,
+        log: Path | LogSink,
         stream_cap_bytes: int,
         listener: ChunkListener | None = None,
+        digest: Any = None,
     ) -> None:
-        self.log = NdjsonLog(log_path, digest=True)
+        self.log = NdjsonLog(log, digest)
         self.tails = {stream: BoundedTail(stream_cap_bytes) for stream in STREAMS}
         self._splitters = {stream: Utf8Splitter() for stream in STREAMS}
         self.sequence = 0
@@ -201,21 +195,20 @@ class StageCapture:
 
     def on_output(self, stream: str, data: bytes) -> None:
         self.tails[stream].add(data)
-        text, raw = self._splitters[stream].feed(data)
-        if text == "" and raw is None:
+        complete, text = self._splitters[stream].feed(data)
+        if not complete:
             return  # only part of a character so far
-        self._emit(stream, text, raw)
+        self._emit(stream, complete, text)
 
-    def _emit(self, stream: str, text: str | None, raw: bytes | None) -> None:
+    def _emit(self, stream: str, data: bytes, text: str | None) -> None:
         self.sequence += 1
-        event = chunk_event(stream, self.sequence, text, raw)
-        self.log.write(event)
+        self.log.write(chunk_event(stream, self.sequence, data, text))
         if self.listener is not None:
-            self.listener(event)
+            self.listener(stream, self.sequence, data)
 
     def close(self) -> None:
         for stream, splitter in self._splitters.items():
             rest = splitter.flush()
             if rest:
-                self._emit(stream, None, rest)
+                self._emit(stream, rest, None)
         self.log.close()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +23,13 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
+
+PLUGIN_API_VERSION = 2
+"""The version of the plugin API (slot contracts, hooks, options models, helpers). It grows by
+one with every change to that API, additions included; docs/plugins.md keeps the changelog. A
+plugin that needs version N declares ``requires_plugin_api = N`` (a class attribute of a slot
+implementation, a module or object attribute of an observer): an older kernel then refuses to
+load it with one clear error instead of failing halfway through a run."""
 
 SLOT_GROUPS: dict[str, str] = {
     "persistence": "codex_orchestrator.persistence",
@@ -71,7 +78,10 @@ class CommandRunnerOptions(SlotOptions):
         description="newest bytes of each stream kept in memory",
     )
     error_detail_cap_bytes: int = Field(
-        8192, ge=0, le=8192, description="newest bytes of stderr kept in an error file"
+        8192,
+        ge=0,
+        le=8192,
+        description="newest bytes of stdout and stderr (together) kept in an error file",
     )
     timeout_seconds: float = Field(0, ge=0, description="default per-stage timeout; 0 = none")
     kill_grace_seconds: float = Field(
@@ -217,7 +227,12 @@ class CommandRequest:
 
 @dataclass
 class CommandOutcome:
-    """How a command ended. ``exit_code`` is None when it was ended by a signal."""
+    """How a command ended: exactly one of ``exit_code`` (0-255, the command exited) and
+    ``signal`` (e.g. ``"SIGKILL"``, a signal ended it), unless ``error`` says it never ran.
+
+    An impossible combination (a negative exit code, both, neither) is a runner bug: building
+    one raises :class:`RunnerContractError`, and the kernel checks what ``run`` returns again.
+    """
 
     exit_code: int | None
     signal: str | None = None
@@ -225,6 +240,54 @@ class CommandOutcome:
     cancelled: bool = False
     pid: int | None = None
     error: str | None = None  # the command could not be started at all (e.g. not found)
+
+    def __post_init__(self) -> None:
+        validate_outcome(self)
+
+
+class RunnerContractError(ValueError):
+    """A command runner returned an outcome no command can have (a bug in the runner)."""
+
+
+def validate_outcome(outcome: object) -> None:
+    """Raise :class:`RunnerContractError` unless ``outcome`` is a possible :class:`CommandOutcome`.
+
+    The kernel calls it on what every runner returns, so a runner bug is reported as one
+    ("command runner failed: ...") instead of being recorded as an exit code: a signal death
+    reported as ``exit_code=-9`` would otherwise make ``exec`` exit 247 instead of 137.
+    """
+    if not isinstance(outcome, CommandOutcome):
+        raise RunnerContractError(
+            f"the command runner returned {type(outcome).__name__}, not a CommandOutcome"
+        )
+    code, name = outcome.exit_code, outcome.signal
+    if code is not None and (not isinstance(code, int) or not 0 <= code <= 255):
+        hint = f" (a command ended by signal {-code} is exit_code=None, signal='SIG...')"
+        raise RunnerContractError(
+            f"the command runner reported exit code {code!r}, outside 0-255"
+            + (hint if isinstance(code, int) and code < 0 else "")
+        )
+    if name is not None and not (isinstance(name, str) and _is_signal_name(name)):
+        raise RunnerContractError(
+            f"the command runner reported signal {name!r}; name it like 'SIGKILL'"
+        )
+    if code is not None and name is not None:
+        raise RunnerContractError(
+            f"the command runner reported both exit code {code} and signal {name}; "
+            "a command either exits or is ended by a signal"
+        )
+    if code is None and name is None and not outcome.error:
+        raise RunnerContractError(
+            "the command runner reported neither an exit code nor a signal nor an error"
+        )
+
+
+def _is_signal_name(name: str) -> bool:
+    import signal
+
+    return name in signal.Signals.__members__ or (
+        name.startswith("SIG") and name[3:].isdigit() and 0 < int(name[3:]) < 128
+    )
 
 
 OutputCallback = Callable[[str, bytes], None]
@@ -332,5 +395,13 @@ class Persistence(Protocol):
         """
 
 
-def iter_slots() -> Iterator[tuple[str, str]]:
-    yield from SLOT_GROUPS.items()
+@runtime_checkable
+class TaskLister(Protocol):
+    """What a persistence implementation may also offer: the tasks it holds records of.
+
+    Optional: ``serve`` lists every task with it, and shows only the configured task when the
+    active implementation does not have it.
+    """
+
+    def list_tasks(self) -> list[str]:
+        """Every task id with at least one stored run or a state snapshot (no order promised)."""

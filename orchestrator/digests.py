@@ -45,3 +45,27 @@ def file_sha256(path: Path) -> tuple[str, int]:
     """(hex digest, byte count) of the file at ``path``; raises OSError when unreadable."""
     with path.open("rb") as stream:
         return stream_sha256(stream)
+
+
+def log_digest(persistence: Any, run: Any, path: Path) -> Any:
+    """A SHA-256 object for the log at ``path``, fed what the log already holds (a resumed stage
+    appends to the log of its earlier attempts), to be fed every line written after."""
+    from orchestrator import run_logs
+
+    digest = hashlib.sha256()
+    try:
+        for chunk in run_logs.read_log(persistence, run, path):
+            digest.update(chunk)
+    except FileNotFoundError:
+        pass
+    return digest
+
+
+def stored_log_sha256(persistence: Any, run: Any, path: Path) -> str:
+    """The digest of the log at ``path`` as stored now; FileNotFoundError when there is none."""
+    from orchestrator import run_logs
+
+    digest = hashlib.sha256()
+    for chunk in run_logs.read_log(persistence, run, path):
+        digest.update(chunk)
+    return digest.hexdigest()

@@ -46,6 +46,10 @@ class RunStateError(OrchestratorError):
     """The run exists but the requested action does not fit its state (e.g. resume a live run)."""
 
 
+class RunStartingError(RunStateError):
+    """The run is being created: its first manifest is not written yet."""
+
+
 class CorruptRecordError(OrchestratorError):
     """A stored record (manifest, state snapshot) does not parse."""
 

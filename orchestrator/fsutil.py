@@ -123,14 +123,42 @@ def make_dirs(folder: Path, *, durable: bool = True) -> None:
             fsync_dir(created.parent)
 
 
-def append_line(path: Path, line: bytes, *, durable: bool = True) -> None:
+TAIL_SCAN_BYTES = 64 * 1024
+
+
+def cut_torn_tail(fd: int) -> int:
+    """Cut a last line that lacks its newline (a writer died in the middle of it) off the file
+    open as ``fd``; return how many bytes were cut. Only while every writer of the file is
+    excluded (its lock held): a torn line never becomes whole, and a record appended after it
+    would be glued onto it and lost to readers. Reads at most the file's torn tail."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return 0
+    end = size
+    while end > 0:
+        start = max(0, end - TAIL_SCAN_BYTES)
+        newline = os.pread(fd, end - start, start).rfind(b"\n")
+        if newline >= 0:
+            keep = start + newline + 1
+            break
+        end = start
+    else:
+        keep = 0
+    os.ftruncate(fd, keep)
+    return size - keep
+
+
+def append_line(
+    path: Path, line: bytes, *, durable: bool = True, repair_tail: bool = False
+) -> None:
     """Append one line with a single ``write`` on an O_APPEND descriptor, then fsync.
 
     Lines of concurrent writers never interleave (one ``write`` of a regular file opened with
     O_APPEND lands whole on local file systems). A file this call created has its folder fsynced
-    too, so the new name survives a crash.
+    too, so the new name survives a crash. ``repair_tail`` first cuts off a torn last line
+    (:func:`cut_torn_tail`): pass it only while holding the lock every writer of ``path`` takes.
     """
-    flags = os.O_WRONLY | os.O_APPEND
+    flags = (os.O_RDWR if repair_tail else os.O_WRONLY) | os.O_APPEND
     try:
         fd = os.open(path, flags)
         created = False
@@ -138,6 +166,8 @@ def append_line(path: Path, line: bytes, *, durable: bool = True) -> None:
         fd = os.open(path, flags | os.O_CREAT, 0o666)
         created = True
     try:
+        if repair_tail and not created:
+            cut_torn_tail(fd)
         written = os.write(fd, line)
         if written != len(line):
             raise OSError(f"short write to {path} ({written} of {len(line)} bytes; disk full?)")

@@ -1,8 +1,9 @@
-"""The heartbeat of a live run: a thread that ticks every ``interval_seconds``.
+"""The heartbeat of a live run: a thread that calls ``tick`` every ``interval`` seconds.
 
-Each tick calls the heartbeat slot, sets the manifest's ``heartbeat_at`` (a throttled write
-through the manifest writer) and tells observers. A failing tick is logged in the run's event
-log (and once per streak on standard error) and never stops the run or the thread.
+What a tick does (the heartbeat slot, the manifest's ``heartbeat_at``, the observers) is the
+run session's :meth:`~orchestrator.run_session.RunSession.beat`; this module only keeps time, so
+it knows nothing of the run and imports nothing of the engine. A tick that raises never stops
+the thread.
 """
 
 from __future__ import annotations
@@ -10,14 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from typing import TYPE_CHECKING
-
-from orchestrator.clock import iso, utcnow
-from orchestrator.contracts import RunLocation
-from orchestrator.manifest_writer import ManifestWriter
-
-if TYPE_CHECKING:
-    from orchestrator.engine import RunEngine
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -33,41 +27,13 @@ def peak_rss_kb() -> int | None:
 
 
 class HeartbeatThread:
-    """Ticks every ``interval`` seconds on its own thread; a failing tick never stops the run."""
+    """Calls ``tick`` once at :meth:`start`, then every ``interval`` seconds until :meth:`stop`."""
 
-    def __init__(self, engine: RunEngine, run: RunLocation, writer: ManifestWriter) -> None:
-        self.engine = engine
-        self.run = run
-        self.writer = writer
-        self.interval = engine.kernel.heartbeat_options.interval_seconds
+    def __init__(self, interval: float, tick: Callable[[], None]) -> None:
+        self.interval = interval
+        self.tick = tick
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="heartbeat", daemon=True)
-        self.failures = 0
-        self.streak = 0
-
-    def tick(self) -> None:
-        at = utcnow()
-        try:
-            self.engine.kernel.heartbeat.beat(self.run, at)
-        except Exception as exc:
-            self._failed(exc)
-        else:
-            if self.streak:
-                self.engine.log_event("heartbeat:recovered", failures=self.streak)
-            self.streak = 0
-        with self.writer.lock:
-            self.writer.manifest.heartbeat_at = iso(at)
-        self.writer.request(force=False)
-        self.engine.kernel.observers.heartbeat(self.engine.view, at)
-
-    def _failed(self, exc: Exception) -> None:
-        """Every failure goes to the run's event log; the first of a streak also to stderr."""
-        self.failures += 1
-        self.streak += 1
-        message = f"heartbeat failed ({type(exc).__name__}: {exc}); next tick retries"
-        if self.streak == 1:
-            self.engine.warn(message)
-        self.engine.log_event("heartbeat:failed", message=message, streak=self.streak)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

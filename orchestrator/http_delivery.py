@@ -3,7 +3,8 @@
 Shared by the ``notifications`` observer (run summaries) and ``sync`` (runs to a remote store):
 each attempt has a timeout; connection errors, timeouts, HTTP 408, 429 and 5xx are retried
 (``attempts`` in all; waits from ``RETRY_INITIAL_WAIT_SECONDS``, doubling, at most
-``RETRY_MAX_WAIT_SECONDS``); any other answer fails at once.
+``RETRY_MAX_WAIT_SECONDS``); any other answer fails at once. A URL's ``user:password@`` is HTTP
+Basic auth; errors are redacted before anyone sees them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from orchestrator import __version__
+from orchestrator.redaction import redact_text, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +64,18 @@ def post_json(url: str, body: bytes, timeout: float, headers: dict[str, str] | N
     import urllib.error
     import urllib.request
 
+    from orchestrator.http_targets import without_credentials
+
+    bare, auth = without_credentials(url)  # user:password@ is HTTP Basic auth, not the host
     request = urllib.request.Request(
-        url,
+        bare,
         data=body,
         method="POST",
         headers={
             "Content-Type": "application/json",
             "User-Agent": f"codex-orchestrator/{__version__}",
             **(headers or {}),
+            **auth,
         },
     )
     try:
@@ -81,9 +87,9 @@ def post_json(url: str, body: bytes, timeout: float, headers: dict[str, str] | N
             raise TransientDeliveryError(f"HTTP {exc.code}", exc.code) from None
         raise DeliveryError(f"HTTP {exc.code}", exc.code) from None
     except urllib.error.URLError as exc:
-        raise TransientDeliveryError(str(exc.reason)) from None
-    except (OSError, TimeoutError) as exc:
-        raise TransientDeliveryError(f"{type(exc).__name__}: {exc}") from None
+        raise TransientDeliveryError(redact_text(str(exc.reason))) from None
+    except (OSError, TimeoutError, ValueError) as exc:  # ValueError: http.client.InvalidURL
+        raise TransientDeliveryError(redact_text(f"{type(exc).__name__}: {exc}")) from None
 
 
 AttemptListener = Callable[[int, "int | None", "str | None", int], None]
@@ -115,7 +121,7 @@ def deliver(
         retry=retry_if_exception_type(TransientDeliveryError),
         before_sleep=lambda state: log.info(
             "notification to %s failed (attempt %d): %s; retrying",
-            target,
+            redact_url(target),
             state.attempt_number,
             state.outcome.exception() if state.outcome else "?",
         ),
@@ -131,19 +137,15 @@ def deliver(
                     outcome.status = post_json(target, body, timeout, headers)
                 except DeliveryError as exc:
                     if on_attempt is not None:
-                        on_attempt(outcome.attempts, _status_of(exc), str(exc), _ms(began))
+                        on_attempt(outcome.attempts, exc.status, redact_text(str(exc)), _ms(began))
                     raise
                 if on_attempt is not None:
                     on_attempt(outcome.attempts, outcome.status, None, _ms(began))
                 outcome.ok = True
     except (DeliveryError, RetryError) as exc:
-        outcome.error = str(exc)
+        outcome.error = redact_text(str(exc))
     outcome.duration_ms = round((time.monotonic() - started) * 1000)
     return outcome
-
-
-def _status_of(exc: DeliveryError) -> int | None:
-    return exc.status
 
 
 def _ms(began: float) -> int:

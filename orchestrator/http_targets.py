@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+import base64
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from orchestrator.redaction import redact_url, remember_url
 
 
 def check_http_url(text: str) -> str | None:
-    """Why ``text`` is not a usable ``http://`` or ``https://`` URL, or None when it is."""
+    """Why ``text`` is not a usable ``http://`` or ``https://`` URL, or None when it is.
+
+    Every URL checked here is a target that may carry a secret: it is remembered, so its secret
+    parts are cut from any message shown later (orchestrator.redaction).
+    """
+    remember_url(text)
+    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in text.strip()):
+        return "the URL contains a space or a control character (percent-encode it)"
     try:
         parts = urlsplit(text.strip())
         parts.port  # noqa: B018 - raises ValueError on a bad port
@@ -20,15 +30,20 @@ def check_http_url(text: str) -> str | None:
 
 
 def redacted(url: str) -> str:
-    """The URL as recorded in manifests: scheme, host and port only.
+    """The URL as shown and recorded: scheme, host and port only (orchestrator.redaction)."""
+    return redact_url(url)
 
-    Webhook URLs often carry a secret in their path or query, and manifests are shared with
-    reviewers, so neither is recorded.
+
+def without_credentials(url: str) -> tuple[str, dict[str, str]]:
+    """The URL without its ``user:password@`` part, and the HTTP Basic auth header it stood for.
+
+    urllib would otherwise take the user information as part of the host name and never deliver.
     """
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port else ""
-    suffix = "/…" if (parts.path not in ("", "/") or parts.query) else ""
-    return f"{parts.scheme}://{host}{port}{suffix}"
+    parts = urlsplit(url.strip())
+    if parts.username is None:
+        return url.strip(), {}
+    host = parts.netloc.rpartition("@")[2]
+    credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+    token = base64.b64encode(credentials.encode("utf-8")).decode("ascii")
+    bare = urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+    return bare, {"Authorization": f"Basic {token}"}

@@ -14,7 +14,6 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from orchestrator.fsutil import atomic_write_bytes
 
@@ -62,30 +61,26 @@ def collect(
     return Instructions(tuple(found), "\n".join(parts))
 
 
-def apply(
+def combine(
     root: Path,
     sources: Sequence[str],
     run_dir: Path,
-    manifest: Any,
     warn: Callable[[str], None] | None = None,
-) -> Path | None:
-    """Combine the sources into the run folder and record them in the manifest.
+) -> tuple[Path | None, Instructions]:
+    """Combine the sources into the run folder; return the combined file's path and what it
+    holds, for the manifest's ``instructions_sources`` and ``instructions_hash``.
 
-    Returns the combined file's path, or None when no source exists (then the manifest records
-    no sources, a null hash, and stages get no ``CODEX_ORCHESTRATOR_INSTRUCTIONS_PATH``).
+    The path is None when no source exists (then the manifest records no sources, a null hash,
+    and stages get no ``CODEX_ORCHESTRATOR_INSTRUCTIONS_PATH``) or the file cannot be written.
     """
-    instructions = collect(root, sources, warn)
-    manifest.instructions_sources = list(instructions.sources)
-    manifest.instructions_hash = None
-    if not instructions.sources:
-        return None
+    found = collect(root, sources, warn)
+    if not found.sources:
+        return None, found
     path = run_dir / COMBINED_FILE
     try:
-        atomic_write_bytes(path, instructions.data)
+        atomic_write_bytes(path, found.data)
     except OSError as exc:
         if warn:
             warn(f"combined instructions not written to {path}: {exc.strerror}")
-        manifest.instructions_sources = []
-        return None
-    manifest.instructions_hash = instructions.sha256
-    return path
+        return None, Instructions((), "")
+    return path, found

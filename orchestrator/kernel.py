@@ -1,15 +1,16 @@
 """The kernel: configuration, the four slots and the observers, loaded once per command.
 
 Slots are built on first use, so a command that needs only the ID sanitizer (``plan``) does not
-import a persistence implementation.
+import a persistence implementation. The kernel is frozen: what one command tells a running run
+(cancel, hurry, ``--approve``) travels in :class:`orchestrator.run_plan.RunControls` instead.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -26,16 +27,17 @@ from orchestrator.observers import Observers, load_observers
 from orchestrator.slots import LoadedSlot, instantiate, load_class
 
 
-@dataclass
+@dataclass(frozen=True)
 class Kernel:
     config: LoadedConfig
     environ: Mapping[str, str]
-    cancel: threading.Event = field(default_factory=threading.Event)
-    hurry: threading.Event = field(default_factory=threading.Event)
-    approve: bool = False
-    """``--approve``: grant every stage that requires approval in this invocation."""
-    _slots: dict[str, LoadedSlot] = field(default_factory=dict)
-    _observers: Observers | None = None
+    enclosing_run_id: str | None = None
+    """The run whose stage started this command, when it works on the same project."""
+    config_found: bool = True
+    """Whether a project (or ``--config``) file was read: a pipeline can come from nowhere else
+    in the usual case, so commands that need one say how to make it."""
+    searched_from: Path | None = None
+    _slots: dict[str, LoadedSlot] = field(default_factory=dict)  # filled once per slot, on use
 
     @classmethod
     def load(
@@ -44,10 +46,24 @@ class Kernel:
         config_file: Path | None = None,
         assignments: Sequence[str] = (),
         environ: Mapping[str, str] | None = None,
+        root: Path | None = None,
     ) -> Kernel:
-        environ = os.environ if environ is None else environ
-        config = load_config(environ=environ, config_file=config_file, assignments=assignments)
-        return cls(config=config, environ=environ)
+        from orchestrator.config.project import resolve_project
+
+        project = resolve_project(os.environ if environ is None else environ, root)
+        config = load_config(
+            environ=project.environ,
+            config_file=config_file,
+            assignments=assignments,
+            root=project.root,
+        )
+        return cls(
+            config=config,
+            environ=project.environ,
+            enclosing_run_id=project.enclosing_run_id,
+            config_found=project.config_found or config_file is not None,
+            searched_from=project.searched_from,
+        )
 
     @property
     def root(self) -> Path:
@@ -76,6 +92,25 @@ class Kernel:
         for slot in ("id_sanitizer", "persistence", "heartbeat", "command_runner"):
             self.slot(slot)
 
+    def check_options(self, *, skip_unloadable: bool = False) -> None:
+        """Validate each slot's options table with its active implementation's model, exactly as
+        a run would, without building anything: every command that loads the config rejects what
+        ``start`` rejects. ``skip_unloadable``: an implementation that cannot load is left to the
+        caller to report (``plugins``)."""
+        from orchestrator.errors import PluginLoadError
+
+        for slot in ("id_sanitizer", "persistence", "heartbeat", "command_runner"):
+            if slot in self._slots:
+                continue
+            name = getattr(self.config.settings.plugins, slot)
+            try:
+                implementation_cls, _ = load_class(slot, name)
+            except PluginLoadError:
+                if skip_unloadable:
+                    continue
+                raise
+            self.config.validate_options(slot, implementation_cls.options_model)
+
     @property
     def persistence(self) -> Persistence:
         return self.slot("persistence").implementation  # type: ignore[no-any-return]
@@ -96,13 +131,9 @@ class Kernel:
     def sanitizer(self) -> IdSanitizer:
         return self.slot("id_sanitizer").implementation  # type: ignore[no-any-return]
 
-    @property
+    @cached_property
     def observers(self) -> Observers:
-        if self._observers is None:
-            self._observers = load_observers(
-                self.config.settings.plugins.disabled, environ=dict(self.environ)
-            )
-        return self._observers
+        return load_observers(self.config.settings.plugins.disabled, environ=dict(self.environ))
 
     def effective_config(self) -> dict[str, Any]:
         return self.config.settings.model_dump(mode="json")

@@ -139,6 +139,14 @@ class CommandRecord(_Model):
     artifacts: list[ArtifactRecord] = Field(
         default_factory=list, description="the files the stage's artifacts globs matched"
     )
+    needs: list[str] = Field(
+        default_factory=list, description="ids of the stages this one waits for (a graph)"
+    )
+    status_detail: str | None = Field(
+        None,
+        description="why a stage has its status: needs-failed (a stage it needs failed), "
+        "fail-fast (another stage failed under fail_fast), cancelled",
+    )
 
 
 class Manifest(_Model):

@@ -16,6 +16,7 @@ import pluggy
 
 from orchestrator import hookspecs
 from orchestrator.contracts import OBSERVER_GROUP
+from orchestrator.slots import check_required_api
 
 AUTOLOAD_SWITCH = "CODEX_ORCHESTRATOR_DISABLE_PLUGIN_AUTOLOAD"
 """Set to 1 to load no third-party observer (the built-in ones still load)."""
@@ -150,6 +151,7 @@ def load_observers(
         plugin: object = None
         try:
             plugin = entry_point.load()
+            check_required_api(plugin, f"observer {entry_point.name!r}")
             observers.manager.register(plugin, name=entry_point.name)
             observers.manager.check_pending()
         except (Exception, SystemExit) as exc:

@@ -6,10 +6,11 @@ import hashlib
 import json
 import shlex
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from orchestrator import stage_graph
 from orchestrator.config.model import Settings, StageConfig
 from orchestrator.contracts import IdSanitizer
 from orchestrator.errors import ConfigError, UnknownPipelineError
@@ -35,6 +36,7 @@ class ResolvedStage:
     retry_attempts: int | None = None
     retry_on_exit_codes: list[int] | None = None
     artifacts: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()
 
     def effective_timeout(self, default: float) -> float:
         """The stage's own timeout, else ``default`` (``[command_runner] timeout_seconds``)."""
@@ -49,20 +51,36 @@ class ResolvedPipeline:
     id: str
     title: str
     stages: tuple[ResolvedStage, ...]
+    max_parallel: int | None = None
+    """The pipeline's own cap on stages at once (a graph); None: the command's, else CPUs."""
+    fail_fast: bool = False
+    declares_needs: bool = False
+    """Some stage has a ``needs`` key, even ``needs = []`` (a stage that needs nothing)."""
+
+    @property
+    def is_graph(self) -> bool:
+        """Any ``needs`` key makes a graph; without, stages run one after another."""
+        return self.declares_needs or any(stage.needs for stage in self.stages)
+
+    @property
+    def needs(self) -> dict[str, tuple[str, ...]]:
+        return {stage.id: stage.needs for stage in self.stages}
 
     @property
     def fingerprint(self) -> str:
-        """SHA-256 of what the stages do, to tell on resume whether the pipeline changed."""
-        payload = [_fingerprinted(stage) for stage in self.stages]
+        """SHA-256 of what the stages do, to tell on resume whether the pipeline changed.
+
+        ``needs`` count only where given, so a pipeline without any keeps its fingerprint."""
+        payload: list[object] = ["graph"] if self.is_graph else []
+        for stage in self.stages:
+            item = asdict(stage) | {"title": None}
+            if not stage.needs:
+                del item["needs"]
+            if not stage.artifacts:  # runs from before artifacts keep their fingerprint
+                del item["artifacts"]
+            payload.append(item)
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _fingerprinted(stage: ResolvedStage) -> dict[str, object]:
-    fields = asdict(stage) | {"title": None}
-    if not fields["artifacts"]:  # runs from before artifacts existed keep their fingerprint
-        del fields["artifacts"]
-    return fields
 
 
 def command_text(command: str | list[str] | None) -> str:
@@ -120,8 +138,10 @@ def resolve_pipeline(
     config = settings.pipelines[pipeline_id]
     trail = (*_trail, pipeline_id)
     seen: set[str] = set()
+    raw_ids: dict[str, str] = {}  # id as configured -> id as sanitized
     stages: list[ResolvedStage] = []
-    for position, entry in enumerate(_expand(settings, config.stages, origin, ()), start=1):
+    expanded = _expand(settings, config.stages, origin, ())
+    for position, entry in enumerate(expanded, start=1):
         assert entry.id is not None
         label = f'stage ID in pipeline "{pipeline_id}"'
         try:
@@ -166,9 +186,51 @@ def resolve_pipeline(
                 retry_attempts=entry.retry_attempts,
                 retry_on_exit_codes=entry.retry_on_exit_codes,
                 artifacts=tuple(entry.artifacts or ()),
+                needs=tuple(entry.needs or ()),
             )
         )
-    return ResolvedPipeline(pipeline_id, config.title or pipeline_id, tuple(stages))
+        raw_ids[entry.id] = stage_id
+    stages = _check_needs(stages, raw_ids, origin, pipeline_id)
+    return ResolvedPipeline(
+        pipeline_id,
+        config.title or pipeline_id,
+        tuple(stages),
+        max_parallel=config.max_parallel,
+        fail_fast=config.fail_fast,
+        declares_needs=any(entry.needs is not None for entry in expanded),
+    )
+
+
+def _check_needs(
+    stages: list[ResolvedStage], raw_ids: dict[str, str], origin: str, pipeline_id: str
+) -> list[ResolvedStage]:
+    """``needs`` name stages by the ids the config gave them; an unknown id or a cycle is a
+    config error naming the stages involved."""
+    stages = [
+        replace(stage, needs=tuple(raw_ids.get(need, need) for need in stage.needs))
+        for stage in stages
+    ]
+    needs = {stage.id: stage.needs for stage in stages}
+    unknown = stage_graph.unknown_needs(needs)
+    if unknown:
+        known = ", ".join(needs)
+        problems = "; ".join(
+            f"stage {stage!r} needs itself"
+            if stage == need
+            else f"stage {stage!r} needs {need!r}, which is no stage of it"
+            for stage, need in unknown
+        )
+        raise ConfigError(
+            f"{origin}: pipeline {pipeline_id!r}: {problems} (its stages: {known}); "
+            "'needs' names other stages of the same pipeline"
+        )
+    cycle = stage_graph.find_cycle(needs)
+    if cycle:
+        raise ConfigError(
+            f"{origin}: pipeline {pipeline_id!r}: 'needs' form a cycle: {' -> '.join(cycle)}; "
+            "remove one of these needs"
+        )
+    return stages
 
 
 def _env_text(value: object) -> str:

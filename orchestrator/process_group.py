@@ -9,14 +9,132 @@ import these helpers instead of writing their own.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import signal
+import subprocess
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from orchestrator.contracts import CommandRequest
+    from orchestrator.contracts import CommandOutcome, CommandRequest
+
+SHELL = "/bin/sh"
+"""What a ``shell`` request runs through (``/bin/sh -c``)."""
+
+_GATE = 'read -r _ || exit 126; exec "$@" </dev/null'
+"""The child reads its standard input (the gate pipe) until its limits are in place, then
+becomes the command (same pid) with standard input ``/dev/null``."""
+
+Stream = int | IO[Any] | None
+
+
+def command_argv(request: CommandRequest) -> list[str]:
+    """The argv a request runs: its ``argv``, or ``/bin/sh -c <shell>`` (the one place)."""
+    if request.argv is not None:
+        return list(request.argv)
+    return [SHELL, "-c", request.shell or ""]
+
+
+@dataclass(frozen=True)
+class ProcessLimits:
+    """Limits for one command's process, set before it runs and inherited by its children.
+
+    ``nice`` is added to the orchestrator's own niceness; ``rlimits`` maps ``resource.RLIMIT_*``
+    to ``(soft, hard)``. :func:`spawn` applies them from the parent with ``setpriority(2)`` and
+    ``prlimit(2)`` while the child waits at a gate, so nothing runs between fork and exec: safe
+    with threads, unlike ``Popen(preexec_fn=...)``.
+    """
+
+    nice: int = 0
+    rlimits: Mapping[int, tuple[int, int]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.nice or self.rlimits)
+
+
+def spawn(
+    request: CommandRequest,
+    *,
+    stdout: Stream,
+    stderr: Stream,
+    limits: ProcessLimits | None = None,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a request's command the way every runner must: argv or ``/bin/sh -c``, in
+    ``request.cwd``, with ``env`` (default ``request.env``), standard input ``/dev/null``, as the
+    leader of a new session (so its process group id is its pid), no other descriptor inherited,
+    and ``limits`` in place before the command's first instruction.
+
+    Raises ``OSError`` as ``subprocess.Popen`` does (``FileNotFoundError`` for a missing program:
+    a runner reports 127 with an ``error``, 126 for other errors). Thread-safe.
+    """
+    argv = command_argv(request)
+    environment = dict(request.env if env is None else env)
+    options: dict[str, Any] = {
+        "cwd": request.cwd,
+        "env": environment,
+        "stdin": subprocess.DEVNULL,
+        "stdout": stdout,
+        "stderr": stderr,
+        "start_new_session": True,
+        "close_fds": True,
+    }
+    if not limits:
+        return subprocess.Popen(argv, **options)
+    _require_program(argv[0], environment, request.cwd)
+    gate_read, gate_write = os.pipe()
+    try:
+        process = subprocess.Popen(
+            [SHELL, "-c", _GATE, "sh", *argv], **{**options, "stdin": gate_read}
+        )
+    except BaseException:
+        os.close(gate_write)
+        raise
+    finally:
+        os.close(gate_read)
+    try:
+        if limits.nice:
+            own = os.getpriority(os.PRIO_PROCESS, 0)
+            os.setpriority(os.PRIO_PROCESS, process.pid, own + limits.nice)
+        if limits.rlimits:
+            import resource
+
+            for which, values in limits.rlimits.items():
+                resource.prlimit(process.pid, which, values)
+        os.write(gate_write, b"go\n")
+    except BaseException:
+        signal_group(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
+    finally:
+        os.close(gate_write)
+    return process
+
+
+def not_started(request: CommandRequest, exc: OSError) -> CommandOutcome:
+    """The outcome of a command :func:`spawn` could not start: 127 when the program is missing,
+    126 otherwise, with a one-line ``error``."""
+    from orchestrator.contracts import CommandOutcome
+
+    code = 127 if exc.errno == errno.ENOENT else 126
+    program = command_argv(request)[0]
+    return CommandOutcome(exit_code=code, error=f"cannot run {program!r}: {exc.strerror}")
+
+
+def _require_program(program: str, env: Mapping[str, str], cwd: Any) -> None:
+    """Fail like ``Popen`` would for a missing program (the gate shell would only exit 127)."""
+    if "/" in program:
+        path = program if os.path.isabs(program) else os.path.join(str(cwd), program)
+        found = path if os.path.exists(path) else None
+    else:
+        found = shutil.which(program, path=env.get("PATH", os.defpath))
+    if found is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
 
 
 def signal_name(number: int) -> str:

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from orchestrator.capture import StageCapture
+from orchestrator.capture import BoundedTail
 from orchestrator.clock import now_iso
 from orchestrator.contracts import CommandOutcome
 from orchestrator.errors import EXIT_CANCELLED, EXIT_OK, EXIT_RUN_FAILED
@@ -62,18 +62,20 @@ def run_summary(
     }
 
 
-def stage_summary(stage: ResolvedStage, capture: StageCapture, outcome: CommandOutcome) -> str:
+def stage_summary(
+    stage: ResolvedStage, tails: dict[str, BoundedTail], outcome: CommandOutcome
+) -> str:
     """The last output line matching ``summary_hint`` (else the last line), and how it ended."""
     lines: list[str] = []
     for stream in ("stdout", "stderr"):
-        tail = capture.tails[stream].value(8192).decode("utf-8", "replace")
+        tail = tails[stream].value(8192).decode("utf-8", "replace")
         lines.extend(line.strip() for line in tail.splitlines() if line.strip())
     chosen = ""
     if stage.summary_hint:
         pattern = re.compile(stage.summary_hint)
         chosen = next((line for line in reversed(lines) if pattern.search(line)), "")
     if not chosen:
-        stdout_lines = capture.tails["stdout"].value(8192).decode("utf-8", "replace").splitlines()
+        stdout_lines = tails["stdout"].value(8192).decode("utf-8", "replace").splitlines()
         stdout_lines = [line.strip() for line in stdout_lines if line.strip()]
         chosen = stdout_lines[-1] if stdout_lines else (lines[-1] if lines else "")
     if outcome.error:
@@ -92,26 +94,46 @@ def stage_summary(stage: ResolvedStage, capture: StageCapture, outcome: CommandO
     return text if len(text) <= SUMMARY_LIMIT else text[: SUMMARY_LIMIT - 1] + "…"
 
 
+def tail_shares(cap: int, stdout_size: int, stderr_size: int) -> tuple[int, int]:
+    """Bytes of (stdout, stderr) an error file keeps: together at most ``cap``, half each, a
+    stream that needs less than its half leaving the rest to the other."""
+    half = cap // 2
+    if stdout_size <= half:
+        return stdout_size, min(stderr_size, cap - stdout_size)
+    if stderr_size <= cap - half:
+        return min(stdout_size, cap - stderr_size), stderr_size
+    return half, cap - half
+
+
 def error_document(
     manifest: Manifest,
     record: CommandRecord,
     outcome: CommandOutcome,
-    capture: StageCapture,
+    tails: dict[str, BoundedTail],
     reason: str,
     cap: int,
 ) -> dict[str, Any]:
-    """An error file (interface.md 4), shrunk until it fits in 10 KB whatever the stderr holds.
+    """An error file, shrunk until it fits in 10 KB whatever the output holds.
 
-    ``details.stderr`` is the newest stderr as text of at most ``cap`` UTF-8 bytes; control
-    characters (escaped six bytes each in JSON) and a huge command shrink it further.
+    ``details.stdout`` and ``details.stderr`` are the newest bytes of each stream as text, of at
+    most ``cap`` UTF-8 bytes together (most tools report failures on stdout, so both count);
+    control characters (escaped six bytes each in JSON) and a huge command shrink them further.
     """
 
-    # A runner with merged streams (e.g. a pseudo-terminal) delivers stderr inside stdout.
-    stderr_tail = capture.tails["stdout" if record.merged_streams else "stderr"]
-    keep = min(cap, stderr_tail.cap)
+    # A runner with merged streams (e.g. a pseudo-terminal) delivers stderr inside stdout: the
+    # one combined stream is kept as ``stderr`` (where such runners always put it).
+    if record.merged_streams:
+        err_tail, out_tail = tails["stdout"], None
+    else:
+        err_tail, out_tail = tails["stderr"], tails["stdout"]
+    out_size = min(out_tail.total, out_tail.cap) if out_tail else 0
+    err_size = min(err_tail.total, err_tail.cap)
+    keep = min(cap, out_size + err_size)
     command = record.command
     while True:
-        text = stderr_tail.text(keep)
+        out_keep, err_keep = tail_shares(keep, out_size, err_size)
+        err_text = err_tail.text(err_keep)
+        out_text = out_tail.text(out_keep) if out_tail else ""
         document = {
             "run_id": manifest.run_id,
             "task_id": manifest.task_id,
@@ -123,9 +145,12 @@ def error_document(
                 "exit_code": outcome.exit_code,
                 "signal": outcome.signal,
                 "timed_out": outcome.timed_out,
-                "stderr": text,
-                "stderr_truncated": stderr_tail.total > len(text.encode("utf-8")),
-                "stdout_truncated": capture.tails["stdout"].truncated,
+                "stderr": err_text,
+                "stderr_truncated": err_tail.total > len(err_text.encode("utf-8")),
+                "stdout": out_text,
+                "stdout_truncated": (out_tail.total > len(out_text.encode("utf-8")))
+                if out_tail
+                else False,
             },
             "created_at": now_iso(),
         }
@@ -135,11 +160,11 @@ def error_document(
             return document
         if keep > 0:
             # shrink in proportion: an escaped control character takes six bytes of JSON
-            stderr_size = len(json.dumps(text, ensure_ascii=False).encode("utf-8"))
-            room = budget - (size - stderr_size)
-            keep = max(0, min(keep - 1, keep * room // max(stderr_size, 1) - 16))
+            text_size = len(json.dumps(err_text + out_text, ensure_ascii=False).encode("utf-8"))
+            room = budget - (size - text_size)
+            keep = max(0, min(keep - 1, keep * room // max(text_size, 1) - 16))
             continue
-        # even with no stderr it is too big: the command itself is huge
+        # even with no output it is too big: the command itself is huge
         shown = command if isinstance(command, str) else json.dumps(command)
         command = shown[: max(0, len(shown) - (size - budget) - 16)] + "…"
         reason = reason[:512]

@@ -294,10 +294,13 @@ class Run:
 class Orchestrator:
     """A project, driven through the CLI.
 
-    ``root`` is the project root (default: ``$CODEX_ORCHESTRATOR_ROOT`` or the current
-    directory). ``task``, ``config`` and ``settings`` (``TABLE.KEY=VALUE`` strings) are passed
-    to every command as ``--task``, ``--config`` and ``--set``. ``cli`` is the command that runs
-    the CLI (default: this Python's ``-m orchestrator``); ``env`` adds environment variables.
+    ``root`` is the project root (default: found as the CLI finds it: ``$CODEX_ORCHESTRATOR_ROOT``
+    when the user set it, else the nearest folder at or above the current one holding
+    ``codex.orchestrator.toml``, else the current folder; inside a stage of a run, the
+    variables that run set never choose the project). ``task``, ``config`` and ``settings``
+    (``TABLE.KEY=VALUE`` strings) are passed to every command as ``--task``, ``--config`` and
+    ``--set``. ``cli`` is the command that runs the CLI (default: this Python's
+    ``-m orchestrator``); ``env`` adds environment variables.
     """
 
     def __init__(
@@ -310,8 +313,13 @@ class Orchestrator:
         env: Mapping[str, str] | None = None,
         cli: Sequence[str] | None = None,
     ) -> None:
-        base = root if root is not None else os.environ.get("CODEX_ORCHESTRATOR_ROOT") or "."
-        self.root = Path(base).resolve()
+        if root is None:
+            # the CLI's own discovery: inside a stage, an inherited root does not count
+            from orchestrator.config.project import resolve_project
+
+            self.root = resolve_project(os.environ).root
+        else:
+            self.root = Path(root).resolve()
         self.task = task
         self.config = Path(config).resolve() if config is not None else None
         self.settings = list(settings)
@@ -321,11 +329,10 @@ class Orchestrator:
     def _environment(self) -> dict[str, str]:
         environment = dict(os.environ)
         environment.update(self.env)
-        environment["CODEX_ORCHESTRATOR_ROOT"] = str(self.root)
         return environment
 
     def _common(self, fmt: str, task: str | None) -> list[str]:
-        args = ["--format", fmt]
+        args = ["--format", fmt, "--root", str(self.root)]
         chosen = task if task is not None else self.task
         if chosen is not None:
             args += ["--task", chosen]

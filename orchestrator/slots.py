@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from orchestrator.contracts import BASE_OPTIONS, SLOT_GROUPS, SlotContext
+from orchestrator.contracts import BASE_OPTIONS, PLUGIN_API_VERSION, SLOT_GROUPS, SlotContext
 from orchestrator.errors import PluginLoadError
 
 
@@ -116,6 +116,7 @@ def load_class(slot: str, name: str) -> tuple[type, ImplementationInfo]:
             f"plugin {name!r} in group {group} is not a class ({extension.entry_point_target}); "
             "a slot implementation must be a class taking (options, context)"
         )
+    check_required_api(cls, f"plugin {name!r} in group {group}")
     base = BASE_OPTIONS[slot]
     options_model = getattr(cls, "options_model", base)
     if not (isinstance(options_model, type) and issubclass(options_model, base)):
@@ -126,6 +127,20 @@ def load_class(slot: str, name: str) -> tuple[type, ImplementationInfo]:
     distribution, version = _distribution_of(extension.entry_point)
     info = ImplementationInfo(slot, name, extension.entry_point_target, distribution, version)
     return cls, info
+
+
+def check_required_api(plugin: object, what: str) -> None:
+    """Refuse a plugin that declares ``requires_plugin_api`` newer than this kernel's."""
+    required = getattr(plugin, "requires_plugin_api", None)
+    if required is None:
+        return
+    if not isinstance(required, int) or isinstance(required, bool):
+        raise PluginLoadError(f"{what}: requires_plugin_api must be an int (got {required!r})")
+    if required > PLUGIN_API_VERSION:
+        raise PluginLoadError(
+            f"{what} needs plugin API {required}, but this codex-orchestrator has plugin API "
+            f"{PLUGIN_API_VERSION}; upgrade codex-orchestrator or install an older plugin"
+        )
 
 
 def build(slot: str, name: str, options: BaseModel, context: SlotContext) -> Any:

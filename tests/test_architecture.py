@@ -68,3 +68,70 @@ def test_builtin_implementations_load_through_their_entry_points(tmp_path: Path)
         "command_runner": "orchestrator.builtin.subprocess_runner",
         "id_sanitizer": "orchestrator.builtin.strict_sanitizer",
     }
+
+
+ARCHITECTURE_PAGE = PACKAGE.parent / "docs" / "architecture.md"
+
+
+def test_every_module_and_name_the_architecture_page_cites_exists() -> None:
+    """docs/architecture.md names modules (`run_session.py`, `cli/signals.py`) and their
+    functions (`engine.execute`, `RunSession.beat`); when one is renamed or gone, the page lies."""
+    import importlib
+    import re
+
+    text = ARCHITECTURE_PAGE.read_text(encoding="utf-8")
+    cited_files = set(re.findall(r"`((?:[a-z_]+/)*[a-z_]+\.py)`", text))
+    repo = PACKAGE.parent
+
+    def exists(name: str) -> bool:  # `config/layers.py`, `orchestrator/errors.py`, `layers.py`
+        return (PACKAGE / name).exists() or (repo / name).exists() or any(PACKAGE.rglob(name))
+
+    missing = [name for name in sorted(cited_files) if not exists(name)]
+    kernel_names = {p.stem for p in PACKAGE.glob("*.py")}
+    class_owners = {"RunSession": "run_session", "RunPlan": "run_plan", "RunControls": "run_plan"}
+    cited_names = set(re.findall(r"`([A-Za-z_]+)\.([A-Za-z_]+)`", text))
+    checked = 0
+    for owner, attribute in sorted(cited_names):
+        if attribute == "py":
+            continue  # a file name, checked above
+        if owner in kernel_names:
+            target: object = importlib.import_module(f"orchestrator.{owner}")
+        elif owner in class_owners:
+            module = importlib.import_module(f"orchestrator.{class_owners[owner]}")
+            target = getattr(module, owner)
+        else:
+            continue
+        checked += 1
+        if not hasattr(target, attribute):
+            missing.append(f"{owner}.{attribute}")
+    assert len(cited_files) > 20 and checked > 10, "the page should name the modules it maps"
+    assert missing == []
+
+
+def test_only_the_run_session_and_the_record_builders_change_a_manifest() -> None:
+    """One owner of a run's records: no other kernel module assigns to a manifest's fields."""
+    owners = {"run_session.py", "run_records.py", "manifest_writer.py"}
+    offenders = []
+    for path in kernel_modules():
+        if path.name in owners:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets = []
+            if isinstance(node, ast.Assign):
+                targets = node.targets
+            elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+                targets = [node.target]
+            for target in targets:
+                if isinstance(target, ast.Attribute) and "manifest" in ast.unparse(target.value):
+                    offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert offenders == []
+
+
+def test_the_heartbeat_thread_knows_nothing_of_the_engine() -> None:
+    tree = ast.parse((PACKAGE / "heartbeat_thread.py").read_text(encoding="utf-8"))
+    imported = [
+        node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("orch")
+    ]
+    assert imported == []

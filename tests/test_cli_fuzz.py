@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from orchestrator.testing import Project
+from orchestrator.testing import InProcessProject
 
 CONFIG = '[pipelines.p]\nstages = [{ id = "a", command = "true" }]\n'
 
@@ -54,7 +54,7 @@ COMMANDS = st.sampled_from(["plan", "pipelines", "config", "status", "review", "
 
 
 @settings(
-    max_examples=60,
+    max_examples=200,  # in-process: each example costs milliseconds, not an interpreter start
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -63,7 +63,7 @@ def test_fuzzed_arguments_get_a_documented_answer(
     tmp_path_factory: object, command: str, words: list[str]
 ) -> None:
     base = Path(tmp_path_factory.mktemp("fuzz"))  # type: ignore[attr-defined]
-    project = Project(base)
+    project = InProcessProject(base)
     project.write_config(CONFIG)
     before = project.files()
     result = project.run(command, *words, timeout=60)

@@ -242,3 +242,22 @@ def test_summary_hint_picks_the_summary_line(project: Project) -> None:
     )
     summary = project.start_json("p")
     assert summary["commands"][0]["summary"] == "3 passed in 0.1s"
+
+
+def test_every_command_that_loads_the_config_rejects_bad_slot_options_like_start(
+    project: Project,
+) -> None:
+    project.write_config('[pipelines.p]\nstages = [{ id = "a", command = "true" }]\n')
+    bad = ("--set", "command_runner.stream_cap_bytes=10")
+    for command in (("start", "p"), ("plan", "p"), ("config",), ("plugins",), ("status",)):
+        result = project.run(*command, *bad)
+        assert result.returncode == 2, (command, result.stdout, result.stderr)
+        (line,) = result.stderr.strip().splitlines()
+        assert "command_runner.stream_cap_bytes" in line and "1024" in line, (command, line)
+    assert project.run_dirs() == []
+
+
+def test_config_help_says_the_file_replaces_the_project_file(project: Project) -> None:
+    result = project.run("start", "--help")
+    words = " ".join(result.stdout.replace("│", " ").split())
+    assert "Read this file instead of the project's codex.orchestrator.toml" in words

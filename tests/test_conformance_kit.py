@@ -1,8 +1,11 @@
-"""The conformance kit catches broken implementations (a kit that always passes proves nothing).
+"""The conformance kit against a fault corpus (a kit that always passes proves nothing).
 
-Each case writes a deliberately broken implementation and a test module that points the kit at
-it, runs pytest on them in a subprocess, and expects exactly the checks that name the defect to
-fail.
+``tests/kit_faults.py`` holds deliberately broken implementations, one fault each, beside a
+correct control built the same way. One pytest session (a subprocess, as pytest's ``pytester``
+runs its own) points the kit at every one of them; each case here then expects exactly the
+checks that name its fault to fail, and the control to pass them all. Every process of that
+session carries a marker in its environment, so the last case can prove that the kit left
+nothing running, even after broken runners.
 """
 
 from __future__ import annotations
@@ -11,147 +14,106 @@ import os
 import re
 import subprocess
 import sys
-import textwrap
+import uuid
 from pathlib import Path
 
-BROKEN = '''
-from __future__ import annotations
-
-import os
-import subprocess
-import tempfile
-from contextlib import contextmanager
-from datetime import datetime
-from typing import ClassVar
-
-from orchestrator.builtin.filesystem import FilesystemPersistence
-from orchestrator.clock import iso, parse_iso
-from orchestrator.contracts import (
-    CommandOutcome, CommandRunnerOptions, HeartbeatOptions, IdSanitizerOptions,
-)
-
-
-class BufferingRunner:
-    """Keeps all output until the end and kills only the main process on timeout."""
-
-    options_model: ClassVar = CommandRunnerOptions
-    merged_streams: ClassVar[bool] = False
-
-    def __init__(self, options, context):
-        pass
-
-    def run(self, request, on_output):
-        argv = request.argv or ["/bin/sh", "-c", request.shell]
-        with tempfile.TemporaryFile() as out:
-            process = subprocess.Popen(
-                argv, cwd=request.cwd, env=request.env, stdin=subprocess.DEVNULL,
-                stdout=out, stderr=subprocess.DEVNULL,
-            )
-            timed_out = False
-            try:
-                process.wait(timeout=request.timeout_seconds or None)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                process.kill()
-                process.wait()
-            out.seek(0)
-            data = out.read()
-        if data:
-            on_output("stdout", data)
-        code = process.returncode
-        return CommandOutcome(exit_code=code if code >= 0 else None, timed_out=timed_out)
-
-
-class StaleLockPersistence(FilesystemPersistence):
-    """A run lock that outlives its holder: a marker file nobody removes after a crash."""
-
-    @contextmanager
-    def run_lock(self, run):
-        marker = run.run_dir / ".held"
-        try:
-            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        except FileExistsError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            marker.unlink()
-
-
-class PassThroughSanitizer:
-    """Accepts every identifier as it is."""
-
-    options_model: ClassVar = IdSanitizerOptions
-
-    def __init__(self, options, context):
-        pass
-
-    def sanitize(self, value, kind):
-        return value
-
-
-class FragileHeartbeat:
-    """Crashes on read while its folder is unavailable."""
-
-    options_model: ClassVar = HeartbeatOptions
-
-    def __init__(self, options, context):
-        pass
-
-    def beat(self, run, at: datetime) -> None:
-        run.heartbeat_path.write_text(iso(at) + "\\n")
-
-    def last_beat(self, run):
-        try:
-            return parse_iso(run.heartbeat_path.read_text().strip())
-        except FileNotFoundError:
-            return None
-'''
-
-TESTS = """
 import pytest
 
-import broken
-from orchestrator.testing.conformance import (
-    CommandRunnerConformance, HeartbeatConformance, IdSanitizerConformance,
-    PersistenceConformance,
+from orchestrator.testing.conformance._support import processes_carrying
+
+HERE = Path(__file__).parent
+CORPUS_VARIABLE = "ORCHESTRATOR_KIT_CORPUS"
+
+RUNNER_CHECKS = (
+    "exit_codes or signal_death or dev_null or left_in_the_pipe or hurry or memory "
+    "or timeout_ends or cancel_ends"
 )
+CASES: dict[str, tuple[str, set[str]]] = {
+    # class: (-k selection within the class, the checks expected to fail)
+    "TestCorrectRunner": (RUNNER_CHECKS, set()),
+    "TestBufferingRunner": (
+        "memory or timeout_ends or exit_codes",
+        {
+            "test_memory_stays_bounded_whatever_the_output",
+            "test_a_timeout_ends_the_whole_process_tree",
+        },
+    ),
+    "TestRunnerThatStopsReadingAtExit": (
+        "left_in_the_pipe or exit_codes",
+        {"test_output_left_in_the_pipe_when_the_command_ends_is_delivered"},
+    ),
+    "TestRunnerWithNegativeExitCodes": (
+        "signal_death or exit_codes",
+        {"test_a_signal_death_is_reported_as_the_signal"},
+    ),
+    "TestRunnerThatIgnoresHurry": (
+        "hurry or cancel_ends",
+        {"test_hurry_kills_at_once_instead_of_waiting_out_the_grace"},
+    ),
+    "TestRunnerThatPassesStandardInputOn": (
+        "dev_null or standard_input_is_closed",
+        {"test_standard_input_is_dev_null_not_the_callers"},
+    ),
+    "TestInPlaceErrorFile": (
+        "error_file_cut or manifest_cut",
+        {"test_an_error_file_cut_mid_write_is_whole_or_absent"},
+    ),
+    "TestInPlaceManifest": (
+        "manifest_cut or error_file_cut",
+        {"test_a_manifest_cut_mid_write_leaves_the_previous_one"},
+    ),
+    "TestHistoryWithoutTailRepair": (
+        "history_line_cut or metrics_lines",
+        {"test_a_history_line_cut_mid_write_does_not_swallow_the_next"},
+    ),
+    "TestHistoryAppendedInTwoWrites": (
+        "concurrent_appends or metrics_lines",
+        {"test_concurrent_appends_from_many_processes_all_land_whole"},
+    ),
+    "TestRelativeErrorFilePath": (
+        "error_files_are or manifest_round_trips",
+        {"test_error_files_are_stored_and_read_back"},
+    ),
+    "TestStaleLock": (
+        "run_lock or error_files_are",
+        {"test_run_lock_is_exclusive_and_freed_when_its_holder_dies"},
+    ),
+    "TestPassThroughSanitizer": (
+        "not hostile",
+        {"test_no_fuzzed_id_escapes_the_runs_folder"},
+    ),
+    "TestFragileHeartbeat": (
+        "failed_write or newest",
+        {"test_a_failed_write_is_reported_and_the_next_tick_recovers"},
+    ),
+}
 
 
-class TestBufferingRunner(CommandRunnerConformance):
-    @pytest.fixture
-    def implementation(self):
-        return broken.BufferingRunner
+class CorpusRun:
+    def __init__(self, outcomes: dict[str, str], output: str, token: str) -> None:
+        self.outcomes = outcomes  # "Class::check" -> PASSED | FAILED | ERROR | SKIPPED
+        self.output = output
+        self.token = token
+
+    def of(self, cls: str) -> dict[str, str]:
+        return {
+            test.split("::", 1)[1]: result
+            for test, result in self.outcomes.items()
+            if test.split("::", 1)[0] == cls
+        }
 
 
-class TestStaleLock(PersistenceConformance):
-    @pytest.fixture
-    def implementation(self):
-        return broken.StaleLockPersistence
-
-
-class TestPassThrough(IdSanitizerConformance):
-    @pytest.fixture
-    def implementation(self):
-        return broken.PassThroughSanitizer
-
-
-class TestFragileHeartbeat(HeartbeatConformance):
-    @pytest.fixture
-    def implementation(self):
-        return broken.FragileHeartbeat
-"""
-
-
-def run_kit(tmp_path: Path, selection: str) -> tuple[set[str], str]:
-    """Run the selected kit checks against the broken implementations: (failed, output)."""
-    (tmp_path / "broken.py").write_text(textwrap.dedent(BROKEN))
-    (tmp_path / "test_against_broken.py").write_text(textwrap.dedent(TESTS))
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> CorpusRun:
+    """Run the selected kit checks against every implementation of the corpus, once."""
+    folder = tmp_path_factory.mktemp("corpus")
+    token = uuid.uuid4().hex
+    selection = " or ".join(f"({cls} and ({checks}))" for cls, (checks, _) in CASES.items())
     env = {
         **os.environ,
-        "PYTHONPATH": str(tmp_path),
-        "CODEX_ORCHESTRATOR_KIT_PATIENCE": "3",
+        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+        "CODEX_ORCHESTRATOR_KIT_PATIENCE": "5",
+        CORPUS_VARIABLE: token,
     }
     result = subprocess.run(
         [
@@ -159,52 +121,44 @@ def run_kit(tmp_path: Path, selection: str) -> tuple[set[str], str]:
             "-m",
             "pytest",
             "-q",
-            "-rfEs",
+            "-rA",
             "-p",
             "no:cacheprovider",
-            "test_against_broken.py",
+            "-p",
+            "no:randomly",
+            str(HERE / "kit_faults.py"),
             "-k",
             selection,
         ],
-        cwd=tmp_path,
+        cwd=folder,
         env=env,
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=900,
     )
     output = result.stdout + result.stderr
-    failed = set(re.findall(r"^FAILED test_against_broken\.py::(\S+)", output, re.M))
-    return failed, output
+    outcomes = {
+        test: status
+        for status, test in re.findall(
+            r"^(PASSED|FAILED|ERROR|SKIPPED)\s+\S*?::(Test\w+::\w+)", output, re.M
+        )
+    }
+    return CorpusRun(outcomes, output, token)
 
 
-def test_the_kit_catches_a_runner_that_buffers_output_and_leaves_grandchildren(
-    tmp_path: Path,
-) -> None:
-    failed, output = run_kit(
-        tmp_path, "TestBufferingRunner and (memory or timeout_ends or exit_codes)"
-    )
-    assert failed == {
-        "TestBufferingRunner::test_memory_stays_bounded_whatever_the_output",
-        "TestBufferingRunner::test_a_timeout_ends_the_whole_process_tree",
-    }, output
-    assert "1 passed" in output, output  # exit codes, argv and env work: only the defects fail
+@pytest.mark.slow
+@pytest.mark.parametrize("cls", list(CASES))
+def test_the_kit_fails_exactly_the_checks_that_name_the_fault(corpus: CorpusRun, cls: str) -> None:
+    expected = CASES[cls][1]
+    results = corpus.of(cls)
+    assert results, f"no check of {cls} ran:\n{corpus.output[-5000:]}"
+    failed = {check for check, status in results.items() if status in ("FAILED", "ERROR")}
+    assert failed == expected, f"{cls}: {results}\n{corpus.output[-8000:]}"
+    assert "PASSED" in results.values(), f"{cls}: only the fault's checks were selected: {results}"
 
 
-def test_the_kit_catches_a_run_lock_that_outlives_its_holder(tmp_path: Path) -> None:
-    failed, output = run_kit(tmp_path, "TestStaleLock and (run_lock or error_files)")
-    assert failed == {"TestStaleLock::test_run_lock_is_exclusive_and_freed_when_its_holder_dies"}
-    assert "1 passed" in output, output
-
-
-def test_the_kit_catches_a_sanitizer_that_lets_paths_through(tmp_path: Path) -> None:
-    failed, output = run_kit(tmp_path, "TestPassThrough and not hostile")
-    assert failed == {"TestPassThrough::test_no_fuzzed_id_escapes_the_runs_folder"}, output
-    assert "1 passed" in output, output
-
-
-def test_the_kit_catches_a_heartbeat_that_crashes_when_writes_fail(tmp_path: Path) -> None:
-    failed, output = run_kit(tmp_path, "TestFragileHeartbeat and (failed_write or newest)")
-    assert failed == {
-        "TestFragileHeartbeat::test_a_failed_write_is_reported_and_the_next_tick_recovers"
-    }, output
-    assert "1 passed" in output, output
+@pytest.mark.slow
+def test_the_kit_leaves_no_process_behind_even_after_broken_runners(corpus: CorpusRun) -> None:
+    left = processes_carrying(CORPUS_VARIABLE, corpus.token)
+    assert left == [], f"processes the kit's checks left running: {left}"

@@ -54,6 +54,7 @@ def test_error_file_has_the_documented_fields(project: Project) -> None:
         "timed_out": False,
         "stderr": "it broke\n",
         "stderr_truncated": False,
+        "stdout": "some output\n",
         "stdout_truncated": False,
     }
     assert document["created_at"].endswith("Z")
@@ -124,3 +125,52 @@ def test_a_stage_that_cannot_start_gets_an_error_file(project: Project) -> None:
     document, _ = error_file(project, summary)
     assert "/nonexistent/tool" in document["reason"]
     assert document["details"]["exit_code"] == 127
+
+
+def test_a_failure_reported_on_stdout_is_in_the_error_file_and_the_review(
+    project: Project,
+) -> None:
+    # pytest, ruff and compilers report failures on stdout; a warning on stderr is not the error
+    project.write_config(
+        failing_stage(
+            "import sys\n"
+            "print('warning: something unrelated', file=sys.stderr)\n"
+            "print('x.py:1:1: F401 unused import')\n"
+            "print('Found 1 error.')\n"
+            "sys.exit(1)\n"
+        )
+    )
+    summary = project.start_json("p", expect=1)
+    document, _ = error_file(project, summary)
+    assert document["details"]["stdout"].endswith("Found 1 error.\n")
+    assert document["details"]["stderr"] == "warning: something unrelated\n"
+    review = project.run("review", summary["run_id"]).stdout
+    assert "Tail of stdout:" in review and "F401 unused import" in review
+    assert "Tail of stderr:" in review and "something unrelated" in review
+
+
+def test_both_tails_share_error_detail_cap_bytes_and_a_silent_stream_leaves_its_share(
+    project: Project,
+) -> None:
+    lines = "".join(f"line {i:05d}\n" for i in range(400))  # 4,400 bytes per stream
+    make = "''.join(f'line {i:05d}\\n' for i in range(400))"
+    project.write_config(
+        failing_stage(
+            f"import sys\nlines = {make}\n"
+            "sys.stdout.write(lines); sys.stderr.write(lines.upper())\nsys.exit(1)\n"
+        )
+    )
+    summary = project.start_json(
+        "p", "--set", "command_runner.error_detail_cap_bytes=1000", expect=1
+    )
+    details = error_file(project, summary)[0]["details"]
+    assert details["stdout"] == lines[-500:] and details["stderr"] == lines.upper()[-500:]
+    assert details["stdout_truncated"] and details["stderr_truncated"]
+
+    project.write_config(failing_stage(f"import sys\nsys.stdout.write({make})\nsys.exit(1)\n"))
+    summary = project.start_json(
+        "p", "--set", "command_runner.error_detail_cap_bytes=1000", expect=1
+    )
+    details = error_file(project, summary)[0]["details"]
+    assert details["stdout"] == lines[-1000:] and details["stderr"] == ""
+    assert details["stdout_truncated"] and not details["stderr_truncated"]

@@ -27,4 +27,5 @@ def test_ci_runs_the_readme_test_command() -> None:
     commands = [
         line for line in ci.splitlines() if line and not line.startswith(("#", "set ", "cd "))
     ]
-    assert commands == [shell_blocks()[1]]
+    # first the system packages of the service and browser tests, then the README's command
+    assert commands == ["bash .ci/system-packages", shell_blocks()[1]]

@@ -238,11 +238,12 @@ def test_a_resume_that_read_the_run_before_another_resume_finished_is_refused(
     project: Project,
 ) -> None:
     """The slow racer: it read the failed run, then another resume ran it to the end."""
-    from orchestrator.engine import RunEngine
+    from orchestrator.engine import execute
     from orchestrator.errors import RunStateError
     from orchestrator.kernel import Kernel
     from orchestrator.lifecycle.records import load_manifest, locate_run
     from orchestrator.lifecycle.resume import plan_resume
+    from orchestrator.run_plan import ResumeTarget, RunControls, RunPlan
 
     first = _failed_gate_run(project)
     kernel = Kernel.load(environ=project.env)
@@ -253,7 +254,8 @@ def test_a_resume_that_read_the_run_before_another_resume_finished_is_refused(
     assert project.run("resume", first["run_id"]).returncode == 0
 
     with pytest.raises(RunStateError, match="changed while this resume was starting"):
-        RunEngine(kernel, run.task_id).resume(run, stale_copy, plan.pipeline, plan.event)
+        target = ResumeTarget(run, stale_copy, plan.event)
+        execute(RunPlan.build(kernel, run.task_id, plan.pipeline, resume=target), RunControls())
 
     assert lines(project.root / "gate.count") == ["run", "run"]
     assert len(project.manifest(first)["resume_events"]) == 1
@@ -365,3 +367,19 @@ def test_resuming_a_parent_continues_its_failed_child_run(project: Project) -> N
     assert lines(project.root / "build.count") == ["run"]  # its succeeded stage did not rerun
     statuses = {r["run_id"]: r["status"] for r in project.state()["runs"]}
     assert statuses == {failed["run_id"]: "succeeded", child_id: "succeeded"}
+
+
+def test_a_runner_that_cannot_load_fails_a_resume_before_the_run_is_touched(
+    project: Project,
+) -> None:
+    """The run is resolved completely (all four slots) before its lock or manifest is touched."""
+    first = _failed_gate_run(project)
+    before = project.manifest(first)
+    project.write_config(GATE_CONFIG + '\n[plugins]\ncommand_runner = "no-such-runner"\n')
+
+    result = project.run("resume", first["run_id"])
+
+    assert result.returncode == 2, result.stderr
+    assert "no-such-runner" in result.stderr and "Traceback" not in result.stderr
+    assert project.manifest(first) == before  # no resume event, status still failed
+    assert lines(project.root / "gate.count") == ["run"]

@@ -128,7 +128,11 @@ def test_a_process_that_left_the_group_cannot_make_a_stage_hang(project: Project
             os.kill(escaped, signal.SIGKILL)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize(
+    "signum",
+    [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT],
+    ids=["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT"],
+)
 def test_signal_to_the_orchestrator_cancels_the_run(project: Project, signum: int) -> None:
     project.write_config(
         f"""

@@ -111,6 +111,12 @@ class FilesystemPersistence:
             raise RunNotFoundError(
                 f"run {run.run_id} of task {run.task_id} has no manifest at {path}"
             ) from None
+        except UnicodeDecodeError as exc:
+            raise CorruptRecordError(f"manifest {path} is not UTF-8 text ({exc.reason})") from None
+        except OSError as exc:  # a directory in its place, a permission, an I/O error
+            raise CorruptRecordError(
+                f"manifest {path} cannot be read ({exc.strerror or exc})"
+            ) from None
         try:
             document = json.loads(text)
         except ValueError as exc:
@@ -138,6 +144,21 @@ class FilesystemPersistence:
             return []
         return [self._location(task_id, name) for name in names if not name.startswith(".")]
 
+    def list_tasks(self) -> list[str]:
+        """Task folders under ``<runs>`` and task snapshots under ``<out>``."""
+        tasks: set[str] = set()
+        for folder, marker in ((self.context.runs_dir, "cli"), (self.context.out_dir, STATE_FILE)):
+            try:
+                entries = list(os.scandir(folder))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            for entry in entries:
+                if not entry.name.startswith(".") and os.path.exists(
+                    os.path.join(entry.path, marker)
+                ):
+                    tasks.add(entry.name)
+        return sorted(tasks)
+
     def write_error_file(self, run: RunLocation, name: str, document: dict[str, Any]) -> Path:
         path = run.errors_dir / f"{name}.json"
         run.errors_dir.mkdir(parents=True, exist_ok=True)
@@ -150,7 +171,11 @@ class FilesystemPersistence:
             document = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
-        except ValueError as exc:
+        except OSError as exc:
+            raise CorruptRecordError(
+                f"error file {path} cannot be read ({exc.strerror or exc})"
+            ) from None
+        except ValueError as exc:  # also UnicodeDecodeError
             raise CorruptRecordError(f"error file {path} does not parse: {exc}") from None
         if not isinstance(document, dict):
             raise CorruptRecordError(f"error file {path} is not a JSON object")
@@ -378,8 +403,8 @@ class FilesystemPersistence:
         path = self.context.runs_dir / task_id / METRICS_FILE
         data = (json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
         try:
-            with self._locked(path):
-                append_line(path, data, durable=self.options.fsync)
+            with self._locked(path):  # the only writer now: a line a killed one tore is cut off
+                append_line(path, data, durable=self.options.fsync, repair_tail=True)
                 return
         except LockTimeoutError as exc:
             log.warning("%s; appending the metrics line without the lock", exc)

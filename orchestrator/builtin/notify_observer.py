@@ -15,6 +15,7 @@ are not notified on their own: their parent's summary covers them.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from typing import Any
 
@@ -26,6 +27,8 @@ from orchestrator.http_delivery import (  # noqa: F401 - re-exported for observe
     deliver,
     post_json,
 )
+
+log = logging.getLogger(__name__)
 
 
 class NotificationObserver:

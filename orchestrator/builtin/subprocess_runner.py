@@ -14,7 +14,6 @@ orphans may never be reaped in a container whose init does not wait for them.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
 import selectors
@@ -28,7 +27,7 @@ from orchestrator.contracts import (
     OutputCallback,
     SlotContext,
 )
-from orchestrator.process_group import GroupLimits, end_group, signal_name
+from orchestrator.process_group import GroupLimits, end_group, not_started, signal_name, spawn
 
 READ_SIZE = 1 << 20
 PIPE_SIZE = 1 << 20
@@ -72,22 +71,11 @@ class SubprocessRunner:
         self.options = options
 
     def run(self, request: CommandRequest, on_output: OutputCallback) -> CommandOutcome:
-        argv = request.argv if request.argv is not None else ["/bin/sh", "-c", request.shell or ""]
         keep_chunk_buffers_in_heap()
         try:
-            process = subprocess.Popen(
-                argv,
-                cwd=request.cwd,
-                env=request.env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-                close_fds=True,
-            )
+            process = spawn(request, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         except OSError as exc:
-            code = 127 if exc.errno == errno.ENOENT else 126
-            return CommandOutcome(exit_code=code, error=f"cannot run {argv[0]!r}: {exc.strerror}")
+            return not_started(request, exc)
         return _Supervisor(process, request, on_output).supervise()
 
 

@@ -112,13 +112,26 @@ def _parse_journal(path: Path) -> list[Entry]:
     return entries
 
 
+TEXT_FIELDS = ("pipeline_id", "status", "started_at", "completed_at", "manifest")
+
+
+def _well_formed(entry: Entry) -> Entry:
+    """The entry with every field of the wrong type (a hand-edited or corrupt history) nulled,
+    so sorting and listing never meet a number where a time belongs."""
+    fixed = dict(entry)
+    for field in TEXT_FIELDS:
+        if field in fixed and not isinstance(fixed[field], str | None):
+            fixed[field] = None
+    return fixed
+
+
 def _merge(runs: list[Any], newer: list[Entry]) -> list[Entry]:
     by_id: dict[str, Entry] = {}
     for entry in runs:
         if isinstance(entry, dict) and isinstance(entry.get("run_id"), str):
-            by_id[entry["run_id"]] = entry
+            by_id[entry["run_id"]] = _well_formed(entry)
     for entry in newer:
-        by_id[entry["run_id"]] = entry
+        by_id[entry["run_id"]] = _well_formed(entry)
     return list(by_id.values())
 
 

@@ -28,7 +28,18 @@ class Common:
     ] = None
     format: Annotated[OutputFormat, Parameter(help="Output format.")] = "text"
     config: Annotated[
-        Path | None, Parameter(help="Config file used instead of codex.orchestrator.toml.")
+        Path | None,
+        Parameter(
+            help="Read this file instead of the project's codex.orchestrator.toml (the user "
+            "file, the local file, the environment and --set still apply on top)."
+        ),
+    ] = None
+    root: Annotated[
+        Path | None,
+        Parameter(
+            help="Project root (else $CODEX_ORCHESTRATOR_ROOT, else the nearest folder at or "
+            "above this one holding codex.orchestrator.toml, else this folder)."
+        ),
     ] = None
     set: Annotated[
         list[str],
@@ -59,8 +70,11 @@ class StreamCommon(Common):
 
 
 def setup_logging(debug: bool) -> None:
+    from orchestrator.redaction import RedactingFilter
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    handler.addFilter(RedactingFilter())  # also urllib3's and other libraries' --debug lines
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.WARNING)
@@ -70,17 +84,21 @@ def setup_logging(debug: bool) -> None:
     logging.addLevelName(logging.ERROR, "error")
 
 
-def load_kernel(common: Common) -> Kernel:
+def load_kernel(common: Common, *, skip_unloadable: bool = False) -> Kernel:
+    """The kernel with the config validated as ``start`` validates it, slot options included
+    (``skip_unloadable``: a plugin that cannot load is the caller's to report)."""
     from orchestrator.kernel import Kernel
 
     setup_logging(common.debug)
-    return Kernel.load(config_file=common.config, assignments=common.set)
+    kernel = Kernel.load(config_file=common.config, assignments=common.set, root=common.root)
+    kernel.check_options(skip_unloadable=skip_unloadable)
+    return kernel
 
 
 def task_id(kernel: Kernel, common: Common) -> str:
     from orchestrator.identifiers import resolve_task_id
 
-    return resolve_task_id(kernel.sanitizer, common.task, os.environ)
+    return resolve_task_id(kernel.sanitizer, common.task, dict(kernel.environ))
 
 
 def print_json(document: Any) -> None:

@@ -48,18 +48,19 @@ def config_overrides(notify: list[str], otel_endpoint: str | None) -> list[str]:
     """``--notify``/``--otel-endpoint`` as ``--set`` assignments: the highest config layer, so a
     run started by ``start`` with the same keys in config behaves the same."""
     from orchestrator.http_targets import check_http_url
+    from orchestrator.redaction import redact_url
 
     assignments = []
     if notify:
         for target in notify:
             problem = check_http_url(target)
             if problem:
-                raise UsageError(f"--notify {target!r}: {problem}")
+                raise UsageError(f"--notify {redact_url(target)!r}: {problem}")
         assignments.append(f"notifications.targets={json.dumps(notify, ensure_ascii=False)}")
     if otel_endpoint is not None:
         problem = check_http_url(otel_endpoint)
         if problem:
-            raise UsageError(f"--otel-endpoint {otel_endpoint!r}: {problem}")
+            raise UsageError(f"--otel-endpoint {redact_url(otel_endpoint)!r}: {problem}")
         endpoint = json.dumps(otel_endpoint, ensure_ascii=False)
         assignments.append(f"telemetry.otel_endpoint={endpoint}")
     return assignments
@@ -143,8 +144,8 @@ def exec_(
     and run:summary events, one JSON object a line, as the command runs.
     """
     from orchestrator.cli.run_output import run_with_output
-    from orchestrator.engine import RunEngine
     from orchestrator.pipeline import single_command_pipeline
+    from orchestrator.run_plan import RunControls, RunPlan
 
     common = common or StreamCommon()
     argv = list(command)
@@ -159,11 +160,11 @@ def exec_(
     pipeline = single_command_pipeline(
         argv, timeout_seconds=timeout, cwd=stage_cwd(cwd, kernel.root)
     )
-    engine = RunEngine(kernel, task, exit_code_of=command_exit_code)
+    plan = RunPlan.build(kernel, task, pipeline, exit_code_of=command_exit_code)
     return run_with_output(
-        kernel,
+        plan,
+        RunControls(),
         common.format,
-        lambda: engine.start(pipeline),
         text_observer=ExecEcho(),
         closing=lambda summary, code: print(closing_line(summary, code), file=sys.stderr),
         run_events=False,

@@ -9,11 +9,11 @@ from orchestrator.cli.common import Common, load_kernel, print_json
 
 def plugins(*, common: Common | None = None) -> int:
     """List each slot's installed implementations (the active one marked) and the observers."""
-    from orchestrator.contracts import SLOT_GROUPS
+    from orchestrator.contracts import PLUGIN_API_VERSION, SLOT_GROUPS
     from orchestrator.slots import list_installed
 
     common = common or Common()
-    kernel = load_kernel(common)
+    kernel = load_kernel(common, skip_unloadable=True)
     chosen = kernel.config.settings.plugins
     slots: dict[str, Any] = {}
     for slot, group in SLOT_GROUPS.items():
@@ -45,7 +45,7 @@ def plugins(*, common: Common | None = None) -> int:
         }
         for o in kernel.observers.infos
     ]
-    document = {"slots": slots, "observers": observers}
+    document = {"plugin_api": PLUGIN_API_VERSION, "slots": slots, "observers": observers}
     if common.format == "json":
         print_json(document)
         return 0
@@ -85,14 +85,17 @@ def config(*, common: Common | None = None) -> int:
     """Show the effective configuration and, for each value, the layer it came from."""
     import json
 
+    from orchestrator.redaction import redact_document
+
     common = common or Common()
-    kernel = load_kernel(common)
+    kernel = load_kernel(common, skip_unloadable=True)
     effective: dict[str, Any] = kernel.effective_config()
     for slot in ("persistence", "heartbeat", "command_runner", "id_sanitizer"):
         try:
             effective[slot] = kernel.slot(slot).options.model_dump(mode="json")
         except Exception:  # an uninstalled plugin: show the raw table
             continue
+    effective = redact_document(effective)  # secret-named keys as ***, target URLs reduced
     rows = [
         {"key": key, "value": value, "source": kernel.config.value_origin(key)}
         for key, value in _flatten(effective)

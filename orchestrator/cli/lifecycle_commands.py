@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from typing import Annotated, Any
 
 from cyclopts import Parameter
@@ -103,6 +102,7 @@ def _watch(kernel: Any, run: Any, common: Common) -> int:
     """Follow a run until it ends or goes stale; exit like ``start`` (1 when it went stale)."""
     from orchestrator.lifecycle.status import render_run, run_status
     from orchestrator.manifest import FINISHED_RUN_STATUSES
+    from orchestrator.record_changes import wait_for_change
     from orchestrator.run_report import run_exit_code
 
     live: Any = None
@@ -125,7 +125,7 @@ def _watch(kernel: Any, run: Any, common: Common) -> int:
                     print(line, flush=True)
             if manifest.status in FINISHED_RUN_STATUSES or act.stale:
                 break
-            time.sleep(WATCH_POLL_SECONDS)
+            wait_for_change(kernel.persistence, run, WATCH_POLL_SECONDS)
     finally:
         if live is not None:
             live.stop()
@@ -165,13 +165,13 @@ def resume(
         The run to resume (looked up across tasks unless --task is given).
     """
     from orchestrator.cli.run_output import run_with_output
-    from orchestrator.engine import RunEngine
     from orchestrator.lifecycle.records import load_manifest, locate_run
     from orchestrator.lifecycle.resume import plan_resume
+    from orchestrator.run_plan import ResumeTarget, RunControls, RunPlan
 
     common = common or StreamCommon()
     kernel = load_kernel(common)
-    kernel.approve = approve
+    kernel.load_slots()  # a broken plugin fails here, before the run is read or locked
     run = locate_run(kernel, run_id, _explicit_task(kernel, common))
     manifest = load_manifest(kernel, run)
     plan = plan_resume(kernel, run, manifest, force=force, reason=reason)
@@ -179,10 +179,9 @@ def resume(
         start_at = f"from stage {plan.from_stage}" if plan.from_stage else "(no stage left to run)"
         changed = "; the pipeline changed (--force)" if plan.pipeline_changed else ""
         print(f"resuming run {run.run_id} {start_at}: {plan.event['reason']}{changed}")
-    engine = RunEngine(kernel, run.task_id)
-    return run_with_output(
-        kernel, common.format, lambda: engine.resume(run, manifest, plan.pipeline, plan.event)
-    )
+    target = ResumeTarget(run, manifest, plan.event)
+    run_plan = RunPlan.build(kernel, run.task_id, plan.pipeline, resume=target)
+    return run_with_output(run_plan, RunControls(approve=approve), common.format)
 
 
 def review(run_id: str | None = None, /, *, common: Common | None = None) -> int:

@@ -12,6 +12,7 @@ from cyclopts import App
 
 from orchestrator import __version__
 from orchestrator.errors import EXIT_RUN_FAILED, EXIT_USAGE
+from orchestrator.redaction import redact_text
 
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a process its reader left
 
@@ -77,6 +78,11 @@ COMMANDS: list[tuple[str, str, str]] = [
         "exec",
         "Run one command as a one-stage run, with a live event stream (--format jsonl).",
     ),
+    (
+        "orchestrator.serve.command:serve",
+        "serve",
+        "Serve a read-only status web page of the project's runs, updated live.",
+    ),
 ]
 """(import path, command name, one-line help). Other modules append their commands here."""
 
@@ -100,25 +106,31 @@ def _one_line(text: str) -> str:
     return " ".join(line.strip() for line in str(text).splitlines() if line.strip()) or str(text)
 
 
+def _print_traceback() -> None:
+    import traceback
+
+    print(redact_text(traceback.format_exc()), end="", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from cyclopts import CycloptsError
 
+    from orchestrator.cli.streams import guard_standard_streams
     from orchestrator.errors import OrchestratorError
 
+    guard_standard_streams()  # a reader that leaves (`| head`) never changes a run
     tokens = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in tokens
     app = build_app()
     try:
         result = app(tokens, exit_on_error=False, print_error=False, result_action="return_value")
     except CycloptsError as exc:
-        print(f"error: {_one_line(str(exc))} (see --help)", file=sys.stderr)
+        print(f"error: {redact_text(_one_line(str(exc)))} (see --help)", file=sys.stderr)
         return EXIT_USAGE
     except OrchestratorError as exc:
         if debug:
-            import traceback
-
-            traceback.print_exc()
-        print(f"error: {_one_line(str(exc))}", file=sys.stderr)
+            _print_traceback()
+        print(f"error: {redact_text(_one_line(str(exc)))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
@@ -130,9 +142,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
     except Exception as exc:
         if debug:
-            raise
+            _print_traceback()
         print(
-            f"internal error: {type(exc).__name__}: {_one_line(str(exc))} "
+            f"internal error: {type(exc).__name__}: {redact_text(_one_line(str(exc)))} "
             "(rerun with --debug for a traceback and report it)",
             file=sys.stderr,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any, TextIO
 
 from orchestrator.hookspecs import hookimpl
@@ -17,7 +18,7 @@ def _seconds(ms: int | None) -> str:
 class PlainReporter:
     """One line when a stage starts and one when it ends; safe for logs and pipes."""
 
-    def __init__(self, stream: TextIO | None = None, total: int | None = None) -> None:
+    def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
 
     def _write(self, text: str) -> None:
@@ -58,33 +59,53 @@ class PlainReporter:
 
 
 class LiveReporter(PlainReporter):
-    """On a terminal: a spinner with the running stage and its elapsed time, coloured results."""
+    """On a terminal: one live line per running stage with its elapsed time (every stage of a
+    graph at once), and a coloured line above them as each stage ends."""
 
     def __init__(self, color: bool) -> None:
         from rich.console import Console
 
         self.console = Console(no_color=not color, highlight=False)
-        self._status: Any = None
+        self._running: dict[tuple[str, str], tuple[str, float]] = {}
+        self._live: Any = None
         super().__init__(sys.stdout)
 
     def _write(self, text: str) -> None:
         self.console.print(text, markup=False)
 
+    def _render(self) -> Any:
+        from rich.spinner import Spinner
+        from rich.table import Table
+
+        table = Table.grid(padding=(0, 1))
+        now = time.monotonic()
+        for label, began in list(self._running.values()):
+            table.add_row(Spinner("dots"), label, f"{now - began:.0f} s")
+        return table
+
     @hookimpl
     def orchestrator_stage_started(self, run: Any, stage: Any) -> None:
-        self._stop()
+        from rich.live import Live
+
         label = f"{self._prefix(run)}[{stage.index}] {stage.id}: {stage.title}"
-        self._status = self.console.status(label.replace("[", "\\["), spinner="dots")
-        self._status.start()
+        self._running[(run.run_id, stage.id)] = (label, time.monotonic())
+        if self._live is None:
+            self._live = Live(
+                get_renderable=self._render,
+                console=self.console,
+                refresh_per_second=4,
+                transient=True,
+            )
+            self._live.start()
 
     def _stop(self) -> None:
-        if self._status is not None:
-            self._status.stop()
-            self._status = None
+        if self._live is not None and not self._running:
+            self._live.stop()
+            self._live = None
 
     @hookimpl
     def orchestrator_stage_finished(self, run: Any, stage: Any) -> None:
-        self._stop()
+        self._running.pop((run.run_id, stage.id), None)
         styles = {"succeeded": "green", "failed": "red", "skipped": "yellow"}
         style = styles.get(stage.status, "")
         mark = {"succeeded": "✓", "failed": "✗"}.get(stage.status, "-")
@@ -96,9 +117,12 @@ class LiveReporter(PlainReporter):
             style=style,
             markup=False,
         )
+        self._stop()
 
     @hookimpl
     def orchestrator_run_completed(self, run: Any, summary: dict[str, Any]) -> None:
+        for key in [key for key in self._running if key[0] == run.run_id]:
+            del self._running[key]
         self._stop()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Annotated, Any
 
@@ -20,6 +21,8 @@ from orchestrator.errors import UsageError
 
 def _pipeline_id(kernel: Any, pipeline: str | None) -> str:
     chosen = pipeline or kernel.config.settings.default_pipeline
+    if not chosen and not kernel.config_found:
+        raise UsageError(no_config_message(kernel))
     if not chosen:
         from orchestrator.pipeline import known_pipelines
 
@@ -30,6 +33,33 @@ def _pipeline_id(kernel: Any, pipeline: str | None) -> str:
     return chosen
 
 
+def no_config_message(kernel: Any) -> str:
+    return (
+        f"no config found in {kernel.searched_from} or any folder above it "
+        "(looked for codex.orchestrator.toml); run `codex-orchestrator init` to write one, "
+        "or pass --root DIR"
+    )
+
+
+def _parent_run(kernel: Any, task: str, parent_run: str | None) -> str | None:
+    """``--parent-run`` (which must name a run of the task), else the enclosing run when this
+    command runs inside a stage of a run of the same project."""
+    from orchestrator.errors import RunNotFoundError
+    from orchestrator.identifiers import check_id
+
+    if parent_run is None:
+        return kernel.enclosing_run_id  # type: ignore[no-any-return]
+    parent = check_id(kernel.sanitizer, parent_run, "run", "run ID")
+    try:
+        kernel.persistence.find_run(parent, task)
+    except RunNotFoundError:
+        raise UsageError(
+            f"--parent-run {parent}: no such run of task {task}; "
+            f"list them with `codex-orchestrator status --task {task}`"
+        ) from None
+    return parent
+
+
 def start(
     pipeline: str | None = None,
     /,
@@ -38,6 +68,13 @@ def start(
         str | None, Parameter(help="Record this run as a child of RUN_ID.")
     ] = None,
     approve: Approve = False,
+    max_parallel: Annotated[
+        int | None,
+        Parameter(
+            help="Run at most N stages of a graph at once (default: the pipeline's "
+            "max_parallel, else the number of CPUs).",
+        ),
+    ] = None,
     common: StreamCommon | None = None,
 ) -> int:
     """Run a pipeline as a new run.
@@ -48,24 +85,22 @@ def start(
         Pipeline to run (default: ``default_pipeline`` from config).
     """
     from orchestrator.cli.run_output import run_with_output
-    from orchestrator.engine import RunEngine
-    from orchestrator.identifiers import check_id
     from orchestrator.pipeline import resolve_pipeline
+    from orchestrator.run_plan import RunControls, RunPlan
 
     common = common or StreamCommon()
     kernel = load_kernel(common)
     kernel.load_slots()
-    kernel.approve = approve
     task = task_id(kernel, common)
     pipeline_id = _pipeline_id(kernel, pipeline)
-    parent = check_id(kernel.sanitizer, parent_run, "run", "run ID") if parent_run else None
+    parent = _parent_run(kernel, task, parent_run)
     resolved = resolve_pipeline(
         kernel.config.settings, pipeline_id, kernel.root, kernel.sanitizer, kernel.where
     )
-    engine = RunEngine(kernel, task)
-    return run_with_output(
-        kernel, common.format, lambda: engine.start(resolved, parent_run_id=parent)
-    )
+    if max_parallel is not None and not 1 <= max_parallel <= 1024:
+        raise UsageError(f"--max-parallel {max_parallel}: give a number of stages from 1 to 1024")
+    plan_ = RunPlan.build(kernel, task, resolved, parent_run_id=parent, max_parallel=max_parallel)
+    return run_with_output(plan_, RunControls(approve=approve), common.format)
 
 
 def plan(pipeline: str | None = None, /, *, common: Common | None = None) -> int:
@@ -76,7 +111,9 @@ def plan(pipeline: str | None = None, /, *, common: Common | None = None) -> int
     pipeline
         Pipeline to show (default: ``default_pipeline`` from config).
     """
+    from orchestrator import stage_graph
     from orchestrator.pipeline import command_text, resolve_pipeline
+    from orchestrator.redaction import redact_document
 
     common = common or Common()
     kernel = load_kernel(common)
@@ -95,9 +132,10 @@ def plan(pipeline: str | None = None, /, *, common: Common | None = None) -> int
                 "kind": stage.kind,
                 "command": stage.command,
                 "cwd": stage.cwd,
-                "env": stage.env,
+                "env": redact_document(stage.env),  # secret-named entries as ***
                 "timeout_seconds": stage.timeout_seconds,
                 "allow_failure": stage.allow_failure,
+                "needs": list(stage.needs),
             }
             if stage.pipeline:
                 item["pipeline"] = describe(stage.pipeline)
@@ -106,6 +144,10 @@ def plan(pipeline: str | None = None, /, *, common: Common | None = None) -> int
             "pipeline_id": resolved.id,
             "title": resolved.title,
             "fingerprint": resolved.fingerprint,
+            "graph": resolved.is_graph,
+            "max_parallel": resolved.max_parallel,
+            "fail_fast": resolved.fail_fast,
+            "levels": stage_graph.levels(resolved.needs) if resolved.is_graph else None,
             "stages": stages,
         }
 
@@ -117,6 +159,8 @@ def plan(pipeline: str | None = None, /, *, common: Common | None = None) -> int
     def show(doc: dict[str, Any], indent: str) -> None:
         for stage in doc["stages"]:
             flags = " (allow_failure)" if stage["allow_failure"] else ""
+            if stage["needs"]:
+                flags += f" (needs {', '.join(stage['needs'])})"
             if stage["kind"] == "subpipeline":
                 sub = stage["pipeline"]
                 head = f"{indent}{stage['index']:>2}. {stage['id']}"
@@ -128,6 +172,11 @@ def plan(pipeline: str | None = None, /, *, common: Common | None = None) -> int
 
     print(f"{document['title']} ({document['pipeline_id']}), {len(document['stages'])} stages:")
     show(document, "  ")
+    if document["graph"]:
+        limit = document["max_parallel"] or f"{os.cpu_count() or 1} (CPUs)"
+        waves = " -> ".join(f"[{', '.join(level)}]" for level in document["levels"])
+        fail_fast = "; fail_fast" if document["fail_fast"] else ""
+        print(f"  a graph, at most {limit} at once{fail_fast}: {waves}")
     return 0
 
 

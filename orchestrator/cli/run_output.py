@@ -12,8 +12,7 @@ from cyclopts import Parameter
 from orchestrator.cli.common import print_json, use_color
 
 if TYPE_CHECKING:
-    from orchestrator.engine import RunResult
-    from orchestrator.kernel import Kernel
+    from orchestrator.run_plan import RunControls, RunPlan
 
 Approve = Annotated[
     bool,
@@ -33,17 +32,20 @@ def default_closing(summary: dict[str, Any], exit_code: int) -> None:
 
 
 def run_with_output(
-    kernel: Kernel,
+    plan: RunPlan,
+    controls: RunControls,
     output_format: str,
-    execute: Callable[[], RunResult],
     *,
     text_observer: object | None = None,
     closing: Callable[[dict[str, Any], int], None] = default_closing,
     run_events: bool = True,
 ) -> int:
-    """Attach the text reporter or the jsonl stream, run ``execute`` with SIGINT/SIGTERM
-    cancelling it, print the summary, and return the exit code."""
+    """Attach the text reporter or the jsonl stream, run ``plan`` with the cancelling signals
+    (orchestrator.cli.signals) cancelling it, print the summary, and return the exit code."""
     from orchestrator.cli.signals import cancel_on_signals
+    from orchestrator.engine import execute
+
+    kernel = plan.kernel
 
     stream = None
     if output_format == "jsonl":
@@ -56,8 +58,8 @@ def run_with_output(
 
             text_observer = make_reporter(use_color())
         kernel.observers.register(text_observer, REPORTER_NAME)
-    with cancel_on_signals(kernel.cancel, kernel.hurry):
-        result = execute()
+    with cancel_on_signals(controls.cancel, controls.hurry):
+        result = execute(plan, controls)
     summary = result.summary(kernel.root)
     if stream is not None:
         stream.summary(summary)

@@ -6,7 +6,6 @@ value came from and an error can name the file that holds the bad key.
 
 from __future__ import annotations
 
-import os
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -165,8 +164,3 @@ def describe_loc(loc: Iterable[Any]) -> str:
         else:
             text += f".{part}" if text else str(part)
     return text
-
-
-def project_root(environ: Mapping[str, str] | None = None) -> Path:
-    environ = os.environ if environ is None else environ
-    return Path(environ.get("CODEX_ORCHESTRATOR_ROOT") or os.getcwd()).resolve()

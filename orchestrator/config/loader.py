@@ -36,7 +36,6 @@ class LoadedConfig:
     settings: Settings
     layers: tuple[Layer, ...]
     provenance: dict[str, Layer]
-    raw: dict[str, Any]
 
     def origin(self, dotted_key: str) -> str:
         """Where the key, or the nearest table holding it, was set (for error messages)."""
@@ -155,8 +154,13 @@ def load_config(
     assignments: Sequence[str] = (),
     root: Path | None = None,
 ) -> LoadedConfig:
+    if root is None:
+        from orchestrator.config.project import resolve_project
+
+        context = resolve_project(environ)
+        root, environ = context.root, context.environ
     environ = os.environ if environ is None else environ
-    root = (root or Path(environ.get("CODEX_ORCHESTRATOR_ROOT") or os.getcwd())).resolve()
+    root = root.resolve()
     layers: list[Layer] = [DEFAULTS_LAYER]
     user = read_toml_layer("user", user_config_path(environ), required=False)
     if user:
@@ -174,7 +178,7 @@ def load_config(
     for extra in (env_layer(environ, root), cli_layer(assignments, root)):
         if extra:
             layers.append(extra)
-    raw, provenance = merge_layers(layers)
+    _, provenance = merge_layers(layers)
     try:
         settings = build_settings([layer.data for layer in layers])
     except ValidationError as exc:
@@ -186,5 +190,4 @@ def load_config(
         settings=settings,
         layers=tuple(layers),
         provenance=provenance,
-        raw=raw,
     )

@@ -23,7 +23,10 @@ class StageConfig(_Strict):
     command: str | list[str] | None = Field(
         None, description="a string runs through /bin/sh -c; a list runs as argv with no shell"
     )
-    env: dict[str, EnvValue] = Field(default_factory=dict, description="overrides the environment")
+    env: dict[str, EnvValue] = Field(
+        default_factory=dict,
+        description="overrides the environment; values may use ${NAME}, ${NAME:-default} and $$",
+    )
     cwd: str | None = Field(None, description="relative to the project root; must stay inside it")
     timeout_seconds: float | None = Field(
         None, ge=0, description="0 = none; default from [command_runner]"
@@ -56,11 +59,28 @@ class StageConfig(_Strict):
                 raise ValueError(problem)
         return value
 
+    needs: list[str] | None = Field(
+        None,
+        description="ids of stages of the same pipeline that must end well before this one "
+        "starts; any needs make the pipeline a graph",
+    )
+
     @field_validator("command")
     @classmethod
     def _command_not_empty(cls, value: str | list[str] | None) -> str | list[str] | None:
         if value is not None and (not value or (isinstance(value, str) and not value.strip())):
             raise ValueError("command must not be empty")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_references(cls, value: dict[str, EnvValue]) -> dict[str, EnvValue]:
+        from orchestrator.config.env_expansion import problem
+
+        for name, item in value.items():
+            found = problem(item) if isinstance(item, str) else None
+            if found:
+                raise ValueError(f"env {name}: {found}")
         return value
 
     @field_validator("summary_hint")
@@ -95,15 +115,25 @@ class StageConfig(_Strict):
 
 
 class PipelineConfig(_Strict):
-    title: str | None = None
-    stages: list[StageConfig] = Field(min_length=1)
+    title: str | None = Field(None, description="shown in progress and reviews (default: its name)")
+    stages: list[StageConfig] = Field(min_length=1, description="the stages, in order")
+    max_parallel: int | None = Field(
+        None, ge=1, le=1024, description="stages of a graph run at once (default: CPUs)"
+    )
+    fail_fast: bool = Field(
+        False, description="in a graph, a failure cancels the running stages and skips the rest"
+    )
 
 
 class PluginsConfig(_Strict):
-    persistence: str = "filesystem"
-    heartbeat: str = "file"
-    command_runner: str = "subprocess"
-    id_sanitizer: str = "strict"
+    persistence: str = Field("filesystem", description="entry-point name of the run store")
+    heartbeat: str = Field("file", description="entry-point name of the heartbeat")
+    command_runner: str = Field(
+        "subprocess", description="entry-point name of what runs a stage's command"
+    )
+    id_sanitizer: str = Field(
+        "strict", description="entry-point name of the task, run and stage id checker"
+    )
     disabled: list[str] = Field(default_factory=list, description="observer plugins not to load")
 
 
@@ -111,33 +141,37 @@ class NotificationsConfig(_Strict):
     targets: list[str] = Field(
         default_factory=list, description="http(s) URLs sent the run summary"
     )
-    timeout_seconds: float = Field(5, gt=0, le=300)
-    retry_attempts: int = Field(3, ge=1, le=10)
+    timeout_seconds: float = Field(5, gt=0, le=300, description="one delivery attempt's limit")
+    retry_attempts: int = Field(3, ge=1, le=10, description="attempts per target, with backoff")
 
     @field_validator("targets")
     @classmethod
     def _http_targets(cls, value: list[str]) -> list[str]:
         from orchestrator.http_targets import check_http_url
+        from orchestrator.redaction import redact_url
 
         for target in value:
             problem = check_http_url(target)
             if problem:
-                raise ValueError(f"target {target!r}: {problem}")
+                raise ValueError(f"target {redact_url(target)!r}: {problem}")
         return value
 
 
 class TelemetryConfig(_Strict):
     otel_endpoint: str | None = Field(None, description="OTLP/HTTP traces endpoint")
-    export_timeout_seconds: float = Field(5, gt=0, le=120)
+    export_timeout_seconds: float = Field(
+        5, gt=0, le=120, description="how long the end of a run waits for the export"
+    )
 
     @field_validator("otel_endpoint")
     @classmethod
     def _http_endpoint(cls, value: str | None) -> str | None:
         from orchestrator.http_targets import check_http_url
+        from orchestrator.redaction import redact_url
 
         problem = check_http_url(value) if value else None
         if problem:
-            raise ValueError(f"{value!r}: {problem}")
+            raise ValueError(f"{redact_url(value)!r}: {problem}")
         return value or None
 
 
@@ -214,8 +248,12 @@ class Settings(BaseSettings):
     heartbeat: dict[str, Any] = Field(default_factory=dict)
     command_runner: dict[str, Any] = Field(default_factory=dict)
     id_sanitizer: dict[str, Any] = Field(default_factory=dict)
-    stage_sets: dict[str, list[StageConfig]] = Field(default_factory=dict)
-    pipelines: dict[str, PipelineConfig] = Field(default_factory=dict)
+    stage_sets: dict[str, list[StageConfig]] = Field(
+        default_factory=dict, description="named lists of stages a pipeline can include"
+    )
+    pipelines: dict[str, PipelineConfig] = Field(
+        default_factory=dict, description="the pipelines, by name"
+    )
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     spec_guard: SpecGuardConfig = Field(default_factory=SpecGuardConfig)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
 from orchestrator.contracts import RunLocation
-from orchestrator.errors import CorruptRecordError, RunNotFoundError
+from orchestrator.errors import (
+    CorruptRecordError,
+    OrchestratorError,
+    RunNotFoundError,
+    RunStartingError,
+)
 from orchestrator.identifiers import check_id
 from orchestrator.kernel import Kernel
 from orchestrator.manifest import Manifest
@@ -43,10 +49,46 @@ def manifest_from_document(document: dict[str, Any], where: str) -> Manifest:
         ) from None
 
 
+STARTING_GRACE_SECONDS = 60.0
+"""A run folder younger than this without a manifest is taken as being created."""
+
+
 def load_manifest(kernel: Kernel, run: RunLocation) -> Manifest:
-    """The run's manifest; ``CorruptRecordError`` (naming where it is) when it is unusable."""
-    document = kernel.persistence.read_manifest(run)
+    """The run's manifest; ``CorruptRecordError`` (naming where it is) when it is unusable,
+    ``RunStartingError`` while the run is being created."""
+    try:
+        document = kernel.persistence.read_manifest(run)
+    except RunNotFoundError:
+        raise _without_manifest(kernel, run) from None
     return manifest_from_document(document, str(kernel.persistence.manifest_ref(run)))
+
+
+def _created_seconds_ago(run_id: str) -> float | None:
+    try:
+        created = datetime.strptime(run_id[:24], "%Y-%m-%dT%H-%M-%S-%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+    return (datetime.now(UTC) - created).total_seconds()
+
+
+def _without_manifest(kernel: Kernel, run: RunLocation) -> OrchestratorError:
+    """Why a stored run has no manifest: it is being created (its creator holds its lock), or
+    its orchestrator was killed before the first manifest write finished (nothing ran then)."""
+    age = _created_seconds_ago(run.run_id)
+    if age is not None and abs(age) < STARTING_GRACE_SECONDS:
+        return RunStartingError(f"run {run.run_id} is being created; try again in a moment")
+    try:
+        with kernel.persistence.run_lock(run) as free:  # taking it also clears a torn write
+            pass
+    except Exception:  # no folder at all, or a lock that cannot be made: nothing to tell
+        free = True
+    if not free:
+        return RunStartingError(f"run {run.run_id} is being created; try again in a moment")
+    return CorruptRecordError(
+        f"run {run.run_id} of task {run.task_id} has no manifest: its orchestrator was killed "
+        f"before its first manifest was written, so nothing ran; remove the run "
+        f"({kernel.persistence.manifest_ref(run).parent}) or leave it"
+    )
 
 
 def newest_top_level_run(kernel: Kernel, task_id: str, newest: RunLocation) -> RunLocation:

@@ -19,13 +19,14 @@ from orchestrator.contracts import RunLocation
 from orchestrator.errors import RunStateError, UnknownPipelineError
 from orchestrator.kernel import Kernel
 from orchestrator.lifecycle.status import LIVE_STATUSES, Activity, activity, age_text
-from orchestrator.manifest import CommandRecord, Manifest
+from orchestrator.manifest import Manifest
 from orchestrator.pipeline import (
     ResolvedPipeline,
     known_pipelines,
     resolve_pipeline,
     single_command_pipeline,
 )
+from orchestrator.run_records import adopt_pipeline, command_records
 from orchestrator.suggestions import cli_command
 
 
@@ -100,24 +101,6 @@ def pipeline_changed(manifest: Manifest, pipeline: ResolvedPipeline) -> bool:
     return [c.id for c in manifest.commands] != [s.id for s in pipeline.stages]
 
 
-def realign(
-    manifest: Manifest, pipeline: ResolvedPipeline, fresh: list[CommandRecord]
-) -> list[CommandRecord]:
-    """Records for a changed pipeline: succeeded stages (by id) keep their record, others are new.
-
-    A kept record still says which command ran and where its log is; only its position changes.
-    """
-    succeeded = {c.id: c for c in manifest.commands if c.status == "succeeded"}
-    records: list[CommandRecord] = []
-    for stage, record in zip(pipeline.stages, fresh, strict=True):
-        kept = succeeded.get(stage.id)
-        if kept is not None:
-            kept.index = stage.index
-            record = kept
-        records.append(record)
-    return records
-
-
 def _reason(manifest: Manifest, act: Activity, extra: str | None) -> str:
     if act.stale:
         reason = f"run went stale: {act.reason}"
@@ -137,8 +120,6 @@ def plan_resume(
     reason: str | None = None,
 ) -> ResumePlan:
     """Check that the run may be resumed and prepare the resume; change nothing stored."""
-    from orchestrator.engine import RunEngine
-
     act = activity(kernel, run, manifest)
     _refuse_if_not_resumable(manifest, act)
     pipeline = current_pipeline(kernel, manifest)
@@ -150,10 +131,8 @@ def plan_resume(
             f"defines them, or start a new run with `{cli_command('start', manifest.pipeline_id)}`"
         )
     if changed:
-        fresh = RunEngine(kernel, run.task_id).command_records(run, pipeline)
-        manifest.commands = realign(manifest, pipeline, fresh)
-        manifest.pipeline_fingerprint = pipeline.fingerprint
-        manifest.pipeline_title = pipeline.title
+        merged = bool(getattr(kernel.command_runner, "merged_streams", False))
+        adopt_pipeline(manifest, pipeline, command_records(run, pipeline, kernel.root, merged))
     first = next((c for c in manifest.commands if c.status != "succeeded"), None)
     event: dict[str, Any] = {
         "timestamp": now_iso(),

@@ -11,8 +11,8 @@ from orchestrator.lifecycle.status import age_text, seconds_text
 from orchestrator.pipeline import command_text
 from orchestrator.suggestions import cli_command
 
-STDERR_TAIL_LINES = 30
-STDERR_TAIL_CHARS = 4000
+TAIL_LINES = 30
+TAIL_CHARS = 4000
 
 
 def _cell(value: Any) -> str:
@@ -43,10 +43,10 @@ def _fenced(text: str, info: str = "text") -> list[str]:
     return [f"{fence}{info}", text.rstrip("\n"), fence]
 
 
-def stderr_tail(text: str) -> str:
-    lines = text.rstrip("\n").splitlines()[-STDERR_TAIL_LINES:]
+def output_tail(text: str) -> str:
+    lines = text.rstrip("\n").splitlines()[-TAIL_LINES:]
     tail = "\n".join(lines)
-    return tail[-STDERR_TAIL_CHARS:]
+    return tail[-TAIL_CHARS:]
 
 
 def failure_details(
@@ -100,6 +100,14 @@ def render_review(kernel: Kernel, run: RunLocation, document: dict[str, Any]) ->
     if document.get("parent_run_id"):
         lines.append(f"- **Parent run:** `{document['parent_run_id']}`")
     lines.append(f"- **Manifest:** `{document['manifest']}`")
+    children = document.get("child_runs") or []
+    if children:
+        lines.append(f"- **Child runs:** {len(children)}")
+        for child in children:
+            lines.append(
+                f"  - `{child['run_id']}` ({child['pipeline_id']}): {child['status']} "
+                f"(`codex-orchestrator review {child['run_id']}`)"
+            )
     events = document.get("resume_events") or []
     if events:
         lines.append(f"- **Resumed:** {len(events)} time(s)")
@@ -154,12 +162,15 @@ def render_review(kernel: Kernel, run: RunLocation, document: dict[str, Any]) ->
             details = error.get("details") or {}
             if error.get("reason"):
                 lines.append(f"- Reason: {error['reason']}")
-            stderr = details.get("stderr") or ""
-            if stderr.strip():
-                cut = " (truncated)" if details.get("stderr_truncated") else ""
-                lines += ["", f"Tail of stderr{cut}:", "", *_fenced(stderr_tail(stderr))]
-            else:
-                lines.append("- stderr was empty")
+            shown = False
+            for stream in ("stdout", "stderr"):
+                text = details.get(stream) or ""
+                if text.strip():
+                    cut = " (truncated)" if details.get(f"{stream}_truncated") else ""
+                    lines += ["", f"Tail of {stream}{cut}:", "", *_fenced(output_tail(text))]
+                    shown = True
+            if not shown:
+                lines.append("- the command printed nothing on stdout or stderr")
     lines += ["", "## Next step", ""]
     if document.get("resume_command"):
         lines += [

@@ -15,7 +15,7 @@ from typing import Any
 
 from orchestrator.clock import iso, parse_iso, utcnow
 from orchestrator.contracts import RunLocation
-from orchestrator.errors import CorruptRecordError, RunNotFoundError
+from orchestrator.errors import CorruptRecordError, RunNotFoundError, RunStartingError
 from orchestrator.kernel import Kernel
 from orchestrator.lifecycle.records import load_manifest
 from orchestrator.manifest import FINISHED_RUN_STATUSES, Manifest
@@ -163,15 +163,65 @@ def status_document(
 def run_status(kernel: Kernel, run: RunLocation) -> tuple[Manifest, Activity, dict[str, Any]]:
     manifest = load_manifest(kernel, run)
     act = activity(kernel, run, manifest)
-    return manifest, act, status_document(kernel, run, manifest, act)
+    document = status_document(kernel, run, manifest, act)
+    document["child_runs"] = child_runs(kernel, run, manifest)
+    return manifest, act, document
+
+
+def child_runs(kernel: Kernel, run: RunLocation, manifest: Manifest) -> list[dict[str, Any]]:
+    """The run's children: its subpipelines' runs (in its manifest) and every run of the task
+    that names it as ``parent_run_id`` (a ``codex-orchestrator`` started inside one of its
+    stages, or ``start --parent-run``). Only runs started while it ran are read."""
+    children = {child.run_id: child.model_dump(mode="json") for child in manifest.child_runs}
+    begun = manifest.started_at
+    ended = manifest.completed_at
+    try:
+        candidates = task_runs(kernel, run.task_id)
+    except Exception as exc:  # a listing problem must not hide the run itself
+        log.warning("children of run %s not listed: %s", run.run_id, exc)
+        return list(children.values())
+    from orchestrator.run_report import relative
+
+    stored = None
+    for entry in candidates:
+        started = entry.get("started_at") or ""
+        if entry["run_id"] in children or entry["run_id"] == run.run_id:
+            continue
+        if started < begun or (ended and started > ended):
+            continue
+        if stored is None:
+            stored = {r.run_id: r for r in kernel.persistence.list_runs(run.task_id)}
+        location = stored.get(entry["run_id"])
+        if location is None:
+            continue
+        try:
+            other = load_manifest(kernel, location)
+        except (CorruptRecordError, RunNotFoundError):
+            continue
+        if other.parent_run_id == run.run_id:
+            children[other.run_id] = {
+                "run_id": other.run_id,
+                "pipeline_id": other.pipeline_id,
+                "status": other.status,
+                "manifest": relative(kernel.persistence.manifest_ref(location), kernel.root),
+            }
+    return sorted(children.values(), key=lambda child: child["run_id"])
 
 
 # ---------------------------------------------------------------------------- the task's runs
 
 
+STATE_TEXT_KEYS = ("pipeline_id", "status", "started_at", "completed_at", "manifest")
+"""The history entry fields a listing takes over; any other type there (a hand-edited or
+corrupt ``state.json``) is read as unknown, never trusted into sorting or display."""
+
+
 def _from_state(task_id: str, entry: dict[str, Any]) -> dict[str, Any]:
     document: dict[str, Any] = dict.fromkeys(LIST_KEYS)
-    document.update({key: entry.get(key) for key in LIST_KEYS if key in entry})
+    document["run_id"] = entry["run_id"]
+    for key in STATE_TEXT_KEYS:
+        value = entry.get(key)
+        document[key] = value if isinstance(value, str) else None
     document["task_id"] = task_id
     return document
 
@@ -240,6 +290,10 @@ def detailed_runs(
 def _full_entry(kernel: Kernel, run: RunLocation, fallback: dict[str, Any]) -> dict[str, Any]:
     try:
         _, _, full = run_status(kernel, run)
+    except RunStartingError:  # a run being created is not broken: it is about to start
+        entry = dict(fallback)
+        entry.update(status=entry.get("status") or "queued", status_detail="starting")
+        return entry
     except (CorruptRecordError, RunNotFoundError) as exc:
         entry = dict(fallback)
         entry["error"] = str(exc)
@@ -321,6 +375,8 @@ def render_run(document: dict[str, Any]) -> list[str]:
         )
         for artifact in command.get("artifacts") or []:
             lines.append(f"      artifact {artifact_text(artifact)}")
+    for child in document.get("child_runs") or []:
+        lines.append(f"child:     run {child['run_id']} ({child['pipeline_id']}) {child['status']}")
     events = document.get("resume_events") or []
     if events:
         last = events[-1]

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.contracts import RunLocation
-from orchestrator.digests import document_sha256, file_sha256
+from orchestrator.digests import document_sha256, file_sha256, stored_log_sha256
 from orchestrator.errors import CorruptRecordError
 from orchestrator.kernel import Kernel
 from orchestrator.lifecycle.records import manifest_from_document
@@ -143,9 +143,12 @@ class _Checker:
         )
 
     def event_log(self, manifest: Manifest) -> None:
+        from orchestrator import run_logs
+
         path = self.run.runner_log_path
         try:
-            text = path.read_text(encoding="utf-8", errors="replace")
+            data = b"".join(run_logs.read_log(self.kernel.persistence, self.run, path))
+            text = data.decode("utf-8", errors="replace")
         except FileNotFoundError:
             self.fail("event-log", f"the run's event log {path.name} is missing")
             return
@@ -200,7 +203,7 @@ class _Checker:
         if record.log_path != expected:
             self.fail(check, f"log_path is {record.log_path}, the run layout says {expected}")
         try:
-            actual, _ = file_sha256(path)
+            actual = stored_log_sha256(self.kernel.persistence, self.run, path)
         except FileNotFoundError:
             self.report.checked += 1
             self.fail(check, f"log {expected} is missing")

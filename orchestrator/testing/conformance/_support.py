@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -23,6 +24,10 @@ from orchestrator.testing.project import Project
 
 WORKER = [sys.executable, "-m", "orchestrator.testing.conformance._worker"]
 PATIENCE_VARIABLE = "CODEX_ORCHESTRATOR_KIT_PATIENCE"
+TOKEN_VARIABLE = "ORCHESTRATOR_CONFORMANCE_TOKEN"
+"""Every process a check starts (helper workers, the CLI, the commands a runner under test
+runs) carries this variable with the check's own token, so the check's teardown can find and end
+whatever is left, even processes of a broken runner that escaped their group or session."""
 
 
 def patience() -> float:
@@ -87,6 +92,52 @@ def require_entry_point(implementation: Implementation) -> str:
     return implementation
 
 
+def processes_carrying(variable: str, value: str) -> list[int]:
+    """The pids of live processes whose environment holds ``variable=value`` (Linux /proc)."""
+    wanted = f"{variable}={value}".encode() + b"\0"
+    found = []
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # ended meanwhile, or not ours to read
+        if stat[stat.rfind(")") + 2 :].split()[0] in ("Z", "X"):
+            continue
+        if environ.startswith(wanted) or b"\0" + wanted in environ:
+            found.append(int(entry.name))
+    return found
+
+
+def end_processes_carrying(variable: str, value: str) -> list[int]:
+    """SIGKILL every process carrying ``variable=value``, with the process groups and sessions
+    they lead or belong to (never the caller's own); return the pids found (bounded wait)."""
+    ended: list[int] = []
+    own_group, own_session = os.getpgrp(), os.getsid(0)
+    deadline = time.monotonic() + patience()
+    while True:
+        pids = processes_carrying(variable, value)
+        if not pids or time.monotonic() > deadline:
+            return ended
+        ended.extend(pid for pid in pids if pid not in ended)
+        for pid in pids:
+            with suppress(OSError):
+                group, session = os.getpgid(pid), os.getsid(pid)
+                if group not in (own_group, own_session) and session != own_session:
+                    os.killpg(group, signal.SIGKILL)
+            with suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+
+
+def marked_environment(token: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``base`` (default: this process's environment) with the check's token."""
+    return {**(os.environ if base is None else base), TOKEN_VARIABLE: token}
+
+
 class SlotConformance:
     """What every slot's conformance class shares: the fixtures an author overrides.
 
@@ -96,6 +147,14 @@ class SlotConformance:
     """
 
     slot: str = ""
+
+    @pytest.fixture(autouse=True)
+    def kit_token(self) -> Iterator[str]:
+        """The check's token (see :data:`TOKEN_VARIABLE`); on teardown every process still
+        carrying it is killed, with its group and session, whatever the implementation did."""
+        token = uuid.uuid4().hex
+        yield token
+        end_processes_carrying(TOKEN_VARIABLE, token)
 
     @pytest.fixture
     def implementation(self) -> Implementation:
@@ -115,12 +174,20 @@ class SlotConformance:
 
     @pytest.fixture
     def project(
-        self, tmp_path: Path, implementation: Implementation, implementation_options: dict[str, Any]
+        self,
+        tmp_path: Path,
+        implementation: Implementation,
+        implementation_options: dict[str, Any],
+        kit_token: str,
     ) -> SlotProject:
         """A project whose config selects the implementation (needs its entry-point name)."""
         name = require_entry_point(implementation)
         return SlotProject(
-            tmp_path / "cli", self.slot, name, options=self.cli_options(implementation_options)
+            tmp_path / "cli",
+            self.slot,
+            name,
+            options=self.cli_options(implementation_options),
+            env={TOKEN_VARIABLE: kit_token},
         )
 
     @pytest.fixture
@@ -194,14 +261,16 @@ def wait_for(condition: Callable[[], Any], what: str, timeout: float | None = No
 class Worker:
     """A helper process running one action of ``_worker`` against an implementation."""
 
-    def __init__(self, spec: dict[str, Any]) -> None:
+    def __init__(self, spec: dict[str, Any], stdin: int = subprocess.DEVNULL) -> None:
+        token = spec.get("token")
         self.process = subprocess.Popen(
             [*WORKER, json.dumps(spec)],
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,
+            env=marked_environment(token) if token else None,
         )
 
     def read_line(self) -> str:
@@ -218,7 +287,7 @@ class Worker:
         with suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=patience())
-        for stream in (self.process.stdout, self.process.stderr):
+        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
             if stream is not None:
                 stream.close()
 
@@ -229,8 +298,8 @@ class Worker:
 
 
 @contextmanager
-def worker(spec: dict[str, Any]) -> Iterator[Worker]:
-    running = Worker(spec)
+def worker(spec: dict[str, Any], stdin: int = subprocess.DEVNULL) -> Iterator[Worker]:
+    running = Worker(spec, stdin=stdin)
     try:
         yield running
     finally:
@@ -253,11 +322,14 @@ def communicate_all(
     return results
 
 
-LARGE_PAYLOAD = 400_000
+TORN_WRITE_LIMIT = 1 << 20
+"""The file-size limit (bytes) at which a helper dies in the middle of a large record."""
+LARGE_PAYLOAD = 3 * TORN_WRITE_LIMIT
 
 
 def manifest_document(run: RunLocation, generation: int) -> dict[str, Any]:
-    """A manifest-like document whose consistency a reader can check (``size`` == payload)."""
+    """A manifest-like document whose consistency a reader can check (``size`` == payload);
+    odd generations are larger than :data:`TORN_WRITE_LIMIT`."""
     size = LARGE_PAYLOAD if generation % 2 else 16
     return {
         "run_id": run.run_id,
@@ -266,3 +338,13 @@ def manifest_document(run: RunLocation, generation: int) -> dict[str, Any]:
         "size": size,
         "payload": "x" * size,
     }
+
+
+def error_document(run: RunLocation, generation: int) -> dict[str, Any]:
+    """An error-file-like document, as checkable as :func:`manifest_document`."""
+    return {**manifest_document(run, generation), "reason": "exited with code 3"}
+
+
+def history_line(run: RunLocation, generation: int, size: int = 16) -> dict[str, Any]:
+    """A metrics (history) line whose consistency a reader can check."""
+    return {"run_id": run.run_id, "generation": generation, "size": size, "pad": "z" * size}

@@ -8,7 +8,9 @@ context folders. Actions that run until killed print ``ready`` once their first 
 from __future__ import annotations
 
 import json
+import os
 import resource
+import signal
 import sys
 import threading
 from datetime import UTC, datetime
@@ -16,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.contracts import CommandRequest, RunLocation, SlotContext
-from orchestrator.testing.conformance._support import build, manifest_document
+from orchestrator.testing.conformance._support import (
+    TORN_WRITE_LIMIT,
+    build,
+    error_document,
+    history_line,
+    manifest_document,
+)
 
 
 def _say(text: str) -> None:
@@ -52,10 +60,56 @@ def write_forever(implementation: Any, run: RunLocation) -> None:
                 "generation": generation,
             },
         )
-        implementation.append_metrics(run.task_id, {"run_id": run.run_id, "generation": generation})
+        implementation.append_metrics(run.task_id, history_line(run, generation))
+        implementation.write_error_file(run, "01-stage", error_document(run, generation))
         if generation == 0:
             _say("ready")
         generation += 1
+
+
+def die_mid_write(implementation: Any, run: RunLocation, record: str) -> None:
+    """Write one small version of ``record``, then die inside the write of a large one.
+
+    The file-size limit makes the kernel cut the large write at ``TORN_WRITE_LIMIT`` bytes and
+    kill this process there (SIGXFSZ, which Python ignores unless told not to): exactly a crash
+    in the middle of a record, every time, for any store that writes files in this process.
+    """
+    first, large = 0, 1  # generation 1 is larger than the limit (manifest_document)
+    if record == "manifest":
+        implementation.write_manifest(run, json.dumps(manifest_document(run, first)).encode())
+    elif record == "error_file":
+        implementation.write_error_file(run, "01-stage", error_document(run, first))
+    else:
+        for generation in range(3):
+            implementation.append_metrics(run.task_id, history_line(run, generation))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+    _say("small written")
+    resource.setrlimit(resource.RLIMIT_FSIZE, (TORN_WRITE_LIMIT, resource.RLIM_INFINITY))
+    try:
+        if record == "manifest":
+            implementation.write_manifest(run, json.dumps(manifest_document(run, large)).encode())
+        elif record == "error_file":
+            implementation.write_error_file(run, "01-stage", error_document(run, large))
+        else:
+            line = history_line(run, 3, size=3 * TORN_WRITE_LIMIT)
+            implementation.append_metrics(run.task_id, line)
+    except OSError as exc:  # a short write reported (like a full disk) before the kill came
+        _say(f"raised {type(exc).__name__}: {exc}")
+        os._exit(0)  # no clean-up beyond the store's own: as abrupt as the crash
+    _say("survived")  # the store writes elsewhere (e.g. a database server): nothing was cut
+
+
+def append_many(implementation: Any, task_id: str, writer: int, count: int) -> None:
+    """Wait for ``go`` on standard input, then append ``count`` lines as fast as possible."""
+    _say("ready")
+    sys.stdin.readline()
+    for number in range(count):
+        implementation.append_metrics(
+            task_id,
+            {"run_id": f"w{writer}-{number}", "writer": writer, "n": number, "pad": "y" * 200},
+        )
+    _say("done")
 
 
 def beat_forever(implementation: Any, run: RunLocation) -> None:
@@ -65,6 +119,18 @@ def beat_forever(implementation: Any, run: RunLocation) -> None:
         if first:
             _say("ready")
             first = False
+
+
+def report_standard_input(implementation: Any, spec: dict[str, Any]) -> None:
+    """Run a command that names its standard input (``/proc/<pid>/fd/0``) while this process's
+    own standard input is an open pipe (a runner that lets it through hands the pipe on)."""
+    collected = bytearray()
+    request = CommandRequest(
+        argv=spec["argv"], shell=None, cwd=Path(spec["cwd"]), env=spec["env"], timeout_seconds=0
+    )
+    outcome = implementation.run(request, lambda stream, data: collected.extend(data))
+    mine = os.readlink("/proc/self/fd/0")
+    _say(json.dumps({"exit_code": outcome.exit_code, "output": collected.decode(), "mine": mine}))
 
 
 def run_command_rss(implementation: Any, spec: dict[str, Any]) -> None:
@@ -98,6 +164,12 @@ def main(argv: list[str]) -> int:
         hold_lock(implementation, _location(context, spec))
     elif action == "write_forever":
         write_forever(implementation, _location(context, spec))
+    elif action == "die_mid_write":
+        die_mid_write(implementation, _location(context, spec), spec["record"])
+    elif action == "append_many":
+        append_many(implementation, spec["task_id"], spec["writer"], spec["count"])
+    elif action == "report_standard_input":
+        report_standard_input(implementation, spec)
     elif action == "beat_forever":
         beat_forever(implementation, _location(context, spec))
     elif action == "run_command_rss":

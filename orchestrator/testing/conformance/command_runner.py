@@ -14,6 +14,7 @@ import os
 import random
 import shutil
 import signal
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -21,12 +22,19 @@ from typing import Any
 
 import pytest
 
-from orchestrator.contracts import CommandOutcome, CommandRequest, CommandRunner, SlotContext
+from orchestrator.contracts import (
+    CommandOutcome,
+    CommandRequest,
+    CommandRunner,
+    SlotContext,
+    validate_outcome,
+)
 from orchestrator.testing.conformance._support import (
     Implementation,
     SlotConformance,
     SlotProject,
     context_json,
+    marked_environment,
     patience,
     target_of,
     wait_for,
@@ -60,6 +68,10 @@ PAYLOAD_WRITER = (
     "    n = chance.randint(1, 9000)\n"
     "    sys.stdout.buffer.write(data[i:i + n]); sys.stdout.buffer.flush(); i += n\n"
 )
+
+
+STDIN_REPORTER = "import os; print(os.readlink(f'/proc/{os.getpid()}/fd/0'))"
+LATE_PIECES = ["+second", "+third", "+fourth", "+fifth", "+sixth"]
 
 
 class Collected:
@@ -117,10 +129,15 @@ class CommandRunnerConformance(SlotConformance):
     def runner(self, built: Any) -> CommandRunner:
         return built  # type: ignore[no-any-return]
 
+    @pytest.fixture(autouse=True)
+    def _token_for_requests(self, kit_token: str) -> None:
+        self.token = kit_token
+
     def request(self, context: SlotContext, **fields: Any) -> CommandRequest:
+        """A request whose commands carry the check's token (so teardown finds leftovers)."""
         fields.setdefault("argv", None)
         fields.setdefault("shell", None)
-        fields.setdefault("env", dict(os.environ))
+        fields.setdefault("env", marked_environment(self.token))
         fields.setdefault("kill_grace_seconds", 0.5)
         return CommandRequest(cwd=context.root, **fields)
 
@@ -137,6 +154,7 @@ class CommandRunnerConformance(SlotConformance):
         thread.join(patience())
         assert not thread.is_alive(), f"runner still running after {patience():.0f} s"
         assert result, "runner raised (see the thread's traceback above)"
+        validate_outcome(result[0])  # what the kernel checks: a broken outcome fails the stage
         return result[0], collected
 
     # ------------------------------------------------------------------ basics
@@ -166,10 +184,80 @@ class CommandRunnerConformance(SlotConformance):
         assert outcome.exit_code not in (0, None)
         assert outcome.error, "the outcome should say why the command could not start"
 
+    def test_a_signal_death_is_reported_as_the_signal(
+        self, runner: CommandRunner, context: SlotContext
+    ) -> None:
+        for name in ("SIGKILL", "SIGTERM"):
+            outcome, _ = self.run(runner, self.request(context, shell=f"kill -{name[3:]} $$"))
+            assert (outcome.exit_code, outcome.signal) == (None, name), (
+                f"a command ended by {name} must be exit_code=None, signal={name!r} "
+                f"(got exit_code={outcome.exit_code!r}, signal={outcome.signal!r})"
+            )
+            assert not outcome.timed_out and not outcome.cancelled
+
+    def test_standard_input_is_dev_null_not_the_callers(
+        self,
+        implementation: Implementation,
+        implementation_options: dict[str, Any],
+        context: SlotContext,
+    ) -> None:
+        """Checked in a helper whose own standard input is an open pipe: under pytest the test
+        process's is /dev/null already, which would let a runner that passes it on through."""
+        spec = {
+            "token": self.token,
+            "action": "report_standard_input",
+            "slot": "command_runner",
+            "target": target_of(implementation),
+            "options": implementation_options,
+            "context": context_json(context),
+            "argv": [sys.executable, "-c", STDIN_REPORTER],
+            "cwd": str(context.root),
+            "env": marked_environment(self.token),
+        }
+        with worker(spec, stdin=subprocess.PIPE) as running:
+            report = json.loads(running.read_line())
+        assert report["mine"].startswith("pipe:"), report  # the check itself is not vacuous
+        assert report["exit_code"] == 0, report
+        assert report["output"].strip().endswith("/dev/null"), (
+            f"the command's standard input (/proc/<pid>/fd/0) is {report['output'].strip()!r}, "
+            "not /dev/null"
+        )
+
     def test_standard_input_is_closed(self, runner: CommandRunner, context: SlotContext) -> None:
         outcome, out = self.run(runner, self.request(context, shell="cat; echo done"))
         assert outcome.exit_code == 0 and not outcome.timed_out
         assert out.all().endswith(b"done\n")
+
+    def test_output_left_in_the_pipe_when_the_command_ends_is_delivered(
+        self, runner: CommandRunner, context: SlotContext, tmp_path: Path
+    ) -> None:
+        """A slow consumer: the first chunk is not handed back until the command has ended, so
+        what it wrote meanwhile is still unread. A runner that stops reading when the main
+        process exits loses it."""
+        pid_file, ack = tmp_path / "pid", tmp_path / "ack"
+        script = (
+            f"echo $$ > {pid_file}; printf first; "
+            f"while [ ! -e {ack} ]; do sleep 0.01; done; "
+            + "".join(f"printf {piece}; " for piece in LATE_PIECES)
+            + "exit 0"
+        )
+
+        class SlowConsumer(Collected):
+            def __call__(self, stream: str, data: bytes) -> None:
+                first = not self.seen.is_set()
+                super().__call__(stream, data)
+                if first:
+                    ack.touch()
+                    pid = int(wait_for(lambda: pid_file.read_text().strip(), "the pid"))
+                    wait_for(lambda: not process_running(pid), "the command to end")
+
+        outcome, out = self.run(runner, self.request(context, shell=script), SlowConsumer())
+        assert outcome.exit_code == 0
+        expected = b"first" + "".join(LATE_PIECES).encode()
+        assert out.all() == expected, (
+            f"got {out.all()!r} instead of {expected!r}: output written before the command "
+            "ended was lost (read the output to its end, not just until the main process exits)"
+        )
 
     def test_streams_are_kept_apart_unless_declared_merged(
         self, runner: CommandRunner, context: SlotContext
@@ -201,6 +289,7 @@ class CommandRunnerConformance(SlotConformance):
         context: SlotContext,
     ) -> None:
         spec = {
+            "token": self.token,
             "action": "run_command_rss",
             "slot": "command_runner",
             "target": target_of(implementation),
@@ -208,7 +297,7 @@ class CommandRunnerConformance(SlotConformance):
             "context": context_json(context),
             "argv": ["head", "-c", str(FLOOD_BYTES), "/dev/zero"],
             "cwd": str(context.root),
-            "env": dict(os.environ),
+            "env": marked_environment(self.token),
         }
         with worker(spec) as running:
             report = json.loads(running.read_line())
@@ -252,6 +341,28 @@ class CommandRunnerConformance(SlotConformance):
         assert not outcome.timed_out
         assert outcome.exit_code != 0
         assert_all_gone(pids, "grandchild")
+
+    def test_hurry_kills_at_once_instead_of_waiting_out_the_grace(
+        self, runner: CommandRunner, context: SlotContext
+    ) -> None:
+        """The command ignores SIGTERM and the grace is far longer than the kit's patience: only
+        a runner that honours ``request.hurry`` returns in time."""
+        request = self.request(
+            context,
+            shell="trap '' TERM; echo started; sleep 300",
+            kill_grace_seconds=max(3600.0, 10 * patience()),
+        )
+        collected = Collected()
+
+        def interrupt_twice() -> None:
+            if collected.seen.wait(patience()):
+                request.cancel.set()
+                request.hurry.set()
+
+        threading.Thread(target=interrupt_twice, daemon=True).start()
+        outcome, _ = self.run(runner, request, collected)
+        assert outcome.cancelled
+        assert (outcome.exit_code, outcome.signal) == (None, "SIGKILL")
 
     def test_nothing_is_left_running_after_the_command_ends(
         self, runner: CommandRunner, context: SlotContext, tmp_path: Path

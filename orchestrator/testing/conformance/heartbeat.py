@@ -102,8 +102,10 @@ class HeartbeatConformance(SlotConformance):
         context: SlotContext,
         heartbeat: Heartbeat,
         run: RunLocation,
+        kit_token: str,
     ) -> None:
         spec = {
+            "token": kit_token,
             "action": "beat_forever",
             "slot": "heartbeat",
             "target": target_of(implementation),

@@ -19,22 +19,27 @@ import json
 import os
 import random
 import signal
+import subprocess
 import time
 import uuid
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from orchestrator.contracts import Persistence, RunLocation, SlotContext
-from orchestrator.errors import RunNotFoundError
+from orchestrator.errors import CorruptRecordError, RunNotFoundError
 from orchestrator.testing.conformance._support import (
     Implementation,
     SlotConformance,
     SlotProject,
+    Worker,
     communicate_all,
     context_json,
+    history_line,
     manifest_document,
+    patience,
     start_many,
     target_of,
     wait_for,
@@ -43,6 +48,10 @@ from orchestrator.testing.conformance._support import (
 
 CONCURRENT_STARTS = 50
 SIGKILL_ROUNDS = 4
+APPENDING_PROCESSES = 16
+APPENDS_EACH = 150
+"""16 processes appending 150 history lines each at once: the density at which a line written
+in two pieces (the JSON, then its newline) without a lock is torn in practice."""
 
 
 def new_run(context: SlotContext, task_id: str = "0101") -> RunLocation:
@@ -80,8 +89,10 @@ class PersistenceConformance(SlotConformance):
         implementation: Implementation,
         implementation_options: dict[str, Any],
         context: SlotContext,
+        kit_token: str,
     ) -> dict[str, Any]:
         return {
+            "token": kit_token,
             "slot": "persistence",
             "target": target_of(implementation),
             "options": implementation_options,
@@ -145,6 +156,7 @@ class PersistenceConformance(SlotConformance):
         document = {"run_id": run.run_id, "reason": "exited with code 3", "details": {"x": 1}}
         path = persistence.write_error_file(run, "02-test", document)
         assert path.name == "02-test.json"
+        assert path.is_absolute(), "write_error_file returns the absolute path it is known by"
         assert persistence.read_error_file(run, "02-test") == document
         assert persistence.read_error_file(run, "03-other") is None
 
@@ -222,8 +234,120 @@ class PersistenceConformance(SlotConformance):
             assert state is not None
             ids = [entry["run_id"] for entry in state["runs"]]
             assert len(ids) == len(set(ids)) and ids
+            error = persistence.read_error_file(run, "01-stage")
+            assert error is not None and len(error["payload"]) == error["size"], (
+                "a torn error file was read"
+            )
             lines = persistence.read_metrics(run.task_id)
             assert lines and all(line["run_id"] == run.run_id for line in lines)
+            after = history_line(run, -1 - len(lines))
+            persistence.append_metrics(run.task_id, after)
+            assert persistence.read_metrics(run.task_id)[-1] == after, (
+                "a line appended after a writer was killed did not land whole"
+            )
+
+    def _die_mid_write(self, worker_spec: dict[str, Any], run: RunLocation, record: str) -> bool:
+        """Run a helper that dies inside a large write of ``record``; True when it was cut."""
+        spec = {
+            **worker_spec,
+            "action": "die_mid_write",
+            "record": record,
+            "task_id": run.task_id,
+            "run_id": run.run_id,
+        }
+        with worker(spec) as writer:
+            assert writer.read_line() == "small written"
+            out, err = writer.process.communicate(timeout=patience())
+        if out.strip() == "survived":
+            return False
+        if out.startswith("raised"):
+            return True  # the store saw the short write and gave up: the record is cut too
+        assert writer.process.returncode == -signal.SIGXFSZ, (
+            f"the helper failed before its large write was cut ({writer.process.returncode}): "
+            f"{err[-2000:]}"
+        )
+        return True
+
+    def test_a_manifest_cut_mid_write_leaves_the_previous_one(
+        self, persistence: Persistence, context: SlotContext, worker_spec: dict[str, Any]
+    ) -> None:
+        run = new_run(context)
+        persistence.create_run(run)
+        self._die_mid_write(worker_spec, run, "manifest")
+        try:
+            document = persistence.read_manifest(run)
+        except CorruptRecordError as exc:
+            pytest.fail(f"a manifest write cut by a crash left a torn manifest: {exc}")
+        assert len(document["payload"]) == document["size"], "a torn manifest was read"
+
+    def test_an_error_file_cut_mid_write_is_whole_or_absent(
+        self, persistence: Persistence, context: SlotContext, worker_spec: dict[str, Any]
+    ) -> None:
+        run = new_run(context)
+        persistence.create_run(run)
+        self._die_mid_write(worker_spec, run, "error_file")
+        try:
+            document = persistence.read_error_file(run, "01-stage")
+        except CorruptRecordError as exc:
+            pytest.fail(f"an error-file write cut by a crash left a torn error file: {exc}")
+        assert document is not None, "the error file written before the crash is gone"
+        assert len(document["payload"]) == document["size"], "a torn error file was read"
+
+    def test_a_history_line_cut_mid_write_does_not_swallow_the_next(
+        self, persistence: Persistence, context: SlotContext, worker_spec: dict[str, Any]
+    ) -> None:
+        run = new_run(context)
+        persistence.create_run(run)
+        self._die_mid_write(worker_spec, run, "history")
+        after = history_line(run, 4)
+        persistence.append_metrics(run.task_id, after)
+        lines = persistence.read_metrics(run.task_id)
+        whole = [line for line in lines if len(line.get("pad", "")) == line.get("size")]
+        assert whole == lines, "a torn history line was read back as a record"
+        assert [line["generation"] for line in lines if line["generation"] != 3] == [0, 1, 2, 4], (
+            "the line appended after a torn one was lost (glued onto the torn tail?) "
+            "or earlier lines were"
+        )
+
+    @pytest.mark.slow
+    def test_concurrent_appends_from_many_processes_all_land_whole(
+        self, persistence: Persistence, context: SlotContext, worker_spec: dict[str, Any]
+    ) -> None:
+        task_id = f"append-{uuid.uuid4().hex[:6]}"
+        with ExitStack() as stack:
+            writers: list[Worker] = []
+            for number in range(APPENDING_PROCESSES):
+                spec = {
+                    **worker_spec,
+                    "action": "append_many",
+                    "task_id": task_id,
+                    "writer": number,
+                    "count": APPENDS_EACH,
+                }
+                writers.append(stack.enter_context(worker(spec, stdin=subprocess.PIPE)))
+            for running in writers:
+                assert running.read_line() == "ready"
+            for running in writers:  # as close together as this process can make it
+                assert running.process.stdin is not None
+                running.process.stdin.write("go\n")
+                running.process.stdin.flush()
+            for running in writers:
+                assert running.process.stdin is not None
+                running.process.stdin.close()
+                running.process.stdin = None
+                out = running.finish()
+                assert out.strip().endswith("done"), out
+        lines = persistence.read_metrics(task_id)
+        expected = APPENDING_PROCESSES * APPENDS_EACH
+        keys = [(line.get("writer"), line.get("n")) for line in lines]
+        assert len(keys) == len(set(keys)), "history lines were duplicated"
+        assert len(lines) == expected, (
+            f"{expected - len(lines)} of {expected} concurrently appended history lines were lost "
+            "or torn (is each line written with one write, under a lock?)"
+        )
+        for writer_number in range(APPENDING_PROCESSES):
+            order = [n for w, n in keys if w == writer_number]
+            assert order == list(range(APPENDS_EACH)), "one writer's lines are out of order"
 
     # ------------------------------------------------------------------ through the CLI
 
@@ -265,6 +389,18 @@ class PersistenceConformance(SlotConformance):
                 lambda: run_id_file.exists() and run_id_file.read_text().strip(),
                 "the stage to start",
             )
+            persistence = project.kernel().persistence
+            run = persistence.find_run(run_id, None)
+
+            def stage_recorded_running() -> bool:
+                # the manifest writer is asynchronous: wait for the state the check is about
+                try:
+                    commands = persistence.read_manifest(run).get("commands") or [{}]
+                except (RunNotFoundError, CorruptRecordError):
+                    return False
+                return commands[0].get("status") == "running"
+
+            wait_for(stage_recorded_running, "the manifest to record the stage as running")
             os.killpg(process.pid, signal.SIGKILL)
             process.communicate(timeout=60)
         finally:

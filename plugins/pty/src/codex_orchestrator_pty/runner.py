@@ -34,7 +34,7 @@ from orchestrator.contracts import (
     OutputCallback,
     SlotContext,
 )
-from orchestrator.process_group import GroupLimits, end_group, signal_name
+from orchestrator.process_group import GroupLimits, end_group, not_started, signal_name, spawn
 
 READ_SIZE = 1 << 16
 POLL_SECONDS = 0.1
@@ -85,23 +85,14 @@ class PtyRunner:
         return env
 
     def run(self, request: CommandRequest, on_output: OutputCallback) -> CommandOutcome:
-        argv = request.argv if request.argv is not None else ["/bin/sh", "-c", request.shell or ""]
         primary, secondary = open_terminal(self.options.columns, self.options.rows)
         try:
-            process = subprocess.Popen(
-                argv,
-                cwd=request.cwd,
-                env=self._environment(request.env),
-                stdin=subprocess.DEVNULL,
-                stdout=secondary,
-                stderr=secondary,
-                start_new_session=True,
-                close_fds=True,
+            process = spawn(
+                request, stdout=secondary, stderr=secondary, env=self._environment(request.env)
             )
         except OSError as exc:
             os.close(primary)
-            code = 127 if exc.errno == errno.ENOENT else 126
-            return CommandOutcome(exit_code=code, error=f"cannot run {argv[0]!r}: {exc.strerror}")
+            return not_started(request, exc)
         finally:
             os.close(secondary)  # only the stage holds the terminal now: EOF when it lets go
         try:

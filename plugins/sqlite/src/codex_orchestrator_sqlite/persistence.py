@@ -338,6 +338,15 @@ class SqlitePersistence:
         )
         return [self._location(task_id, row[0]) for row in rows]
 
+    def list_tasks(self) -> list[str]:
+        rows = self._read(
+            "list_tasks",
+            lambda db: db.execute(
+                "SELECT task_id FROM runs UNION SELECT task_id FROM history"
+            ).fetchall(),
+        )
+        return sorted(row[0] for row in rows)
+
     def write_error_file(self, run: RunLocation, name: str, document: dict[str, Any]) -> Path:
         text = json.dumps(document, indent=2, ensure_ascii=False)
         self._write(

@@ -1,0 +1,98 @@
+"""Where a run's logs go: files in the run folder, unless the persistence stores them itself.
+
+The kernel writes two kinds of log (interface.md 4): ``runner.ndjson`` (the run's events) and
+``commands/NN-<stage>.ndjson`` (a stage's output and events), each a sequence of whole NDJSON
+lines. By default they are files in the run folder. A persistence implementation that keeps
+every record elsewhere (e.g. a database shared by many machines) may offer two more methods,
+and then logs go through it instead (the :class:`LogStore` protocol):
+
+- ``open_log(run, name) -> LogSink``: a writer for the log ``name`` (``runner.ndjson`` or
+  ``commands/NN-<stage>.ndjson``, relative to the run folder). Writes append whole lines, in
+  order; a log opened again (a resumed run) continues where it ended. ``write`` may raise
+  ``OSError``; the kernel then keeps the first error and drops later lines.
+- ``read_log(run, name) -> Iterable[bytes]``: the log's bytes in order, in chunks of bounded
+  size (never the whole log at once); raise ``FileNotFoundError`` when there is no such log.
+
+Both are optional, and neither changes what a log holds: readers (``logs``, tests, tools) get
+the same bytes from :func:`read_log` whichever store holds them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from orchestrator.contracts import RunLocation
+
+READ_CHUNK_BYTES = 256 * 1024
+
+
+@runtime_checkable
+class LogSink(Protocol):
+    def write(self, data: bytes) -> None:
+        """Append ``data`` (whole lines); raise ``OSError`` when it cannot be kept."""
+
+    def close(self) -> None:
+        """Make everything written durable and release the sink; may raise ``OSError``."""
+
+
+@runtime_checkable
+class LogStore(Protocol):
+    """The optional log methods of a persistence implementation (see the module)."""
+
+    def open_log(self, run: RunLocation, name: str) -> LogSink: ...
+
+    def read_log(self, run: RunLocation, name: str) -> Iterable[bytes]: ...
+
+
+class FileLogSink:
+    """An append-only file; each ``write`` is one ``os.write`` loop (no buffering here)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def write(self, data: bytes) -> None:
+        written = os.write(self._fd, data)
+        while written < len(data):  # only on a nearly full disk; O_APPEND keeps it in order
+            written += os.write(self._fd, data[written:])
+
+    def close(self) -> None:
+        if self._fd < 0:
+            return
+        fd, self._fd = self._fd, -1
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def log_name(run: RunLocation, path: Path) -> str:
+    """The name of the log at ``path`` inside the run folder (``commands/01-lint.ndjson``)."""
+    return path.relative_to(run.run_dir).as_posix()
+
+
+def stores_logs(persistence: Any) -> bool:
+    return isinstance(persistence, LogStore)
+
+
+def open_log(persistence: Any, run: RunLocation, path: Path) -> LogSink:
+    """A writer for the log at ``path`` of the run: the persistence's own, else the file."""
+    if stores_logs(persistence):
+        return persistence.open_log(run, log_name(run, path))  # type: ignore[no-any-return]
+    return FileLogSink(path)
+
+
+def read_log(persistence: Any, run: RunLocation, path: Path) -> Iterator[bytes]:
+    """The bytes of the log at ``path``, in order, in bounded chunks.
+
+    Raises ``FileNotFoundError`` when the run has no such log.
+    """
+    if stores_logs(persistence):
+        yield from persistence.read_log(run, log_name(run, path))
+        return
+    with open(path, "rb") as handle:
+        while chunk := handle.read(READ_CHUNK_BYTES):
+            yield chunk
