@@ -14,7 +14,7 @@ import logging
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-from orchestrator import retention, stage_graph
+from orchestrator import retention, signing, stage_graph
 from orchestrator.clock import new_run_id, now_iso
 from orchestrator.command_stage import run_command_stage
 from orchestrator.contracts import RunLocation
@@ -38,6 +38,7 @@ POLL_SECONDS = 0.2
 
 def execute(plan: RunPlan, controls: RunControls) -> RunResult:
     """Run ``plan`` (a new run, or the resume of a stored one) to its end."""
+    signing.private_key(plan.kernel)  # a bad [signing] key is exit 2 before anything runs
     if plan.resume is not None:
         location, manifest = plan.resume.run, plan.resume.manifest
     else:

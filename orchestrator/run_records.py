@@ -207,10 +207,10 @@ def run_summary_text(manifest: Manifest, notes: list[str]) -> str:
 
 
 def history_entry(
-    manifest: Manifest, manifest_path: Path, root: Path, manifest_sha256: str | None = None
+    manifest: Manifest, manifest_path: Path, root: Path, seal: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """The run's entry in the task history (``state.json``); a finished run's carries the
-    ``manifest_sha256`` of its final manifest (run_seal.py)."""
+    """The run's entry in the task history (``state.json``); a finished run's carries its seal:
+    the ``manifest_sha256`` of its final manifest, and its signature (run_seal.py)."""
     entry = {
         "run_id": manifest.run_id,
         "pipeline_id": manifest.pipeline_id,
@@ -219,12 +219,11 @@ def history_entry(
         "completed_at": manifest.completed_at,
         "manifest": relative(manifest_path, root),
     }
-    if manifest_sha256 is not None:
-        entry["manifest_sha256"] = manifest_sha256
+    entry.update(seal or {})
     return entry
 
 
-def metrics_line(manifest: Manifest, manifest_sha256: str | None = None) -> dict[str, Any]:
+def metrics_line(manifest: Manifest, seal: dict[str, Any] | None = None) -> dict[str, Any]:
     """The run's line in ``metrics.json``."""
     counts = {"succeeded": 0, "failed": 0, "skipped": 0}
     for record in manifest.commands:
@@ -247,8 +246,7 @@ def metrics_line(manifest: Manifest, manifest_sha256: str | None = None) -> dict
         "stages_skipped": counts["skipped"],
         "resumed": bool(manifest.resume_events),
     }
-    if manifest_sha256 is not None:
-        line["manifest_sha256"] = manifest_sha256
+    line.update(seal or {})
     return line
 
 

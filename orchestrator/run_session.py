@@ -382,11 +382,9 @@ class RunSession:
 
     # ------------------------------------------------------------------ the end
 
-    def _record_history(self, manifest_sha256: str | None = None) -> bool:
+    def _record_history(self, seal: dict[str, Any] | None = None) -> bool:
         started = time.monotonic()
-        entry = run_records.history_entry(
-            self.manifest, self.manifest_path, self.kernel.root, manifest_sha256
-        )
+        entry = run_records.history_entry(self.manifest, self.manifest_path, self.kernel.root, seal)
         try:
             self.kernel.persistence.record_run(self.location.task_id, entry)
         except Exception as exc:
@@ -399,13 +397,15 @@ class RunSession:
         )
         return True
 
-    def _record_metrics(self, manifest_sha256: str | None) -> bool:
+    def _record_metrics(self, seal: dict[str, Any] | None) -> bool:
         try:
             self.kernel.persistence.append_metrics(
-                self.location.task_id, run_records.metrics_line(self.manifest, manifest_sha256)
+                self.location.task_id, run_records.metrics_line(self.manifest, seal)
             )
         except Exception as exc:
             self.note(f"metrics not recorded: {type(exc).__name__}: {exc}")
+            with self.writer.lock:
+                self.manifest.metrics_recorded = False
             return False
         return True
 

@@ -67,13 +67,14 @@ def _append(path: Path, record: dict[str, Any]) -> None:
 
 def send_run(
     settings: Any,
-    out_dir: Path,
+    audit_file: Path,
     environ: Mapping[str, str],
     summary: dict[str, Any],
     manifest: dict[str, Any],
     trigger: str,
 ) -> SyncResult:
-    """POST one run to ``settings.url`` (a ``SyncConfig``), auditing every attempt."""
+    """POST one run to ``settings.url`` (a ``SyncConfig``), one line of ``audit_file`` (the
+    task's ``audit_path``) per attempt."""
     from orchestrator.http_delivery import deliver
     from orchestrator.http_targets import redacted
 
@@ -89,7 +90,7 @@ def send_run(
             token_note = f"${settings.token_env} is not set; sent without a token"
             log.warning("sync: %s", token_note)
     target = redacted(settings.url)
-    path = audit_path(out_dir, task_id)
+    path = audit_file
 
     def audit(attempt: int, status: int | None, error: str | None, duration_ms: int) -> None:
         ok = error is None and status is not None and 200 <= status < 300

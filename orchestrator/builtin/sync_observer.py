@@ -26,15 +26,16 @@ class SyncObserver:
             return
         from orchestrator.config.model import SyncConfig
         from orchestrator.http_targets import redacted
-        from orchestrator.sync import audit_path, send_run
+        from orchestrator.sync import AUDIT_FILE, AUDIT_FOLDER, send_run
 
         settings = SyncConfig.model_validate(config)
-        result = send_run(settings, run.out_dir, os.environ, summary, manifest, "run-completed")
+        audit = run.out_dir / AUDIT_FOLDER / AUDIT_FILE  # run.out_dir: the task's <out>/<task>
+        result = send_run(settings, audit, os.environ, summary, manifest, "run-completed")
         if not result.acknowledged:
             print(
                 f"warning: sync of run {run.run_id} to {redacted(settings.url or '')} failed "
                 f"after {result.attempts} attempt(s): {result.error} (the run's outcome is "
-                f"unchanged; see {audit_path(run.out_dir, run.task_id)}; "
+                f"unchanged; see {audit}; "
                 "`codex-orchestrator sync` sends it again)",
                 file=sys.stderr,
             )

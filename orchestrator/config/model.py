@@ -207,6 +207,17 @@ class SyncConfig(_Strict):
         return value
 
 
+class SigningConfig(_Strict):
+    private_key: str | None = Field(
+        None,
+        description="ed25519 PEM key that signs each finished run's manifest_sha256 "
+        "(outside the runs and out folders)",
+    )
+    public_key: str | None = Field(
+        None, description="ed25519 PEM public key verify checks with (else private_key's)"
+    )
+
+
 class RetentionConfig(_Strict):
     keep_runs: int | None = Field(
         None, ge=1, description="prune keeps the newest N runs of a task (--keep)"
@@ -259,6 +270,7 @@ class Settings(BaseSettings):
     spec_guard: SpecGuardConfig = Field(default_factory=SpecGuardConfig)
     sync: SyncConfig = Field(default_factory=SyncConfig)
     retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    signing: SigningConfig = Field(default_factory=SigningConfig)
     instructions: InstructionsConfig = Field(default_factory=InstructionsConfig)
     observers: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="option tables of third-party observers, by name"

@@ -52,6 +52,8 @@ class VerifyReport:
     manifest_sha256: str
     checked: int = 0
     mismatches: list[Mismatch] = field(default_factory=list)
+    signed: bool = False
+    """True when the signatures were checked (``[signing]`` configured)."""
 
     @property
     def intact(self) -> bool:
@@ -66,6 +68,7 @@ class VerifyReport:
             "manifest_sha256": self.manifest_sha256,
             "intact": self.intact,
             "checked": self.checked,
+            "signatures_checked": self.signed,
             "mismatches": [m.as_dict() for m in self.mismatches],
         }
 
@@ -83,9 +86,30 @@ def _same_attempt(error_document: dict[str, Any], record: CommandRecord) -> bool
 
 class _Checker:
     def __init__(self, kernel: Kernel, run: RunLocation, report: VerifyReport) -> None:
+        from orchestrator import signing
+
         self.kernel = kernel
         self.run = run
         self.report = report
+        self.public_key = signing.public_key(kernel)  # None: signatures are not checked
+
+    def signature(self, check: str, what: str, record: dict[str, Any], digest: str) -> None:
+        """With a key configured, ``record`` must carry a signature of the actual digest."""
+        if self.public_key is None:
+            return
+        from orchestrator import signing
+
+        self.report.checked += 1
+        self.report.signed = True
+        problem = signing.problem(
+            self.public_key,
+            record.get(signing.SIGNATURE_FIELD),
+            self.run.task_id,
+            self.run.run_id,
+            digest,
+        )
+        if problem:
+            self.fail(check, f"{what}: {problem}")
 
     def fail(self, check: str, message: str) -> None:
         self.report.mismatches.append(Mismatch(check, message))
@@ -122,6 +146,7 @@ class _Checker:
             entry.get("manifest_sha256"),
             digest,
         )
+        self.signature("signature", "the history entry", entry, digest)
 
     def metrics(self, manifest: Manifest, digest: str) -> None:
         lines = [
@@ -141,6 +166,7 @@ class _Checker:
             line.get("manifest_sha256"),
             digest,
         )
+        self.signature("signature", "the metrics line", line, digest)
 
     def event_log(self, manifest: Manifest) -> None:
         from orchestrator import run_logs
@@ -308,6 +334,7 @@ def render_report(report: VerifyReport) -> list[str]:
     if report.intact:
         return [
             f"run {report.run_id} (task {report.task_id}, {report.status}): intact; "
-            f"{report.checked} digests and records match ({report.manifest})"
+            f"{report.checked} digests and records match"
+            f"{', signatures included' if report.signed else ''} ({report.manifest})"
         ]
     return [f"{report.run_id}: {m.check}: {m.message}" for m in report.mismatches]
