@@ -16,6 +16,7 @@ from orchestrator import approvals, artifacts, instructions, run_logs
 from orchestrator.capture import BoundedTail, StageCapture
 from orchestrator.config.env_expansion import expand_all
 from orchestrator.config.project import STAGE_VARS
+from orchestrator.containment import folder_problem
 from orchestrator.contracts import (
     CommandOutcome,
     CommandRequest,
@@ -83,7 +84,7 @@ class RetryPolicy:
         return min(self.initial_delay_ms * 2 ** (attempt - 1), self.max_delay_ms) / 1000
 
 
-def _approval(
+def stage_approval(
     session: RunSession, stage: ResolvedStage, controls: RunControls
 ) -> approvals.ApprovalDecision | None:
     """Find or obtain the grant a ``requires_approval`` stage needs (orchestrator.approvals)."""
@@ -148,7 +149,7 @@ def run_command_stage(
     digest = log_digest(kernel.persistence, session.location, log_path)
     log = run_logs.open_log(kernel.persistence, session.location, log_path)
     capture = StageCapture(log, options.stream_cap_bytes, listener, digest)
-    approval = _approval(session, stage, controls)  # None: not required
+    approval = stage_approval(session, stage, controls)  # None: not required
     denied = approval is not None and not approval.granted
     policy = RetryPolicy.of(stage, options)
     request = CommandRequest(
@@ -171,6 +172,11 @@ def run_command_stage(
             capture.event(
                 "command:start", attempt=attempt, command=stage.command, cwd=str(request.cwd)
             )
+            problem = folder_problem(request.cwd, kernel.root)  # checked at every attempt:
+            if problem is not None:  # a folder removed or swapped for a link mid-run
+                outcome = CommandOutcome(exit_code=None, error=problem)
+                capture.event("command:end", attempt=attempt, exit_code=None, error=problem)
+                break
             try:
                 outcome = kernel.command_runner.run(request, capture.on_output)
                 validate_outcome(outcome)  # an impossible outcome is the runner's bug

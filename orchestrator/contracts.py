@@ -58,13 +58,15 @@ class PersistenceOptions(SlotOptions):
 
 
 class HeartbeatOptions(SlotOptions):
-    interval_seconds: float = Field(5, gt=0, le=3600, description=".heartbeat written every tick")
+    interval_seconds: float = Field(
+        5, ge=0.05, le=3600, description=".heartbeat written every tick (at least 0.05 s)"
+    )
     manifest_throttle_seconds: float = Field(
         30, ge=0, le=86400, description="manifest heartbeat writes at most this often"
     )
     stale_after_seconds: float = Field(
         60,
-        gt=0,
+        ge=1,
         le=7 * 86400,
         description="an in-progress run with no heartbeat for longer is stale",
     )
@@ -99,6 +101,13 @@ class CommandRunnerOptions(SlotOptions):
 
 class IdSanitizerOptions(SlotOptions):
     """Options every ID sanitizer accepts (none yet; subclass to add yours)."""
+
+
+class ObserverOptions(BaseModel):
+    """Base of an observer's options model (its ``options_model`` attribute), validated from
+    ``[observers.<name>]`` like a slot's table: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 BASE_OPTIONS: dict[str, type[SlotOptions]] = {

@@ -16,16 +16,17 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from orchestrator import retention, signing, stage_graph
 from orchestrator.clock import new_run_id, now_iso
-from orchestrator.command_stage import run_command_stage
+from orchestrator.command_stage import run_command_stage, stage_approval
 from orchestrator.contracts import RunLocation
-from orchestrator.errors import RunStateError
+from orchestrator.errors import RunStateError, StorageError, describe_failure
 from orchestrator.identifiers import check_id
 from orchestrator.kernel import Kernel
 from orchestrator.manifest import CommandRecord, Manifest
-from orchestrator.pipeline import ResolvedStage, resolve_pipeline
+from orchestrator.pipeline import ResolvedStage, resolve_pipeline, with_defaults
 from orchestrator.run_plan import ResumeTarget, RunControls, RunPlan
 from orchestrator.run_records import new_manifest, plugins_info
 from orchestrator.run_session import RunResult, RunSession
+from orchestrator.stage_selection import NOT_SELECTED
 
 __all__ = ["RunResult", "execute"]
 
@@ -71,13 +72,18 @@ def _new_location(kernel: Kernel, task_id: str) -> RunLocation:
             kernel.persistence.create_run(location)
         except FileExistsError:
             continue
+        except Exception as exc:  # a read-only or full disk, a store that refuses writes
+            raise StorageError(
+                f"cannot create run {run_id} in {config.runs_dir}: {describe_failure(exc)}; "
+                "make it writable (or free space), or point CODEX_ORCHESTRATOR_RUNS_DIR elsewhere"
+            ) from None
         return location
     raise RunStateError("could not allocate a new run id; try again")
 
 
 def _first_manifest(plan: RunPlan, location: RunLocation) -> Manifest:
     kernel = plan.kernel
-    return new_manifest(
+    manifest = new_manifest(
         location,
         plan.pipeline,
         plan.parent_run_id,
@@ -86,6 +92,10 @@ def _first_manifest(plan: RunPlan, location: RunLocation) -> Manifest:
         plugins=plugins_info(kernel),
         merged_streams=bool(getattr(kernel.command_runner, "merged_streams", False)),
     )
+    for record in manifest.commands:
+        if record.id in plan.not_selected:
+            record.status, record.status_detail = "skipped", NOT_SELECTED
+    return manifest
 
 
 def _run_stages(plan: RunPlan, session: RunSession, controls: RunControls) -> None:
@@ -94,8 +104,8 @@ def _run_stages(plan: RunPlan, session: RunSession, controls: RunControls) -> No
         return
     stopped = False
     for stage, record in zip(plan.pipeline.stages, session.manifest.commands, strict=True):
-        if record.status == "succeeded":
-            continue  # done by an earlier attempt of this run (resume)
+        if record.status == "succeeded" or record.status_detail == NOT_SELECTED:
+            continue  # done by an earlier attempt of this run (resume), or left out
         if stopped or controls.cancel.is_set():
             session.skip(record)
             continue
@@ -120,7 +130,11 @@ def _run_graph(plan: RunPlan, session: RunSession, controls: RunControls) -> Non
     records = {record.id: record for record in session.manifest.commands}
     # the stages' own cancel: set when the run is cancelled, or by fail_fast
     stop = RunControls(hurry=controls.hurry, approve=controls.approve)
-    waiting = {s.id: None for s in pipeline.stages if records[s.id].status != "succeeded"}
+    waiting = {  # a stage left out (--only/--skip/--from) counts as met for those needing it
+        s.id: None
+        for s in pipeline.stages
+        if records[s.id].status != "succeeded" and records[s.id].status_detail != NOT_SELECTED
+    }
     unmet = {sid: {n for n in needs[sid] if n in waiting} for sid in waiting}
     wanted_by: dict[str, list[str]] = {}
     for sid in waiting:
@@ -184,6 +198,10 @@ def _run_stage(
         result = run_command_stage(session, stage, record, controls)
         session.end_command_stage(stage, record, result)
         return result.ok
+    approval = stage_approval(session, stage, controls)  # before the child run starts
+    if approval is not None and not approval.granted:
+        session.end_unstarted_stage(record, approval.message or "not approved", "not-approved")
+        return False
     child = _run_child(plan, session, controls, stage, record)
     return session.end_subpipeline_stage(record, child)
 
@@ -201,8 +219,11 @@ def _run_child(
     replaced by a new one."""
     assert stage.pipeline is not None
     kernel = plan.kernel
-    child_pipeline = resolve_pipeline(
-        kernel.config.settings, stage.pipeline, kernel.root, kernel.sanitizer, kernel.where
+    child_pipeline = with_defaults(
+        resolve_pipeline(
+            kernel.config.settings, stage.pipeline, kernel.root, kernel.sanitizer, kernel.where
+        ),
+        stage,
     )
     child_plan = plan.child(child_pipeline, session.location.run_id)
     earlier = session.earlier_children.get(record.id)

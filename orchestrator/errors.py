@@ -54,7 +54,18 @@ class CorruptRecordError(OrchestratorError):
     """A stored record (manifest, state snapshot) does not parse."""
 
 
+class StorageError(OrchestratorError):
+    """The run store cannot be written at all (a read-only or full disk) before a run begins."""
+
+
 class LockTimeoutError(OrchestratorError):
     """A persistence lock could not be taken within the configured attempts."""
 
     exit_code = EXIT_RUN_FAILED
+
+
+def describe_failure(exc: BaseException) -> str:
+    """An OS error in its own words and the path it names, else the exception in short."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror} ({exc.filename})" if exc.filename else exc.strerror
+    return f"{type(exc).__name__}: {exc}"

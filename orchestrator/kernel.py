@@ -110,6 +110,29 @@ class Kernel:
                     continue
                 raise
             self.config.validate_options(slot, implementation_cls.options_model)
+        self._check_observer_options()
+
+    def _check_observer_options(self) -> None:
+        """Validate every ``[observers.<name>]`` table whose observer declares an options model,
+        so a bad value stops any command before it starts (exit 2), as for a slot. Observers
+        with no table are not even imported here."""
+        tables = self.config.settings.observers
+        if not tables:
+            return
+        from importlib import metadata
+
+        from orchestrator.contracts import OBSERVER_GROUP
+        from orchestrator.observers import options_model_of
+
+        for entry_point in metadata.entry_points(group=OBSERVER_GROUP):
+            if entry_point.name not in tables:
+                continue
+            try:
+                model = options_model_of(entry_point.load(), entry_point.name)
+            except (Exception, SystemExit):
+                continue  # reported when observers load, like any observer that cannot load
+            if model is not None:
+                self.config.validate_options(f"observers.{entry_point.name}", model)
 
     @property
     def persistence(self) -> Persistence:
@@ -133,7 +156,11 @@ class Kernel:
 
     @cached_property
     def observers(self) -> Observers:
-        return load_observers(self.config.settings.plugins.disabled, environ=dict(self.environ))
+        return load_observers(
+            self.config.settings.plugins.disabled,
+            environ=dict(self.environ),
+            validate_options=self.config.validate_options,
+        )
 
     def effective_config(self) -> dict[str, Any]:
         return self.config.settings.model_dump(mode="json")

@@ -61,6 +61,7 @@ class ManifestWriter:
         self.failures = 0
         self.last_payload: bytes | None = None  # the bytes of the newest successful write
         self._streak = 0  # failed writes since the last good one
+        self.last_error: str | None = None  # why the newest failed write failed
         self._thread = threading.Thread(target=self._loop, name="manifest-writer", daemon=True)
 
     def start(self) -> None:
@@ -115,6 +116,7 @@ class ManifestWriter:
             except Exception as exc:
                 self.failures += 1
                 self._streak += 1
+                self.last_error = _cause(exc)
                 message = f"manifest write failed ({type(exc).__name__}: {exc}); will retry"
                 if self._streak == 1:  # stderr hears of a streak once; the run's log of each
                     log.warning(message)
@@ -127,6 +129,7 @@ class ManifestWriter:
             self.writes += 1
             self._streak = 0
             self.last_payload = payload
+            self.last_error = None
             with self._wake:
                 self._written_version = max(self._written_version, version)
                 self._last_write = time.monotonic()
@@ -151,6 +154,11 @@ class ManifestWriter:
             self._wake.notify()
         if self._thread.is_alive():
             self._thread.join()
+        return self.flush()
+
+    def flush(self) -> bool:
+        """Write the newest state now, retried (``FINAL_FLUSH_ATTEMPTS``, backing off); True
+        when it landed. The end of a run calls it before it records the run as finished."""
         for attempt in range(FINAL_FLUSH_ATTEMPTS):
             with self._wake:
                 self._version += 1
@@ -158,3 +166,10 @@ class ManifestWriter:
                 return True
             time.sleep(0.05 * 2**attempt)
         return False
+
+
+def _cause(exc: Exception) -> str:
+    """An OS error's own words (``No space left on device``), else the exception in short."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return f"{type(exc).__name__}: {exc}"

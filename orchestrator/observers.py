@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pluggy
+from pydantic import BaseModel
 
 from orchestrator import hookspecs
-from orchestrator.contracts import OBSERVER_GROUP
+from orchestrator.contracts import OBSERVER_GROUP, ObserverOptions
 from orchestrator.slots import check_required_api
 
 AUTOLOAD_SWITCH = "CODEX_ORCHESTRATOR_DISABLE_PLUGIN_AUTOLOAD"
@@ -24,6 +25,8 @@ AUTOLOAD_SWITCH = "CODEX_ORCHESTRATOR_DISABLE_PLUGIN_AUTOLOAD"
 BUILTIN_DISTRIBUTION = "codex-orchestrator"
 
 ErrorReporter = Callable[[str, str, BaseException], None]
+OptionsValidator = Callable[[str, type[BaseModel]], BaseModel]
+"""``validate(table, model)``: the config's validation of ``[observers.<name>]``."""
 
 
 @dataclass(frozen=True)
@@ -54,18 +57,38 @@ class Observers:
     _impls: dict[str, list[Any]] = field(default_factory=dict)
     failures: dict[tuple[str, str], int] = field(default_factory=dict)
     """How often each (observer, hook) raised; only the first time is reported."""
+    options: dict[str, BaseModel] = field(default_factory=dict)
+    """The validated options of each observer that declares an ``options_model``."""
+
+    _order: list[str] = field(default_factory=list)
+    """Observer names in the order they were registered (the order they are called in)."""
 
     def register(self, plugin: object, name: str) -> None:
+        refuse_wrappers(plugin, name)
         self.manager.register(plugin, name=name)
+        self._order.append(name)
         self._impls.clear()
 
     def _hook_impls(self, hook: str) -> list[Any]:
         impls = self._impls.get(hook)
         if impls is None:
-            # pluggy keeps implementations last-registered-first; call them first-registered-first
-            impls = list(reversed(getattr(self.manager.hook, hook).get_hookimpls()))
+            # Load order, as documented. (pluggy's own call loop goes last-registered-first;
+            # the kernel calls each implementation itself, to isolate its failures.)
+            # ``tryfirst``/``trylast`` still move an observer to the front/back.
+            rank = {name: index for index, name in enumerate(self._order)}
+
+            def key(impl: Any) -> tuple[int, int]:
+                group = 0 if impl.tryfirst else 2 if impl.trylast else 1
+                return group, rank.get(impl.plugin_name, len(rank))
+
+            impls = sorted(getattr(self.manager.hook, hook).get_hookimpls(), key=key)
             self._impls[hook] = impls
         return impls
+
+    def forget(self, name: str) -> None:
+        if name in self._order:
+            self._order.remove(name)
+        self._impls.clear()
 
     def _call(self, hook: str, **kwargs: Any) -> None:
         for impl in self._hook_impls(hook):
@@ -122,10 +145,37 @@ def new_manager() -> pluggy.PluginManager:
     return manager
 
 
+def refuse_wrappers(plugin: object, name: str) -> None:
+    """Raise TypeError for a hook wrapper: observers only observe, and the kernel calls each
+    implementation on its own (a wrapper would silently never run)."""
+    for attribute in dir(plugin):
+        if not attribute.startswith("orchestrator_"):
+            continue
+        marks = getattr(getattr(plugin, attribute, None), hookspecs.PROJECT_NAME + "_impl", None)
+        if isinstance(marks, dict) and (marks.get("wrapper") or marks.get("hookwrapper")):
+            raise TypeError(
+                f"observer {name!r}: {attribute} is a hook wrapper (wrapper=True or "
+                "hookwrapper=True), which observers cannot be; mark it with a plain @hookimpl"
+            )
+
+
+def options_model_of(plugin: object, name: str) -> type[BaseModel] | None:
+    """The observer's declared ``options_model`` (None when it declares none)."""
+    model = getattr(plugin, "options_model", None)
+    if model is None:
+        return None
+    if not (isinstance(model, type) and issubclass(model, ObserverOptions)):
+        raise TypeError(
+            f"observer {name!r}: options_model must subclass orchestrator.contracts.ObserverOptions"
+        )
+    return model
+
+
 def load_observers(
     disabled: Iterable[str] = (),
     environ: dict[str, str] | None = None,
     on_error: ErrorReporter = _report_to_stderr,
+    validate_options: OptionsValidator | None = None,
 ) -> Observers:
     """Register every observer entry point that is not disabled, each in isolation."""
     from importlib import metadata
@@ -152,11 +202,18 @@ def load_observers(
         try:
             plugin = entry_point.load()
             check_required_api(plugin, f"observer {entry_point.name!r}")
-            observers.manager.register(plugin, name=entry_point.name)
+            model = options_model_of(plugin, entry_point.name)
+            if model is not None:
+                table = f"observers.{entry_point.name}"
+                observers.options[entry_point.name] = (
+                    validate_options(table, model) if validate_options else model()
+                )
+            observers.register(plugin, entry_point.name)
             observers.manager.check_pending()
         except (Exception, SystemExit) as exc:
             if plugin is not None and observers.manager.is_registered(plugin):
                 observers.manager.unregister(plugin)
+                observers.forget(entry_point.name)
             message = f"{type(exc).__name__}: {exc}"
             observers.infos.append(
                 ObserverInfo(entry_point.name, dist_name, version, "error", message)

@@ -124,6 +124,10 @@ def _inside(root: Path, cwd: str) -> bool:
     return target == root or root in target.parents
 
 
+MAX_SUBPIPELINE_DEPTH = 32
+"""Child runs nest at most this deep (a 2,000-deep chain once exhausted the stack)."""
+
+
 def resolve_pipeline(
     settings: Settings,
     pipeline_id: str,
@@ -160,6 +164,11 @@ def resolve_pipeline(
                 "use a folder inside it"
             )
         if entry.pipeline is not None:
+            if len(trail) >= MAX_SUBPIPELINE_DEPTH:
+                raise ConfigError(
+                    f"{origin}: subpipelines nest more than {MAX_SUBPIPELINE_DEPTH} deep "
+                    f"({trail[0]} -> {trail[1]} -> ... -> {entry.pipeline}); flatten the chain"
+                )
             if entry.pipeline in trail:
                 cycle = " -> ".join((*trail, entry.pipeline))
                 raise ConfigError(f"{origin}: subpipelines form a cycle: {cycle}")
@@ -259,3 +268,15 @@ def single_command_pipeline(
         timeout_seconds=timeout_seconds,
     )
     return ResolvedPipeline("exec", "exec", (stage,))
+
+
+def with_defaults(pipeline: ResolvedPipeline, parent: ResolvedStage) -> ResolvedPipeline:
+    """A subpipeline's stages with the ``env`` and ``cwd`` of the stage that runs it as
+    defaults (each stage's own keys win); nested subpipelines pass them on."""
+    if not parent.env and parent.cwd is None:
+        return pipeline
+    stages = tuple(
+        replace(stage, env={**parent.env, **stage.env}, cwd=stage.cwd or parent.cwd)
+        for stage in pipeline.stages
+    )
+    return replace(pipeline, stages=stages)

@@ -59,6 +59,9 @@ class RunPlan:
     max_parallel: int | None = None
     """``--max-parallel``: wins over the pipeline's ``max_parallel`` (of every run of this
     command, child runs included)."""
+    not_selected: frozenset[str] = frozenset()
+    """Stages ``--only``/``--skip``/``--from`` left out (orchestrator.stage_selection): recorded
+    skipped, never run, not even by a resume."""
 
     @property
     def parallel_limit(self) -> int:
@@ -77,10 +80,20 @@ class RunPlan:
         resume: ResumeTarget | None = None,
         exit_code_of: Callable[[Manifest], int] = status_exit_code,
         max_parallel: int | None = None,
+        not_selected: frozenset[str] = frozenset(),
     ) -> RunPlan:
         """Load every slot now (a bad plugin or option fails here, before the disk is touched)."""
         kernel.load_slots()
-        return cls(kernel, task_id, pipeline, parent_run_id, resume, exit_code_of, max_parallel)
+        return cls(
+            kernel,
+            task_id,
+            pipeline,
+            parent_run_id,
+            resume,
+            exit_code_of,
+            max_parallel,
+            not_selected,
+        )
 
     def child(
         self,

@@ -21,6 +21,7 @@ from orchestrator.manifest import (
 from orchestrator.pipeline import ResolvedPipeline, ResolvedStage
 from orchestrator.process_identity import current_process_identity
 from orchestrator.run_report import relative
+from orchestrator.stage_selection import NOT_SELECTED
 
 if TYPE_CHECKING:
     from orchestrator.kernel import Kernel
@@ -126,8 +127,8 @@ def reset_for_resume(manifest: Manifest, event: dict[str, Any]) -> dict[str, str
     manifest.runner = RunnerProcess(**current_process_identity())
     manifest.resume_events.append(ResumeEvent.model_validate(event))
     for record in manifest.commands:
-        if record.status == "succeeded":
-            continue
+        if record.status == "succeeded" or record.status_detail == NOT_SELECTED:
+            continue  # a stage left out by --only/--skip/--from stays out
         if record.sub_run_id:
             earlier_children[record.id] = record.sub_run_id
         record.status = "pending"

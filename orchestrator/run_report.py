@@ -56,6 +56,8 @@ def run_summary(
                 "duration_ms": c.duration_ms,
                 "summary": c.summary,
                 "sub_run_id": c.sub_run_id,
+                "status_detail": c.status_detail,
+                "needs": c.needs,
             }
             for c in manifest.commands
         ],

@@ -34,20 +34,21 @@ def _fields(session: RunSession, digest: str | None) -> dict[str, Any]:
     return fields
 
 
-def seal(session: RunSession) -> str | None:
-    """Record the history entry and the metrics line with the final ``manifest_sha256``."""
+def seal(session: RunSession, flushed: bool = True) -> str | None:
+    """Record the history entry and the metrics line with the final ``manifest_sha256`` (none
+    when the final flush failed: then no digest of what is on disk can be vouched for)."""
     notes = len(session.notes)
-    digest = session.writer.last_digest
+    digest = session.writer.last_digest if flushed else None
     fields = _fields(session, digest)
-    if len(session.notes) != notes:  # a signing note changed the summary
+    if digest is not None and len(session.notes) != notes:  # a signing note changed the summary
         digest = session.rewrite_summary()
         fields = _fields(session, digest)
     state_ok = session._record_history(fields)
-    if not state_ok:  # the manifest's summary now names the skipped snapshot
+    if not state_ok and digest is not None:  # the summary now names the skipped snapshot
         digest = session.rewrite_summary()
         fields = _fields(session, digest)
     if not session._record_metrics(fields):  # the manifest now says metrics_recorded: false
-        digest = session.rewrite_summary()
+        digest = session.rewrite_summary() if digest is not None else None
         fields = _fields(session, digest)
         if state_ok:
             session._record_history(fields)

@@ -72,6 +72,7 @@ class RunSession:
         self.earlier_children: dict[str, str] = {}  # stage id -> child run of an earlier attempt
         self.instructions_path: Path | None = None
         self.heartbeat_failures = 0
+        self.records_error: str | None = None  # why the run's final records are not on disk
         self._heartbeat_streak = 0
         self._log: NdjsonLog | None = None
         self.writer = ManifestWriter(
@@ -91,8 +92,9 @@ class RunSession:
             manifest_path=self.manifest_path,
             config=self.kernel.effective_config(),
             resumed=self.resumed,
+            out_dir=location.state_dir,
             _annotate=self.annotate,
-            out_dir=self.kernel.config.out_dir,
+            _options=lambda name: self.kernel.observers.options.get(name),
             _manifest=self.manifest_document,
         )
 
@@ -360,6 +362,14 @@ class RunSession:
         self._end_stage(record, ok)
         return ok
 
+    def end_unstarted_stage(self, record: CommandRecord, summary: str, detail: str) -> None:
+        """A stage that failed before it could start (a subpipeline whose approval was
+        denied): its summary and why, then the stage's end."""
+        with self.writer.lock:
+            record.summary = summary
+            record.status_detail = detail
+        self._end_stage(record, False)
+
     def _end_stage(self, record: CommandRecord, ok: bool) -> None:
         with self.writer.lock:
             record.status = "succeeded" if ok else "failed"
@@ -385,6 +395,10 @@ class RunSession:
     def _record_history(self, seal: dict[str, Any] | None = None) -> bool:
         started = time.monotonic()
         entry = run_records.history_entry(self.manifest, self.manifest_path, self.kernel.root, seal)
+        if self.records_error is not None:  # the only record of which stages succeeded
+            entry["stages_succeeded"] = [
+                c.id for c in self.manifest.commands if c.status == "succeeded"
+            ]
         try:
             self.kernel.persistence.record_run(self.location.task_id, entry)
         except Exception as exc:
@@ -414,8 +428,7 @@ class RunSession:
         new ``manifest_sha256``."""
         with self.writer.lock:
             self.manifest.summary = run_records.run_summary_text(self.manifest, self.notes)
-        self.writer.write_now()
-        return self.writer.last_digest
+        return self.writer.last_digest if self.writer.write_now() else None
 
     def _settle(self, failure: BaseException | None, cancelled: bool) -> None:
         manifest = self.manifest
@@ -428,7 +441,25 @@ class RunSession:
             # the history entry and the metrics line follow the final flush, so both can carry
             # its manifest_sha256 (run_seal.py); the line is appended then
             manifest.metrics_recorded = True
-        self.writer.request()
+        if not self.writer.flush():  # the history never says more than the manifest on disk
+            self._records_not_written(self.writer.last_error or "unknown cause")
+
+    def _records_not_written(self, cause: str) -> None:
+        """The manifest could not be written after retries: the run is not reported as a success
+        (its stages may all have passed, but nothing on disk says so)."""
+        self.records_error = (
+            f"run {self.location.run_id}: its manifest could not be written ({cause}: "
+            f"{self.manifest_path}); the run is reported failed; free the disk or make the "
+            "runs folder writable, then resume it"
+        )
+        with self.writer.lock:
+            if self.manifest.status == "succeeded":
+                self.manifest.status = "failed"
+                self.manifest.status_detail = "records-not-written"
+            if self.manifest.resume_events:
+                self.manifest.resume_events[-1].outcome = self.manifest.status
+            self.notes.append(f"manifest not written: {cause}")
+            self.manifest.summary = run_records.run_summary_text(self.manifest, self.notes)
 
     def finish(self, failure: BaseException | None, cancelled: bool) -> RunResult:
         """Settle the run's status, record history and metrics, tell the observers, and flush
@@ -451,9 +482,14 @@ class RunSession:
                 observers.run_completed(self.view, result.summary(self.kernel.root))
         finally:
             flushed = self.writer.close()
-            if not flushed:
-                self.warn(f"final manifest flush of {self.manifest_path} failed")
-            run_seal.seal(self)
+            if not flushed and self.records_error is None:
+                self._records_not_written(self.writer.last_error or "unknown cause")
+            run_seal.seal(self, flushed)  # the history entry and metrics line, with the digest
+            if self.records_error is not None:
+                # never a green run without its records: exit 1 with one line naming the cause
+                log.error(self.records_error)
+                if result.exit_code == 0:
+                    result.exit_code = 1
             self.log_event(
                 "run:end",
                 status=manifest.status,

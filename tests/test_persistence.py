@@ -206,7 +206,9 @@ def test_a_snapshot_lock_held_briefly_is_waited_for(project: Project) -> None:
     assert "skipped" not in project.manifest(summary)["summary"]
 
 
-def test_a_manifest_that_cannot_be_written_does_not_change_the_outcome(project: Project) -> None:
+def test_a_manifest_that_cannot_be_written_is_never_reported_as_a_success(
+    project: Project,
+) -> None:
     # the stage puts a folder where the manifest goes: every later manifest write fails
     script = 'm="$CODEX_ORCHESTRATOR_MANIFEST_PATH"; rm -f "$m"; mkdir "$m"; echo done'
     project.write_config(
@@ -214,15 +216,17 @@ def test_a_manifest_that_cannot_be_written_does_not_change_the_outcome(project: 
         '{ id = "b", command = "true" }]\n'
     )
     result = project.run("start", "p", "--format", "json")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr
     summary = json.loads(result.stdout)
-    assert summary["status"] == "succeeded"
+    assert summary["status"] == "failed"
     assert result.stderr.count("warning: manifest write failed (IsADirectoryError") == 1
-    assert "final manifest flush of" in result.stderr
+    (error,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert "its manifest could not be written (Is a directory" in error
     events = project.runner_events(summary)
     assert len([e for e in events if e["type"] == "manifest:write_failed"]) >= 2
     end = events[-1]
     assert end["type"] == "run:end" and end["manifest_flushed"] is False
-    assert [m["status"] for m in project.metrics()] == ["succeeded"]
-    assert project.state()["runs"][0]["status"] == "succeeded"
+    assert [m["status"] for m in project.metrics()] == ["failed"]
+    (entry,) = project.state()["runs"]
+    assert entry["status"] == "failed" and entry["stages_succeeded"] == ["a", "b"]
     assert list(project.run_dir(summary).glob(".*.tmp")) == []

@@ -29,3 +29,21 @@ def test_ci_runs_the_readme_test_command() -> None:
     ]
     # first the system packages of the service and browser tests, then the README's command
     assert commands == ["bash .ci/system-packages", shell_blocks()[1]]
+
+
+def test_the_tour_config_runs_as_copied(tmp_path: Path) -> None:
+    import json
+
+    from orchestrator.testing import Project
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    tour = text.split("## A short tour", 1)[1]
+    config = re.search(r"```toml\n(.*?)```", tour, flags=re.S)
+    assert config is not None
+    project = Project(tmp_path)
+    project.write_config(config.group(1))
+    project.write("README.md", "# demo\n")
+    plan = project.run("plan", "--format", "json")
+    assert plan.returncode == 0, plan.stderr
+    assert [s["id"] for s in json.loads(plan.stdout)["stages"]] == ["lint", "test", "docs"]
+    assert project.start_json("docs-review")["status"] == "succeeded"

@@ -206,3 +206,22 @@ def test_changes_are_pushed_to_subscribed_pages(seeded) -> None:
         seeded.live.wait(timeout=60)
         tasks = {e["task_id"]: e["state"] for e in served.get_json("/api/tasks")}
         assert tasks["busy"] == "succeeded"
+
+
+def test_a_run_stopped_for_a_missing_approval_is_waiting_for_approval(project: Project) -> None:
+    project.write_config(
+        "[pipelines.release]\n"
+        'stages = [{ id = "build", command = "echo built" },\n'
+        '  { id = "publish", command = "echo published", requires_approval = true }]\n'
+    )
+    project.start_json("release", "--task", "rel", expect=1)  # no terminal, no grant
+    with serving(project) as served:
+        tasks = {e["task_id"]: e for e in served.get_json("/api/tasks")}
+        assert tasks["rel"]["state"] == "waiting for approval"
+        assert [a["granted"] for a in tasks["rel"]["approvals"]] == [False]
+        _, _, body = served.request("/?state=waiting+for+approval")
+        assert 'href="/tasks/rel"' in body.decode()
+    project.start_json("release", "--task", "rel", "--approve")
+    with serving(project) as served:
+        tasks = {e["task_id"]: e for e in served.get_json("/api/tasks")}
+        assert tasks["rel"]["state"] == "succeeded"

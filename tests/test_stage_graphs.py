@@ -391,3 +391,16 @@ def test_many_stages_ending_at_once_lose_no_update(project: Project) -> None:
     assert end["manifest_flushed"] is True
     (metrics,) = project.metrics()
     assert metrics["stages_succeeded"] == 60
+
+
+def test_progress_and_status_say_why_a_stage_was_skipped(project: Project) -> None:
+    project.write_config(
+        pipeline(stage("broken", "exit 1"), stage("after", "true", needs=["broken"]))
+    )
+    result = project.run("start", "g")  # text, off a terminal: a line per start and end
+
+    assert result.returncode == 1, result.stderr
+    assert "[1] broken FAILED" in result.stdout
+    assert "[2] after skipped (needs-failed)" in result.stdout
+    status = project.run("status", project.run_dirs()[0].name)
+    assert "skipped (needs-failed)" in status.stdout

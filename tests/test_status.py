@@ -149,7 +149,7 @@ def test_bad_run_ids_and_usage(project: Project) -> None:
     assert 'Invalid run ID "../escape"' in result.stderr
     result = project.run("status", "--watch")
     assert result.returncode == 2
-    assert "--watch needs a run id" in result.stderr
+    assert "has no runs to watch" in result.stderr
     result = project.run("status", "--format", "json")
     assert result.returncode == 0 and json.loads(result.stdout) == []
     assert "no runs yet" in project.run("status").stdout
@@ -291,3 +291,29 @@ def test_listing_entries_are_full_status_records_and_limit_cuts_the_newest(
     assert text == "task 0101: 3 run(s), newest first, the newest 1 shown (--limit 0: all)"
     bad = project.run("status", "--limit", "-1")
     assert bad.returncode == 2 and "--limit" in bad.stderr
+
+
+def test_watch_without_a_run_id_follows_the_newest_run(project: Project) -> None:
+    project.write_config(FAILING)
+    project.start_json("p", expect=1)
+    newest = project.start_json("p", expect=1)
+    result = project.run("status", "--watch", "--format", "json")
+    assert result.returncode == 1, result.stderr  # like start: the run failed
+    assert json.loads(result.stdout)["run_id"] == newest["run_id"]
+
+
+def test_status_all_shows_the_newest_run_of_every_task(project: Project) -> None:
+    project.write_config(FAILING)
+    project.start_json("p", "--task", "alpha", expect=1)
+    newest_alpha = project.start_json("p", "--task", "alpha", expect=1)
+    beta = project.start_json("p", "--task", "beta", expect=1)
+    rows = json.loads(project.run("status", "--all", "--format", "json").stdout)
+    assert [(r["task_id"], r["run_id"]) for r in rows] == [
+        ("alpha", newest_alpha["run_id"]),
+        ("beta", beta["run_id"]),
+    ]
+    assert all(r["duration_ms"] is not None and r["pipeline_id"] == "p" for r in rows)
+    text = project.run("status", "--all").stdout.splitlines()
+    assert text[0].split() == ["TASK", "PIPELINE", "STATUS", "STARTED", "DURATION", "STALE"]
+    assert text[1].split()[:3] == ["alpha", "p", "failed"]
+    assert text[2].split()[:3] == ["beta", "p", "failed"]

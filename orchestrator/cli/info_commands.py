@@ -81,6 +81,15 @@ def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
     return [(prefix, value)]
 
 
+def _source(kernel: Any, key: str) -> str:
+    """The layer that set ``key``; an observer's own default is labelled as that observer's."""
+    source: str = kernel.config.value_origin(key)
+    parts = key.split(".")
+    if parts[0] == "observers" and len(parts) > 2 and key not in kernel.config.provenance:
+        return f"default of observer {parts[1]!r}"
+    return source
+
+
 def config(*, common: Common | None = None) -> int:
     """Show the effective configuration and, for each value, the layer it came from."""
     import json
@@ -95,9 +104,11 @@ def config(*, common: Common | None = None) -> int:
             effective[slot] = kernel.slot(slot).options.model_dump(mode="json")
         except Exception:  # an uninstalled plugin: show the raw table
             continue
+    for name, options in kernel.observers.options.items():
+        effective.setdefault("observers", {})[name] = options.model_dump(mode="json")
     effective = redact_document(effective)  # secret-named keys as ***, target URLs reduced
     rows = [
-        {"key": key, "value": value, "source": kernel.config.value_origin(key)}
+        {"key": key, "value": value, "source": _source(kernel, key)}
         for key, value in _flatten(effective)
     ]
     if common.format == "json":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from cyclopts import Parameter
 
@@ -40,6 +40,15 @@ def status(
     limit: Annotated[
         int, Parameter(help="Without RUN_ID: list at most this many runs, newest first (0 = all).")
     ] = 50,
+    all_: Annotated[
+        bool,
+        Parameter(
+            name="--all",
+            negative=(),
+            help="The newest run of every task of the project (task, pipeline, status, "
+            "started, duration, stale).",
+        ),
+    ] = False,
     common: Common | None = None,
 ) -> int:
     """Show one run in detail, or list the task's runs, newest first.
@@ -55,9 +64,29 @@ def status(
 
     common = common or Common()
     kernel = load_kernel(common)
+    if all_:
+        from orchestrator.lifecycle.status import all_tasks_newest, render_all
+
+        if run_id is not None or watch:
+            raise UsageError("--all lists every task's newest run; give no RUN_ID or --watch")
+        rows = all_tasks_newest(kernel)
+        if common.format == "json":
+            print_json(rows)
+        else:
+            print("\n".join(render_all(rows)))
+        return 0
+    if run_id is None and watch:  # follow the task's newest run
+        from orchestrator.lifecycle.status import task_runs
+
+        task = task_id(kernel, common)
+        newest = task_runs(kernel, task)
+        if not newest:
+            raise UsageError(
+                f"task {task} has no runs to watch; start one with `codex-orchestrator start`"
+            )
+        run_id = newest[0]["run_id"]
+        return _watch(kernel, locate_run(kernel, run_id, task), common)
     if run_id is None:
-        if watch:
-            raise UsageError("--watch needs a run id: `codex-orchestrator status RUN_ID --watch`")
         task = task_id(kernel, common)
         if limit < 0:
             raise UsageError(f"--limit must be 0 (all) or a positive number, not {limit}")
@@ -238,3 +267,65 @@ def spec_guard(
     else:
         print("\n".join(render_report(report, dry_run)))
     return 1 if report.findings and not dry_run else 0
+
+
+def logs(
+    run_id: str | None = None,
+    stage: str | None = None,
+    /,
+    *,
+    follow: Annotated[
+        bool,
+        Parameter(help="Follow a live run: print output as it comes until the run ends."),
+    ] = False,
+    stream: Annotated[
+        Literal["stdout", "stderr"] | None,
+        Parameter(help="Only this stream (default: both, as they came)."),
+    ] = None,
+    common: Common | None = None,
+) -> int:
+    """Print a run's output, byte for byte, reassembled from its logs.
+
+    Parameters
+    ----------
+    run_id
+        The run (default: the task's newest run). Looked up across tasks unless --task is given.
+    stage
+        Only this stage (its id or its number); default: every stage, in order.
+    """
+    from orchestrator.lifecycle.logs import write_run_output
+    from orchestrator.lifecycle.records import locate_run
+    from orchestrator.lifecycle.status import task_runs
+
+    common = common or Common()
+    kernel = load_kernel(common)
+    if run_id is None:
+        task = task_id(kernel, common)
+        listing = task_runs(kernel, task)
+        if not listing:
+            raise UsageError(
+                f"task {task} has no runs to show; start one with `codex-orchestrator start`"
+            )
+        run = locate_run(kernel, listing[0]["run_id"], task)
+    else:
+        run = locate_run(kernel, run_id, _explicit_task(kernel, common))
+    out = sys.stdout.buffer
+    headers = stage is None
+
+    def write(data: bytes) -> None:
+        out.write(data)
+        if follow:
+            out.flush()
+
+    def announce(where: Any, record: Any) -> None:
+        if headers:  # on stderr: standard output stays the stages' bytes, exactly
+            sys.stdout.flush()
+            out.flush()
+            print(f"==> run {where.run_id} [{record.index}] {record.id} <==", file=sys.stderr)
+
+    streams = (stream,) if stream else ("stdout", "stderr")
+    write_run_output(
+        kernel, run, stage=stage, streams=streams, follow=follow, write=write, announce=announce
+    )
+    out.flush()
+    return 0

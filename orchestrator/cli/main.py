@@ -74,6 +74,16 @@ COMMANDS: list[tuple[str, str, str]] = [
         "Remove old runs by a retention policy (--keep, --older-than, [retention]).",
     ),
     (
+        "orchestrator.cli.lifecycle_commands:logs",
+        "logs",
+        "Print a run's output byte for byte (default: the task's newest run); --follow.",
+    ),
+    (
+        "orchestrator.cli.init_command:init",
+        "init",
+        "Write a commented codex.orchestrator.toml for the project here (never overwrites).",
+    ),
+    (
         "orchestrator.cli.exec_command:exec_",
         "exec",
         "Run one command as a one-stage run, with a live event stream (--format jsonl).",

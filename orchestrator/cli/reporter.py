@@ -57,6 +57,19 @@ class PlainReporter:
             f"(attempt {attempt}) in {delay_seconds:.1f} s"
         )
 
+    def _skipped(self, run: Any, summary: dict[str, Any]) -> None:
+        """Stages of a graph that never started, and why (a failure they needed, fail_fast)."""
+        for command in summary.get("commands") or []:
+            if command.get("status") == "skipped" and command.get("status_detail"):
+                self._write(
+                    f"{self._prefix(run)}[{command['index']}] {command['id']} skipped "
+                    f"({command['status_detail']})"
+                )
+
+    @hookimpl
+    def orchestrator_run_completed(self, run: Any, summary: dict[str, Any]) -> None:
+        self._skipped(run, summary)
+
 
 class LiveReporter(PlainReporter):
     """On a terminal: one live line per running stage with its elapsed time (every stage of a
@@ -124,6 +137,7 @@ class LiveReporter(PlainReporter):
         for key in [key for key in self._running if key[0] == run.run_id]:
             del self._running[key]
         self._stop()
+        self._skipped(run, summary)
 
 
 def make_reporter(color: bool) -> PlainReporter:

@@ -75,6 +75,30 @@ def start(
             "max_parallel, else the number of CPUs).",
         ),
     ] = None,
+    only: Annotated[
+        list[str] | None,
+        Parameter(
+            consume_multiple=False,
+            negative=(),
+            help="Run only these stages (ID[,ID...], repeatable); the rest are recorded skipped.",
+        ),
+    ] = None,
+    skip: Annotated[
+        list[str] | None,
+        Parameter(
+            consume_multiple=False,
+            negative=(),
+            help="Leave these stages out (ID[,ID...], repeatable).",
+        ),
+    ] = None,
+    from_: Annotated[
+        str | None,
+        Parameter(
+            name="--from",
+            help="Start at this stage: it and every stage after it (in a graph: it and every "
+            "stage that depends on it).",
+        ),
+    ] = None,
     common: StreamCommon | None = None,
 ) -> int:
     """Run a pipeline as a new run.
@@ -99,7 +123,27 @@ def start(
     )
     if max_parallel is not None and not 1 <= max_parallel <= 1024:
         raise UsageError(f"--max-parallel {max_parallel}: give a number of stages from 1 to 1024")
-    plan_ = RunPlan.build(kernel, task, resolved, parent_run_id=parent, max_parallel=max_parallel)
+    not_selected: frozenset[str] = frozenset()
+    if only or skip or from_ is not None:
+        from orchestrator.stage_selection import selected_stages, split_ids
+
+        ids = [stage.id for stage in resolved.stages]
+        chosen = selected_stages(
+            ids,
+            only=split_ids(only or ()),
+            skip=split_ids(skip or ()),
+            from_=from_,
+            needs=resolved.needs if resolved.is_graph else None,
+        )
+        not_selected = frozenset(ids) - chosen
+    plan_ = RunPlan.build(
+        kernel,
+        task,
+        resolved,
+        parent_run_id=parent,
+        max_parallel=max_parallel,
+        not_selected=not_selected,
+    )
     return run_with_output(plan_, RunControls(approve=approve), common.format)
 
 

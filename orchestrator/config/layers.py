@@ -6,6 +6,8 @@ value came from and an error can name the file that holds the bad key.
 
 from __future__ import annotations
 
+import os
+import stat
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -38,20 +40,88 @@ def user_config_path(environ: Mapping[str, str]) -> Path:
     return Path(base).expanduser() / "codex-orchestrator" / "config.toml"
 
 
+MAX_CONFIG_BYTES = 1 << 20
+"""A config file is a regular file of at most 1 MiB (``/dev/zero`` would be read until memory
+runs out, a fifo nobody writes would hang)."""
+MAX_NESTING = 32
+"""Tables and arrays nest at most this deep (a 5,000-deep array exhausts the parser's stack)."""
+
+
+def _read_config_bytes(path: Path) -> bytes:
+    """The file's bytes, refusing anything but a regular file of at most MAX_CONFIG_BYTES.
+
+    Opened non-blocking, so opening a fifo does not wait for a writer; checked on the open
+    descriptor, so what is read is what was checked."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(
+                f"config file {path} is not a regular file; point --config at a TOML file"
+            )
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                f"config file {path} is {info.st_size:,} bytes, over the 1 MiB limit; "
+                "a config file this big is not a config file"
+            )
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} grew over the 1 MiB limit while it was read")
+    return data
+
+
+def _nesting_depth(value: Any) -> int:
+    """How deep tables and arrays nest in ``value`` (iteratively: no recursion limit)."""
+    deepest = 0
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[Any] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        if deepest > MAX_NESTING:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _loads(text: str, where: str) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(text)
+    except RecursionError:
+        data = None
+    if data is None or _nesting_depth(data) > MAX_NESTING:
+        raise ConfigError(
+            f"{where}: tables or arrays nest deeper than {MAX_NESTING} levels; flatten them"
+        )
+    return data
+
+
 def read_toml_layer(name: str, path: Path, *, required: bool) -> Layer | None:
     """Parse one TOML file; a missing optional file is no layer, a missing required one an error."""
     try:
-        raw = path.read_bytes()
+        raw = _read_config_bytes(path)
     except FileNotFoundError:
         if required:
             raise ConfigError(
                 f"config file {path} does not exist; check the path given to --config"
             ) from None
         return None
+    except IsADirectoryError:
+        raise ConfigError(
+            f"config file {path} is not a regular file; point --config at a TOML file"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        data = _loads(raw.decode("utf-8"), str(path))
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text; save the file as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
@@ -62,7 +132,7 @@ def read_toml_layer(name: str, path: Path, *, required: bool) -> Layer | None:
 def parse_scalar(text: str) -> Any:
     """A value typed on a command line or in the environment: a TOML value, else the string."""
     try:
-        return tomllib.loads(f"v = {text}")["v"]
+        return _loads(f"v = {text}", "a value given on the command line or in the environment")["v"]
     except tomllib.TOMLDecodeError:
         return text
 

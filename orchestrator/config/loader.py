@@ -48,12 +48,21 @@ class LoadedConfig:
         return layer.origin if layer else DEFAULTS_LAYER.origin
 
     def validate_options(self, table: str, model: type[BaseModel]) -> BaseModel:
-        """Validate a slot's (or observer's) options table with the implementation's model."""
-        data = self._resolve_paths(table, model, dict(getattr(self.settings, table)))
+        """Validate a slot's options table (``"heartbeat"``) or an observer's
+        (``"observers.<name>"``) with the implementation's model."""
+        data = self._resolve_paths(table, model, dict(self.table(table)))
         try:
             return model.model_validate(data)
         except ValidationError as exc:
-            raise config_error(exc, self.provenance, prefix=(table,), model=model) from None
+            prefix = tuple(table.split("."))
+            raise config_error(exc, self.provenance, prefix=prefix, model=model) from None
+
+    def table(self, dotted: str) -> dict[str, Any]:
+        """The raw table at a dotted path of the settings (empty when it is not set)."""
+        value: Any = self.settings
+        for part in dotted.split("."):
+            value = getattr(value, part) if isinstance(value, BaseModel) else value.get(part, {})
+        return value if isinstance(value, dict) else {}
 
     def _resolve_paths(
         self, table: str, model: type[BaseModel], data: dict[str, Any]

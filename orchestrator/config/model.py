@@ -15,6 +15,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+SUBPIPELINE_REJECTS = frozenset(
+    {"timeout_seconds", "retry_attempts", "retry_on_exit_codes", "summary_hint"}
+)
+"""Stage keys that make no sense for a subpipeline stage: a config error there, never ignored
+(``env``, ``cwd`` and ``requires_approval`` apply to the child run as a whole)."""
+
+
 class StageConfig(_Strict):
     """One entry of a pipeline's ``stages``: a command, a stage set, or a subpipeline."""
 
@@ -111,6 +118,14 @@ class StageConfig(_Strict):
                 )
         elif self.id is None:
             raise ValueError("a stage needs an 'id'")
+        if self.pipeline is not None:
+            pointless = sorted(SUBPIPELINE_REJECTS & self.model_fields_set)
+            if pointless:
+                raise ValueError(
+                    f"{', '.join(pointless)} cannot apply to a subpipeline stage (a child run is "
+                    "no single command); set them on the stages of pipeline "
+                    f"{self.pipeline!r} instead"
+                )
         return self
 
 
@@ -141,7 +156,7 @@ class NotificationsConfig(_Strict):
     targets: list[str] = Field(
         default_factory=list, description="http(s) URLs sent the run summary"
     )
-    timeout_seconds: float = Field(5, gt=0, le=300, description="one delivery attempt's limit")
+    timeout_seconds: float = Field(5, ge=0.1, le=300, description="one delivery attempt's limit")
     retry_attempts: int = Field(3, ge=1, le=10, description="attempts per target, with backoff")
 
     @field_validator("targets")
@@ -160,7 +175,7 @@ class NotificationsConfig(_Strict):
 class TelemetryConfig(_Strict):
     otel_endpoint: str | None = Field(None, description="OTLP/HTTP traces endpoint")
     export_timeout_seconds: float = Field(
-        5, gt=0, le=120, description="how long the end of a run waits for the export"
+        5, ge=0.1, le=120, description="how long the end of a run waits for the export"
     )
 
     @field_validator("otel_endpoint")

@@ -111,6 +111,32 @@ def _reason(manifest: Manifest, act: Activity, extra: str | None) -> str:
     return f"{reason}; {extra}" if extra else reason
 
 
+def _adopt_recorded_successes(kernel: Kernel, run: RunLocation, manifest: Manifest) -> None:
+    """Stages the task history records as succeeded while the manifest could not say so (its
+    writes failed: a full or read-only disk) count as succeeded: never run twice."""
+    try:
+        history = kernel.persistence.read_state(run.task_id) or {}
+    except Exception:  # an unreadable history records nothing
+        return
+    entry = next(
+        (
+            e
+            for e in history.get("runs") or []
+            if isinstance(e, dict) and e.get("run_id") == run.run_id
+        ),
+        None,
+    )
+    recorded = entry.get("stages_succeeded") if entry else None
+    if not isinstance(recorded, list):
+        return
+    for record in manifest.commands:
+        if record.id in recorded and record.status != "succeeded":
+            record.status = "succeeded"
+            record.summary = (
+                "succeeded (recorded in the task history: the manifest could not be written then)"
+            )
+
+
 def plan_resume(
     kernel: Kernel,
     run: RunLocation,
@@ -133,6 +159,7 @@ def plan_resume(
     if changed:
         merged = bool(getattr(kernel.command_runner, "merged_streams", False))
         adopt_pipeline(manifest, pipeline, command_records(run, pipeline, kernel.root, merged))
+    _adopt_recorded_successes(kernel, run, manifest)
     first = next((c for c in manifest.commands if c.status != "succeeded"), None)
     event: dict[str, Any] = {
         "timestamp": now_iso(),

@@ -128,6 +128,8 @@ def render_review(kernel: Kernel, run: RunLocation, document: dict[str, Any]) ->
         status_cell = command["status"]
         if command["status"] == "failed" and command.get("allow_failure"):
             status_cell = "failed (allowed)"
+        elif command.get("status_detail"):  # e.g. skipped (needs-failed)
+            status_cell = f"{status_cell} ({command['status_detail']})"
         exit_cell = command.get("signal") or command.get("exit_code")
         lines.append(
             f"| {command['index']} | {_cell(command['id'])} | {status_cell} | "

@@ -365,6 +365,8 @@ def render_run(document: dict[str, Any]) -> list[str]:
         status = command["status"]
         if status == "failed" and command.get("allow_failure"):
             status = "failed (allowed)"
+        elif command.get("status_detail"):  # e.g. skipped (needs-failed)
+            status = f"{status} ({command['status_detail']})"
         exit_text = "" if command["exit_code"] is None else f"exit {command['exit_code']}"
         if command.get("signal"):
             exit_text = command["signal"]
@@ -409,3 +411,67 @@ def render_listing(
             f"{entry.get('pipeline_id') or '?':<{width}}  {note}".rstrip()
         )
     return lines
+
+
+# ---------------------------------------------------------------------------- every task
+
+
+def all_tasks_newest(kernel: Kernel) -> list[dict[str, Any]]:
+    """``status --all``: the newest run of every task of the project (task order), each as its
+    listing entry plus ``duration_ms``; tasks with no readable run are left out."""
+    from orchestrator.contracts import TaskLister
+    from orchestrator.errors import IdentifierError, UsageError
+    from orchestrator.identifiers import check_id
+
+    persistence = kernel.persistence
+    if not isinstance(persistence, TaskLister):
+        raise UsageError(
+            f"the active persistence ({kernel.config.settings.plugins.persistence}) cannot list "
+            "its tasks; use `codex-orchestrator status --task ID`"
+        )
+    rows = []
+    for name in sorted(set(persistence.list_tasks())):
+        try:
+            task = check_id(kernel.sanitizer, name, "task", "task ID")
+        except IdentifierError as exc:
+            log.warning("stored task left out: %s", exc)
+            continue
+        listing = task_runs(kernel, task)
+        if not listing:
+            continue
+        entry = dict(listing[0])
+        entry["duration_ms"] = _duration_ms(entry.get("started_at"), entry.get("completed_at"))
+        rows.append(entry)
+    return rows
+
+
+def _duration_ms(started: str | None, completed: str | None) -> int | None:
+    begun = _parse(started)
+    if begun is None:
+        return None
+    ended = _parse(completed) or utcnow()
+    return int((ended - begun).total_seconds() * 1000)
+
+
+def render_all(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return ["no runs in this project yet; start one with `codex-orchestrator start`"]
+    header = ("TASK", "PIPELINE", "STATUS", "STARTED", "DURATION", "STALE")
+    table = [header]
+    for row in rows:
+        stale = "-" if row.get("stale") is None else ("STALE" if row["stale"] else "live")
+        table.append(
+            (
+                str(row["task_id"]),
+                str(row.get("pipeline_id") or "?"),
+                str(row.get("status") or "?"),
+                str(row.get("started_at") or "-"),
+                seconds_text(row.get("duration_ms")),
+                stale,
+            )
+        )
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    return [
+        "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+        for line in table
+    ]

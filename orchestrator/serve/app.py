@@ -467,6 +467,16 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     return await _problem(request, Problem(status, message))
 
 
+def _warm_up(kernel: Kernel, default_task: str) -> None:
+    """Pay the one-time costs now, not on the first visitor's page: the modules that reading
+    records imports, and anyio's event-loop backend that worker threads run on (0.3 s)."""
+    import anyio
+    from anyio import to_thread
+
+    project_overview(kernel, default_task)
+    anyio.run(to_thread.run_sync, lambda: None)
+
+
 def build_app(kernel: Kernel, default_task: str, token: str | None) -> Any:
     """The ASGI application: the routes behind the token/Host guard."""
     kernel.load_slots()  # a bad plugin fails now, and no request builds a slot concurrently
@@ -476,7 +486,11 @@ def build_app(kernel: Kernel, default_task: str, token: str | None) -> Any:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    for name in templates.list_templates():  # compiled now, not by the first visitor
+        templates.get_template(name)
     git = GitPanel(kernel.root)
+    git.state()
+    _warm_up(kernel, default_task)
     prober = Prober(
         kernel,
         lambda: known_tasks(kernel, default_task),

@@ -6,6 +6,7 @@ known to be good, and its absence is one line on standard error (exit 2).
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import sys
@@ -51,6 +52,11 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.listen(128)
     except OSError as exc:
         sock.close()
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise UsageError(
+                f"--host {host} is not an address of this machine; use 127.0.0.1 (this machine "
+                "only) or 0.0.0.0 (every network interface, with a token)"
+            ) from None
         raise UsageError(
             f"cannot listen on {host} port {port}: {exc.strerror or exc}; "
             "choose another with --port (0 picks a free one)"
@@ -111,19 +117,23 @@ def serve(
             f"serve: {host} is not a loopback address, so every request needs this token: {token}",
             file=sys.stderr,
         )
-        print(f"serving {url}?token={token} (Ctrl-C stops)", file=sys.stderr, flush=True)
+        announcement = f"serving {url}?token={token} (Ctrl-C stops)"
     elif token is not None:
-        print(f"serving {url} (requests need the token you gave; Ctrl-C stops)", file=sys.stderr)
+        announcement = f"serving {url} (requests need the token you gave; Ctrl-C stops)"
     else:
-        print(f"serving {url} (Ctrl-C stops)", file=sys.stderr, flush=True)
-    sys.stderr.flush()
-    return _run(app, sock, app.stop_streams)
+        announcement = f"serving {url} (Ctrl-C stops)"
+    return _run(app, sock, app.stop_streams, announcement)
 
 
-def _run(app: object, sock: socket.socket, stopping: Callable[[], None]) -> int:
+def _run(app: object, sock: socket.socket, stopping: Callable[[], None], announcement: str) -> int:
+    """Serve until SIGINT or SIGTERM; ``announcement`` goes to stderr once requests are answered."""
     import uvicorn
 
     class Server(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            print(announcement, file=sys.stderr, flush=True)
+
         def handle_exit(self, sig: int, frame: object) -> None:
             stopping()  # live streams end at once instead of holding the shutdown up
             super().handle_exit(sig, frame)  # type: ignore[arg-type]

@@ -1,0 +1,42 @@
+"""Paths that must stay inside the project: checked where they are used, not once up front.
+
+A folder can be removed, or replaced by a symbolic link to somewhere else, while a run goes on;
+every check here resolves the path at the moment it is about to be used.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def inside(path: Path, *roots: Path) -> bool:
+    """Whether ``path``, with every symbolic link resolved now, lies within one of ``roots``."""
+    real = Path(os.path.realpath(path))
+    return any(
+        real == Path(os.path.realpath(root)) or real.is_relative_to(os.path.realpath(root))
+        for root in roots
+    )
+
+
+def folder_problem(cwd: Path, root: Path) -> str | None:
+    """Why a stage cannot run in ``cwd`` now (missing, not a folder, or leading outside the
+    project root through a link), or None when it can."""
+    shown = _shown(cwd, root)
+    if not cwd.exists():
+        return f"the stage's folder {shown} does not exist; create it or fix the stage's cwd"
+    if not cwd.is_dir():
+        return f"the stage's folder {shown} is not a folder; fix the stage's cwd"
+    if not inside(cwd, root):
+        return (
+            f"the stage's folder {shown} leads outside the project root {root} (a symbolic "
+            f"link to {os.path.realpath(cwd)}); refusing to run there"
+        )
+    return None
+
+
+def _shown(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root)) or "."
+    except ValueError:
+        return str(path)

@@ -1,0 +1,163 @@
+"""A run's output, byte for byte, reassembled from its stage logs (``logs``).
+
+Each command stage's ``commands/NN-<id>.ndjson`` holds every output chunk as an ``exec:chunk``
+line (``data`` for UTF-8 text, ``data_b64`` for anything else). The logs are read through the
+persistence slot (:mod:`orchestrator.run_logs`), so a store that keeps them elsewhere works the
+same. A subpipeline stage's output is its child run's.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from orchestrator import run_logs
+from orchestrator.capture import event_bytes
+from orchestrator.contracts import RunLocation
+from orchestrator.kernel import Kernel
+from orchestrator.lifecycle.records import load_manifest
+from orchestrator.manifest import FINISHED_RUN_STATUSES, CommandRecord
+
+FOLLOW_POLL_SECONDS = 0.25
+STREAMS = ("stdout", "stderr")
+
+Write = Callable[[bytes], None]
+Announce = Callable[[RunLocation, CommandRecord], None]
+
+
+def stage_log(run: RunLocation, record: CommandRecord) -> Path:
+    return run.commands_dir / f"{run.stage_file_stem(record.index, record.id)}.ndjson"
+
+
+def _read_from(kernel: Kernel, run: RunLocation, path: Path, offset: int) -> bytes:
+    """The log's bytes from ``offset`` on (empty when there is no log yet)."""
+    persistence = kernel.persistence
+    try:
+        if not run_logs.stores_logs(persistence):
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                return handle.read()
+        data = bytearray()
+        skipped = 0
+        for chunk in run_logs.read_log(persistence, run, path):
+            if skipped < offset:
+                take = min(len(chunk), offset - skipped)
+                skipped += take
+                chunk = chunk[take:]
+            data += chunk
+        return bytes(data)
+    except FileNotFoundError:
+        return b""
+
+
+@dataclass
+class StageReader:
+    """Reads one stage's log incrementally: only whole lines, each line once."""
+
+    kernel: Kernel
+    run: RunLocation
+    record: CommandRecord
+    streams: tuple[str, ...]
+    offset: int = 0
+    pending: bytearray = field(default_factory=bytearray)
+
+    def drain(self) -> Iterator[bytes]:
+        data = _read_from(self.kernel, self.run, stage_log(self.run, self.record), self.offset)
+        self.offset += len(data)
+        self.pending += data
+        end = self.pending.rfind(b"\n")
+        if end < 0:
+            return
+        lines, self.pending = bytes(self.pending[: end + 1]), self.pending[end + 1 :]
+        for line in lines.splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # a torn line of a killed writer: never output
+            if (
+                isinstance(event, dict)
+                and event.get("type") == "exec:chunk"
+                and event.get("stream") in self.streams
+            ):
+                yield event_bytes(event)
+
+
+def select_stages(commands: list[CommandRecord], stage: str | None) -> list[CommandRecord]:
+    from orchestrator.errors import UsageError
+
+    if stage is None:
+        return commands
+    chosen = [c for c in commands if c.id == stage or str(c.index) == stage]
+    if not chosen:
+        known = ", ".join(c.id for c in commands) or "none"
+        raise UsageError(f"run has no stage {stage!r}; its stages: {known}")
+    return chosen
+
+
+def write_run_output(
+    kernel: Kernel,
+    run: RunLocation,
+    *,
+    stage: str | None,
+    streams: tuple[str, ...],
+    follow: bool,
+    write: Write,
+    announce: Announce,
+    depth: int = 0,
+) -> None:
+    """Write the output of the run's stages (or of ``stage``) in stage order; with ``follow``,
+    wait for each stage's output until the stage (and in the end the run) has ended."""
+    manifest = load_manifest(kernel, run)
+    wanted = select_stages(manifest.commands, stage)
+    for position in range(len(wanted)):
+        while True:
+            record = select_stages(manifest.commands, wanted[position].id)[0]
+            if record.kind == "subpipeline":
+                if record.sub_run_id is None and follow and not _over(manifest.status, record):
+                    time.sleep(FOLLOW_POLL_SECONDS)
+                    manifest = load_manifest(kernel, run)
+                    continue
+                if record.sub_run_id is not None and depth < 16:
+                    child = kernel.persistence.find_run(record.sub_run_id, run.task_id)
+                    announce(run, record)
+                    write_run_output(
+                        kernel,
+                        child,
+                        stage=None,
+                        streams=streams,
+                        follow=follow,
+                        write=write,
+                        announce=announce,
+                        depth=depth + 1,
+                    )
+                break
+            if (
+                record.status == "pending"
+                and follow
+                and manifest.status not in (FINISHED_RUN_STATUSES)
+            ):
+                time.sleep(FOLLOW_POLL_SECONDS)
+                manifest = load_manifest(kernel, run)
+                continue
+            if record.status in ("pending", "skipped") and not record.started_at:
+                break
+            announce(run, record)
+            reader = StageReader(kernel, run, record, streams)
+            while True:
+                for data in reader.drain():
+                    write(data)
+                if not follow or _over(manifest.status, record):
+                    for data in reader.drain():  # what came before the end was read
+                        write(data)
+                    break
+                time.sleep(FOLLOW_POLL_SECONDS)
+                manifest = load_manifest(kernel, run)
+                record = select_stages(manifest.commands, record.id)[0]
+            break
+
+
+def _over(run_status: str, record: CommandRecord) -> bool:
+    return record.status not in ("pending", "running") or run_status in FINISHED_RUN_STATUSES

@@ -1,0 +1,66 @@
+"""``init``: a commented starting config from the tools the project uses; never overwrites."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from orchestrator.testing import Project
+
+
+def run_in(project: Project, folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(project.env)
+    env.pop("CODEX_ORCHESTRATOR_ROOT", None)
+    return subprocess.run(
+        project.command(*args),
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_init_detects_the_projects_tools_and_the_result_runs(project: Project) -> None:
+    root = project.root
+    (root / "pyproject.toml").write_text(
+        '[project]\nname = "demo"\n[tool.ruff]\nline-length = 100\n'
+        "[tool.pytest.ini_options]\naddopts = '-q'\n"
+    )
+    (root / "package.json").write_text(json.dumps({"scripts": {"test": "jest", "lint": "x"}}))
+    (root / "Makefile").write_text("check:\n\ttrue\n")
+    (root / ".gitignore").write_text("*.pyc\nout/")
+    result = run_in(project, root, "init")
+    assert result.returncode == 0, result.stderr
+    config = (root / "codex.orchestrator.toml").read_text()
+    for command in ('"ruff check ."', '"python -m pytest -q"', '"npm run lint"', '"make check"'):
+        assert command in config
+    assert config.count("\n#") >= 3  # commented
+    ignored = (root / ".gitignore").read_text().splitlines()
+    assert ignored[:2] == ["*.pyc", "out/"]
+    assert ".runs/" in ignored and "codex.orchestrator.local.toml" in ignored
+    assert ignored.count("out/") == 1
+    plan = run_in(project, root, "plan", "--format", "json")
+    assert plan.returncode == 0, plan.stderr
+    ids = [stage["id"] for stage in json.loads(plan.stdout)["stages"]]
+    assert ids == ["lint", "test", "npm-lint", "npm-test", "make-check"]
+
+
+def test_init_in_an_empty_folder_writes_a_config_that_starts(project: Project) -> None:
+    result = run_in(project, project.root, "init")
+    assert result.returncode == 0, result.stderr
+    started = run_in(project, project.root, "start", "--format", "json")
+    assert started.returncode == 0, started.stderr
+    assert json.loads(started.stdout)["status"] == "succeeded"
+
+
+def test_init_never_overwrites_a_config(project: Project) -> None:
+    project.write_config("# mine\n")
+    result = run_in(project, project.root, "init")
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert "already exists" in line
+    assert (project.root / "codex.orchestrator.toml").read_text() == "# mine\n"
+    assert not (project.root / ".gitignore").exists()
