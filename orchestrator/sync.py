@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 AUDIT_FOLDER = "sync"
 AUDIT_FILE = "audit.jsonl"
+_warned: set[str] = set()
 
 
 def idempotency_key(task_id: str, run_id: str) -> str:
@@ -88,7 +89,9 @@ def send_run(
             headers["Authorization"] = f"Bearer {token}"
         else:
             token_note = f"${settings.token_env} is not set; sent without a token"
-            log.warning("sync: %s", token_note)
+            if token_note not in _warned:  # once per command, however many runs it sends
+                _warned.add(token_note)
+                log.warning("sync: %s", token_note)
     target = redacted(settings.url)
     path = audit_file
 
