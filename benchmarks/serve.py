@@ -169,7 +169,7 @@ def main() -> int:
             if not found:
                 raise SystemExit(f"error: serve did not start: {line.strip()}")
             url = found.group(0)
-            results: dict[str, Any] = {}
+            results: dict[str, Any] = {"load_average_at_start": os.getloadavg()[0]}
             results["task_list"] = _timed(url, 5)
             results["task_list_api"] = _timed(url + "api/tasks", 3)
             results["big_task_runs_page"] = _timed(url + f"tasks/{BIG_TASK}", 3)
@@ -211,6 +211,7 @@ def main() -> int:
                 check=True,
             )
             results["baseline_status_cli_s"] = round(time.perf_counter() - began, 3)
+            results["load_average_at_end"] = os.getloadavg()[0]
         finally:
             os.killpg(server.pid, signal.SIGINT)
             try:

@@ -1,4 +1,4 @@
-"""Times and run ids in the formats of interface.md 4-5."""
+"""Times and run ids in the formats of docs/resilience.md."""
 
 from __future__ import annotations
 

@@ -107,8 +107,8 @@ def stage_approval(
 
 
 def stage_env(session: RunSession, stage: ResolvedStage) -> dict[str, str]:
-    """The environment of a stage's process (interface.md 2): the orchestrator's own, the run's
-    variables, then the stage's ``env`` over all of them."""
+    """The environment of a stage's process (docs/configuration.md): the orchestrator's own,
+    the run's variables, then the stage's ``env`` over all of them."""
     config = session.kernel.config
     location = session.location
     env = dict(session.kernel.environ)
@@ -161,6 +161,7 @@ def run_command_stage(
         kill_grace_seconds=options.kill_grace_seconds,
         cancel=controls.cancel,
         hurry=controls.hurry,
+        on_spawn=lambda pid: session.stage_spawned(record, pid),
     )
     outcome = CommandOutcome(
         exit_code=None, error=approval.message if approval and denied else "not started"

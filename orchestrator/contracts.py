@@ -1,4 +1,4 @@
-"""The contracts of the four strategy slots (interface.md 1).
+"""The contracts of the four strategy slots (docs/plugins.md).
 
 Each slot is a small ``typing.Protocol``. An implementation is a class registered under the
 slot's entry-point group; the kernel builds it as ``cls(options, context)`` where ``options`` is
@@ -30,14 +30,6 @@ one with every change to that API, additions included; docs/plugins.md keeps the
 plugin that needs version N declares ``requires_plugin_api = N`` (a class attribute of a slot
 implementation, a module or object attribute of an observer): an older kernel then refuses to
 load it with one clear error instead of failing halfway through a run."""
-
-SLOT_GROUPS: dict[str, str] = {
-    "persistence": "codex_orchestrator.persistence",
-    "heartbeat": "codex_orchestrator.heartbeat",
-    "command_runner": "codex_orchestrator.command_runner",
-    "id_sanitizer": "codex_orchestrator.id_sanitizer",
-}
-"""Slot name -> entry-point group."""
 
 OBSERVER_GROUP = "codex_orchestrator.plugins"
 
@@ -110,14 +102,6 @@ class ObserverOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-BASE_OPTIONS: dict[str, type[SlotOptions]] = {
-    "persistence": PersistenceOptions,
-    "heartbeat": HeartbeatOptions,
-    "command_runner": CommandRunnerOptions,
-    "id_sanitizer": IdSanitizerOptions,
-}
-
-
 # ---------------------------------------------------------------------------- shared values
 
 
@@ -134,7 +118,7 @@ class SlotContext:
 
     def location_of_manifest_ref(self, ref: Path) -> RunLocation | None:
         """The run a cited ``<runs>/<task>/cli/<run>/manifest.json`` path names by the layout
-        of interface.md 4 (relative paths are taken from the project root), whether or not such
+        of docs/resilience.md (relative paths are taken from the project root), whether or not such
         a run is stored; None for a path of any other shape."""
         path = ref if ref.is_absolute() else self.root / ref
         for candidate in (Path(os.path.normpath(path)), path.resolve()):
@@ -149,7 +133,7 @@ class SlotContext:
 
 @dataclass(frozen=True)
 class RunLocation:
-    """Where one run lives (interface.md 4). Built only from sanitized ids."""
+    """Where one run lives (docs/resilience.md). Built only from sanitized ids."""
 
     runs_dir: Path
     out_dir: Path
@@ -217,6 +201,10 @@ class IdSanitizer(Protocol):
 
     def sanitize(self, value: str, kind: IdKind) -> str: ...
 
+    def close(self) -> None:
+        """Release what the implementation holds (connections, files, threads). The kernel calls
+        it once, when the command that built the implementation ends; nothing is called after."""
+
 
 @dataclass
 class CommandRequest:
@@ -232,6 +220,10 @@ class CommandRequest:
     hurry: threading.Event = field(default_factory=threading.Event)
     """Set after ``cancel`` when the user insists (a second Ctrl-C): skip what is left of the
     kill grace and SIGKILL the group now."""
+    on_spawn: Callable[[int], None] | None = None
+    """Called with the pid of the command's process as soon as it exists (before the command's
+    first instruction where the runner can hold it): the process leads a new session, and the
+    kernel records that session so a later resume can find what a killed orchestrator left."""
 
 
 @dataclass
@@ -319,6 +311,10 @@ class CommandRunner(Protocol):
 
     def run(self, request: CommandRequest, on_output: OutputCallback) -> CommandOutcome: ...
 
+    def close(self) -> None:
+        """Release what the implementation holds (connections, files, threads). The kernel calls
+        it once, when the command that built the implementation ends; nothing is called after."""
+
 
 @runtime_checkable
 class Heartbeat(Protocol):
@@ -329,6 +325,10 @@ class Heartbeat(Protocol):
     def beat(self, run: RunLocation, at: datetime) -> None: ...
 
     def last_beat(self, run: RunLocation) -> datetime | None: ...
+
+    def close(self) -> None:
+        """Release what the implementation holds (connections, files, threads). The kernel calls
+        it once, when the command that built the implementation ends; nothing is called after."""
 
 
 @runtime_checkable
@@ -403,6 +403,10 @@ class Persistence(Protocol):
         A lock held by a process that died must be free again.
         """
 
+    def close(self) -> None:
+        """Release what the implementation holds (connections, files, threads). The kernel calls
+        it once, when the command that built the implementation ends; nothing is called after."""
+
 
 @runtime_checkable
 class TaskLister(Protocol):
@@ -414,3 +418,50 @@ class TaskLister(Protocol):
 
     def list_tasks(self) -> list[str]:
         """Every task id with at least one stored run or a state snapshot (no order promised)."""
+
+
+# ---------------------------------------------------------------------------- the slot registry
+
+
+@dataclass(frozen=True)
+class SlotSpec:
+    """One strategy slot: everything the kernel, the config and the docs know about it."""
+
+    name: str
+    """The config key (``[plugins] <name>``) and the options table (``[<name>]``)."""
+    contract: type
+    base_options: type[SlotOptions]
+    default: str
+    """The entry-point name of the built-in implementation."""
+    role: str
+    """What the slot does, for ``config`` and the configuration reference."""
+
+    @property
+    def group(self) -> str:
+        return f"codex_orchestrator.{self.name}"
+
+
+SLOTS: tuple[SlotSpec, ...] = (
+    SlotSpec("persistence", Persistence, PersistenceOptions, "filesystem", "the run store"),
+    SlotSpec("heartbeat", Heartbeat, HeartbeatOptions, "file", "the heartbeat"),
+    SlotSpec(
+        "command_runner",
+        CommandRunner,
+        CommandRunnerOptions,
+        "subprocess",
+        "what runs a stage's command",
+    ),
+    SlotSpec(
+        "id_sanitizer",
+        IdSanitizer,
+        IdSanitizerOptions,
+        "strict",
+        "the task, run and stage id checker",
+    ),
+)
+"""The one list of slots; everything else is derived from it."""
+
+SLOT_NAMES: tuple[str, ...] = tuple(spec.name for spec in SLOTS)
+SLOT_GROUPS: dict[str, str] = {spec.name: spec.group for spec in SLOTS}
+"""Slot name -> entry-point group."""
+BASE_OPTIONS: dict[str, type[SlotOptions]] = {spec.name: spec.base_options for spec in SLOTS}

@@ -44,6 +44,8 @@ def execute(plan: RunPlan, controls: RunControls) -> RunResult:
         location, manifest = plan.resume.run, plan.resume.manifest
     else:
         location = _new_location(plan.kernel, plan.task_id)
+        if plan.on_created is not None:
+            plan.on_created(location)
         manifest = _first_manifest(plan, location)
     session = RunSession(plan, location, manifest)
     with session.held():
@@ -225,7 +227,11 @@ def _run_child(
         ),
         stage,
     )
-    child_plan = plan.child(child_pipeline, session.location.run_id)
+    child_plan = plan.child(
+        child_pipeline,
+        session.location.run_id,
+        on_created=lambda child: session.child_created(record, child, child_pipeline.id),
+    )
     earlier = session.earlier_children.get(record.id)
     if earlier is not None:
         persistence = kernel.persistence

@@ -1,4 +1,4 @@
-"""Kernel errors, each carrying the exit code the CLI maps it to (interface.md 3).
+"""Kernel errors, each carrying the exit code the CLI maps it to (docs/workflow.md).
 
 The CLI turns any ``OrchestratorError`` into one line on standard error and its exit code; every
 other exception is a bug and is shown with a traceback only under ``--debug``.

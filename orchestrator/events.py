@@ -1,4 +1,4 @@
-"""The live event stream of ``exec`` and ``start --format jsonl`` (interface.md 8).
+"""The live event stream of ``exec`` and ``start --format jsonl`` (docs/exec.md).
 
 Every event is one JSON object on one line: ``{"type", "timestamp", "payload"}``. The models
 below are the contract: ``schemas/events.schema.json`` is generated from them, and the SDK
@@ -89,17 +89,23 @@ class SummaryCommand(_Payload):
     exit_code: int | None = None
     duration_ms: int | None = None
     summary: str | None = None
+    sub_run_id: str | None = Field(None, description="the child run of a subpipeline stage")
 
 
 class RunSummaryPayload(_Payload):
-    """What ``start --format json`` prints (interface.md 3); ``exec --format json`` too."""
+    """What ``start --format json`` prints (docs/workflow.md); ``exec --format json`` too."""
 
     run_id: str
     task_id: str
     pipeline_id: str
+    parent_run_id: str | None = None
     status: Literal["queued", "in_progress", "succeeded", "failed", "cancelled"]
+    status_detail: str | None = None
+    summary: str | None = None
     manifest: str
     artifact_root: str
+    started_at: str | None = None
+    completed_at: str | None = None
     exit_code: int
     commands: list[SummaryCommand]
 

@@ -7,6 +7,7 @@ import a persistence implementation. The kernel is frozen: what one command tell
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from typing import Any
 
 from orchestrator.config import LoadedConfig, load_config
 from orchestrator.contracts import (
+    SLOT_NAMES,
     CommandRunner,
     Heartbeat,
     HeartbeatOptions,
@@ -25,6 +27,8 @@ from orchestrator.contracts import (
 )
 from orchestrator.observers import Observers, load_observers
 from orchestrator.slots import LoadedSlot, instantiate, load_class
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class Kernel:
         assignments: Sequence[str] = (),
         environ: Mapping[str, str] | None = None,
         root: Path | None = None,
+        run_aliases: bool = True,
     ) -> Kernel:
         from orchestrator.config.project import resolve_project
 
@@ -56,6 +61,7 @@ class Kernel:
             config_file=config_file,
             assignments=assignments,
             root=project.root,
+            run_aliases=run_aliases,
         )
         return cls(
             config=config,
@@ -89,7 +95,7 @@ class Kernel:
 
     def load_slots(self) -> None:
         """Build all four slots now, so a bad plugin or option fails before anything runs."""
-        for slot in ("id_sanitizer", "persistence", "heartbeat", "command_runner"):
+        for slot in SLOT_NAMES:
             self.slot(slot)
 
     def check_options(self, *, skip_unloadable: bool = False) -> None:
@@ -99,7 +105,7 @@ class Kernel:
         caller to report (``plugins``)."""
         from orchestrator.errors import PluginLoadError
 
-        for slot in ("id_sanitizer", "persistence", "heartbeat", "command_runner"):
+        for slot in SLOT_NAMES:
             if slot in self._slots:
                 continue
             name = getattr(self.config.settings.plugins, slot)
@@ -153,6 +159,20 @@ class Kernel:
     @property
     def sanitizer(self) -> IdSanitizer:
         return self.slot("id_sanitizer").implementation  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """Close every slot implementation this kernel built (each once; a failure is logged,
+        never raised: the command's outcome is already decided). Implementations written for
+        plugin API 1 may have no ``close``."""
+        while self._slots:
+            slot, loaded = self._slots.popitem()
+            close = getattr(loaded.implementation, "close", None)
+            if close is None:
+                continue
+            try:
+                close()
+            except Exception as exc:  # a plugin's bug at the very end
+                log.warning("closing the %s implementation %r failed: %s", slot, loaded.name, exc)
 
     @cached_property
     def observers(self) -> Observers:

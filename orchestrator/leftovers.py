@@ -1,12 +1,17 @@
-"""Processes a dead orchestrator left running, found by the run id they carry.
+"""Processes a dead orchestrator left running, found by what they cannot shed.
 
 An orchestrator killed with SIGKILL cannot end its running stage, which then goes on with
 nobody reading its output; resuming the run would start the same stage a second time beside
-it. Every stage process, and whatever it starts, inherits ``CODEX_ORCHESTRATOR_RUN_ID`` (the
-command runner sets it), so before a stale run is resumed (its orchestrator provably gone, its
-run lock held by the resuming process) those processes are found through ``/proc`` and ended as a
-timed-out stage is: SIGTERM to them and their process groups, SIGKILL after the grace period.
-Where there is no ``/proc`` nothing is found and nothing is done.
+it. Each stage's command leads a session of its own, recorded in the manifest as soon as it
+exists (``commands[].process``: session id, the leader's start time, boot id); every process
+the stage starts stays in that session unless it calls ``setsid``, whatever it does to its
+environment (``env -i``). Processes are also found by ``CODEX_ORCHESTRATOR_RUN_ID`` in their
+environment, which catches one that left the session but kept its environment.
+
+Before a stale run is resumed (its orchestrator provably gone, its run lock held by the resuming
+process) those processes are found through ``/proc`` and ended as a timed-out stage is: SIGTERM
+to them and their process groups, SIGKILL after the grace period. Where there is no ``/proc``
+nothing is found and nothing is done.
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import time
 from collections.abc import Iterable
+from typing import Any
 
 RUN_ID_VARIABLE = "CODEX_ORCHESTRATOR_RUN_ID"
 PROC = "/proc"
@@ -68,10 +75,30 @@ def _signal(pids: Iterable[int], groups: Iterable[int], sig: int) -> None:
             os.kill(pid, sig)
 
 
-def end_leftovers(run_ids: Iterable[str], grace_seconds: float) -> list[int]:
-    """End what the runs' dead orchestrator left running; the pids that were found."""
+def _found(run_ids: list[str], sessions: list[dict[str, Any]], spared: set[int]) -> list[int]:
+    from orchestrator.process_identity import session_members
+
+    pids = set(processes_of_runs(run_ids))
+    for recorded in sessions:
+        if recorded.get("host") not in (None, socket.gethostname()):
+            continue  # another machine's session: not ours to end
+        session_id = recorded.get("session_id")
+        if isinstance(session_id, int) and session_id > 1:
+            pids.update(
+                session_members(session_id, recorded.get("start_ticks"), recorded.get("boot_id"))
+            )
+    return sorted(pids - spared)
+
+
+def end_leftovers(
+    run_ids: Iterable[str], grace_seconds: float, sessions: Iterable[dict[str, Any]] = ()
+) -> list[int]:
+    """End what the runs' dead orchestrator left running (found by run id in the environment
+    and by the recorded stage ``sessions``); the pids that were found."""
     ids = list(run_ids)
-    pids = processes_of_runs(ids)
+    recorded = list(sessions)
+    spared = _ancestors()
+    pids = _found(ids, recorded, spared)
     if not pids:
         return []
     own_group = os.getpgrp()
@@ -83,9 +110,8 @@ def end_leftovers(run_ids: Iterable[str], grace_seconds: float) -> list[int]:
     _signal(pids, groups, signal.SIGTERM)
     deadline = time.monotonic() + grace_seconds
     while time.monotonic() < deadline:
-        left = processes_of_runs(ids)
-        if not left:
+        if not _found(ids, recorded, spared):
             return pids
         time.sleep(0.02)
-    _signal(processes_of_runs(ids), groups, signal.SIGKILL)
+    _signal(_found(ids, recorded, spared), groups, signal.SIGKILL)
     return pids

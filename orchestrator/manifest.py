@@ -1,4 +1,4 @@
-"""The run manifest model (interface.md 5).
+"""The run manifest model (schemas/manifest.schema.json).
 
 ``schemas/manifest.schema.json`` is generated from it.
 """
@@ -48,6 +48,18 @@ class RunnerProcess(_Model):
     process_start_ticks: int | None = Field(
         None, description="the process start time in clock ticks since boot (/proc/<pid>/stat)"
     )
+
+
+class StageProcess(_Model):
+    """The session a stage's command leads: what a resume finds its leftovers by (a process
+    can scrub its environment, but not leave its session without ``setsid``)."""
+
+    session_id: int = Field(description="the session (and process group) id: the leader's pid")
+    start_ticks: int | None = Field(
+        None, description="the leader's start time in clock ticks since boot (/proc/<pid>/stat)"
+    )
+    boot_id: str | None = Field(None, description="kernel boot id when it started")
+    host: str = Field(description="the machine it runs on")
 
 
 ApprovalSource = Literal["not-required", "cache", "prompt", "flag", "none"]
@@ -124,6 +136,9 @@ class CommandRecord(_Model):
     log_path: str | None = None
     error_file: str | None = None
     sub_run_id: str | None = None
+    process: StageProcess | None = Field(
+        None, description="the session of the stage's newest attempt (leftover sweeps)"
+    )
     cwd: str | None = Field(
         None, description="working directory, relative to the root when inside it ('.' = root)"
     )

@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 from pydantic import BaseModel
@@ -23,6 +23,12 @@ AUTOLOAD_SWITCH = "CODEX_ORCHESTRATOR_DISABLE_PLUGIN_AUTOLOAD"
 """Set to 1 to load no third-party observer (the built-in ones still load)."""
 
 BUILTIN_DISTRIBUTION = "codex-orchestrator"
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from orchestrator.manifest import CommandRecord
+    from orchestrator.run_context import RunView
 
 ErrorReporter = Callable[[str, str, BaseException], None]
 OptionsValidator = Callable[[str, type[BaseModel]], BaseModel]
@@ -104,13 +110,15 @@ class Observers:
         """Whether any observer implements ``hook`` (lets hot paths skip building arguments)."""
         return bool(self._hook_impls(hook))
 
-    def run_started(self, run: Any) -> None:
+    def run_started(self, run: RunView) -> None:
         self._call("orchestrator_run_started", run=run)
 
-    def stage_started(self, run: Any, stage: Any) -> None:
+    def stage_started(self, run: RunView, stage: CommandRecord) -> None:
         self._call("orchestrator_stage_started", run=run, stage=stage)
 
-    def output_chunk(self, run: Any, stage: Any, stream: str, sequence: int, data: bytes) -> None:
+    def output_chunk(
+        self, run: RunView, stage: CommandRecord, stream: str, sequence: int, data: bytes
+    ) -> None:
         self._call(
             "orchestrator_output_chunk",
             run=run,
@@ -120,7 +128,9 @@ class Observers:
             data=data,
         )
 
-    def command_retry(self, run: Any, stage: Any, attempt: int, delay_seconds: float) -> None:
+    def command_retry(
+        self, run: RunView, stage: CommandRecord, attempt: int, delay_seconds: float
+    ) -> None:
         self._call(
             "orchestrator_command_retry",
             run=run,
@@ -129,13 +139,13 @@ class Observers:
             delay_seconds=delay_seconds,
         )
 
-    def stage_finished(self, run: Any, stage: Any) -> None:
+    def stage_finished(self, run: RunView, stage: CommandRecord) -> None:
         self._call("orchestrator_stage_finished", run=run, stage=stage)
 
-    def heartbeat(self, run: Any, at: Any) -> None:
+    def heartbeat(self, run: RunView, at: datetime) -> None:
         self._call("orchestrator_heartbeat", run=run, at=at)
 
-    def run_completed(self, run: Any, summary: dict[str, Any]) -> None:
+    def run_completed(self, run: RunView, summary: dict[str, Any]) -> None:
         self._call("orchestrator_run_completed", run=run, summary=summary)
 
 
@@ -166,7 +176,7 @@ def options_model_of(plugin: object, name: str) -> type[BaseModel] | None:
         return None
     if not (isinstance(model, type) and issubclass(model, ObserverOptions)):
         raise TypeError(
-            f"observer {name!r}: options_model must subclass orchestrator.contracts.ObserverOptions"
+            f"observer {name!r}: options_model must subclass orchestrator.plugin.ObserverOptions"
         )
     return model
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import shutil
 import signal
@@ -22,6 +23,8 @@ from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from orchestrator.contracts import CommandOutcome, CommandRequest
+
+log = logging.getLogger(__name__)
 
 SHELL = "/bin/sh"
 """What a ``shell`` request runs through (``/bin/sh -c``)."""
@@ -85,7 +88,9 @@ def spawn(
         "close_fds": True,
     }
     if not limits:
-        return subprocess.Popen(argv, **options)
+        process = subprocess.Popen(argv, **options)
+        _announce(request, process.pid)
+        return process
     _require_program(argv[0], environment, request.cwd)
     gate_read, gate_write = os.pipe()
     try:
@@ -106,6 +111,7 @@ def spawn(
 
             for which, values in limits.rlimits.items():
                 resource.prlimit(process.pid, which, values)
+        _announce(request, process.pid)  # recorded before the command's first instruction
         os.write(gate_write, b"go\n")
     except BaseException:
         signal_group(process.pid, signal.SIGKILL)
@@ -114,6 +120,16 @@ def spawn(
     finally:
         os.close(gate_write)
     return process
+
+
+def _announce(request: CommandRequest, pid: int) -> None:
+    """Tell the kernel the command's session exists (``CommandRequest.on_spawn``); a failure
+    there never stops the command."""
+    if request.on_spawn is not None:
+        try:
+            request.on_spawn(pid)
+        except Exception:
+            log.debug("on_spawn failed", exc_info=True)
 
 
 def not_started(request: CommandRequest, exc: OSError) -> CommandOutcome:

@@ -90,3 +90,40 @@ def process_gone(runner: dict[str, Any]) -> bool:
         if current is not None and current != recorded:
             return True  # the pid was reused by another process
     return _finished(pid)  # a zombie has exited: it only waits for its parent to reap it
+
+
+def session_identity(pid: int) -> dict[str, Any]:
+    """What identifies the session ``pid`` leads (:class:`~orchestrator.manifest.StageProcess`)."""
+    return {
+        "session_id": pid,
+        "start_ticks": _start_ticks(pid),
+        "boot_id": _boot_id(),
+        "host": socket.gethostname(),
+    }
+
+
+def session_members(session_id: int, start_ticks: int | None, boot_id: str | None) -> list[int]:
+    """Live processes of the recorded session (none when it provably is another one now).
+
+    A session id cannot be reused while any process of the session lives, so every process
+    with that session id belongs to it, unless the machine rebooted, or the leader now alive
+    is another process (its start time differs) that took over the id after all had ended."""
+    if boot_id and _boot_id() and boot_id != _boot_id():
+        return []
+    if start_ticks is not None:
+        leader = _start_ticks(session_id)
+        if leader is not None and leader != start_ticks:
+            return []
+    found = []
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        fields = _stat_fields(int(entry))
+        # fields from 3 on: state ppid pgrp session ...
+        if fields and len(fields) > 3 and fields[3] == str(session_id) and fields[0] not in "ZXx":
+            found.append(int(entry))
+    return sorted(found)

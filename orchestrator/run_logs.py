@@ -1,6 +1,6 @@
 """Where a run's logs go: files in the run folder, unless the persistence stores them itself.
 
-The kernel writes two kinds of log (interface.md 4): ``runner.ndjson`` (the run's events) and
+The kernel writes two kinds of log (docs/resilience.md): ``runner.ndjson`` (the run's events) and
 ``commands/NN-<stage>.ndjson`` (a stage's output and events), each a sequence of whole NDJSON
 lines. By default they are files in the run folder. A persistence implementation that keeps
 every record elsewhere (e.g. a database shared by many machines) may offer two more methods,

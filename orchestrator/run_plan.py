@@ -62,6 +62,9 @@ class RunPlan:
     not_selected: frozenset[str] = frozenset()
     """Stages ``--only``/``--skip``/``--from`` left out (orchestrator.stage_selection): recorded
     skipped, never run, not even by a resume."""
+    on_created: Callable[[RunLocation], None] | None = None
+    """Called as soon as a new run's folder exists, before its stages start (a subpipeline
+    stage names its child run in the parent's manifest then)."""
 
     @property
     def parallel_limit(self) -> int:
@@ -100,6 +103,7 @@ class RunPlan:
         pipeline: ResolvedPipeline,
         parent_run_id: str | None,
         resume: ResumeTarget | None = None,
+        on_created: Callable[[RunLocation], None] | None = None,
     ) -> RunPlan:
         """The plan of a subpipeline stage's child run: its own ``max_parallel`` budget (see
         docs/stage-graphs.md), the command's ``--max-parallel`` still winning."""
@@ -110,4 +114,5 @@ class RunPlan:
             parent_run_id,
             resume,
             max_parallel=self.max_parallel,
+            on_created=on_created,
         )

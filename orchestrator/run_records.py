@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator.clock import duration_ms, now_iso, parse_iso
-from orchestrator.contracts import CommandOutcome, HeartbeatOptions, RunLocation
+from orchestrator.contracts import SLOT_NAMES, CommandOutcome, HeartbeatOptions, RunLocation
 from orchestrator.manifest import (
     CommandRecord,
     Manifest,
@@ -26,7 +26,6 @@ from orchestrator.stage_selection import NOT_SELECTED
 if TYPE_CHECKING:
     from orchestrator.kernel import Kernel
 
-SLOT_NAMES = ("persistence", "heartbeat", "command_runner", "id_sanitizer")
 RESET_FIELDS = (
     "started_at",
     "completed_at",
@@ -37,6 +36,7 @@ RESET_FIELDS = (
     "error_file",
     "sub_run_id",
     "status_detail",
+    "process",
     "log_sha256",
     "error_file_sha256",
 )

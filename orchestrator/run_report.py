@@ -1,5 +1,6 @@
 """What a run reports about itself: its exit code, the summary `start --format json` prints, a
-stage's one-line summary, and the error file of a failed stage (interface.md 3-4)."""
+stage's one-line summary, and the error file of a failed stage (docs/workflow.md and
+docs/resilience.md)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def relative(path: Path, root: Path) -> str:
 def run_summary(
     manifest: Manifest, manifest_path: Path, root: Path, exit_code: int
 ) -> dict[str, Any]:
-    """What ``start --format json`` prints (interface.md 3)."""
+    """What ``start --format json`` prints (docs/workflow.md)."""
     return {
         "run_id": manifest.run_id,
         "task_id": manifest.task_id,
@@ -84,8 +85,10 @@ def stage_summary(
         ending = outcome.error
     elif outcome.timed_out:
         ending = "timed out"
-    elif outcome.cancelled:
-        ending = "cancelled"
+    elif outcome.cancelled:  # the output is not the reason: say what was last seen as such
+        ending = "cancelled (the run was interrupted)"
+        if chosen:
+            ending, chosen = f"{ending}; last output", chosen
     elif outcome.signal:
         ending = f"killed by {outcome.signal}"
     elif outcome.exit_code == 0:

@@ -29,7 +29,14 @@ from orchestrator.contracts import CommandRunnerOptions, RunLocation
 from orchestrator.digests import document_sha256
 from orchestrator.errors import RunStateError
 from orchestrator.heartbeat_thread import HeartbeatThread, peak_rss_kb
-from orchestrator.manifest import FINISHED_RUN_STATUSES, Approval, ChildRun, CommandRecord, Manifest
+from orchestrator.manifest import (
+    FINISHED_RUN_STATUSES,
+    Approval,
+    ChildRun,
+    CommandRecord,
+    Manifest,
+    StageProcess,
+)
 from orchestrator.manifest_writer import ManifestWriter
 from orchestrator.pipeline import ResolvedStage
 from orchestrator.run_context import RunView
@@ -41,6 +48,9 @@ if TYPE_CHECKING:
     from orchestrator.run_plan import RunPlan
 
 log = logging.getLogger(__name__)
+
+MAX_SWEPT_RUNS = 256
+"""A resume sweeps at most this many runs of a tree of child runs for leftovers."""
 
 TELL = threading.RLock()
 """Observers hear one event at a time, whichever stage (or child run) it comes from: stages of a
@@ -165,13 +175,38 @@ class RunSession:
         """Before a stale run runs again: end what its dead orchestrator left running."""
         from orchestrator.leftovers import end_leftovers
 
-        run_ids = [self.location.run_id, *(child.run_id for child in self.manifest.child_runs)]
-        ended = end_leftovers(run_ids, self.runner_options.kill_grace_seconds)
+        run_ids, sessions = self._left_running()
+        ended = end_leftovers(run_ids, self.runner_options.kill_grace_seconds, sessions)
         if ended:
             self.warn(
                 f"ended {len(ended)} process(es) that the previous orchestrator of run "
                 f"{self.location.run_id} left running (pids {', '.join(map(str, ended))})"
             )
+
+    def _left_running(self) -> tuple[list[str], list[dict[str, Any]]]:
+        """The run ids and the recorded sessions of the stages still marked running, in this
+        run and (through ``child_runs``) in every child run below it."""
+        run_ids: list[str] = []
+        sessions: list[dict[str, Any]] = []
+        pending: list[Manifest] = [self.manifest]
+        persistence = self.kernel.persistence
+        while pending and len(run_ids) < MAX_SWEPT_RUNS:
+            manifest = pending.pop()
+            run_ids.append(manifest.run_id)
+            sessions.extend(
+                c.process.model_dump()
+                for c in manifest.commands
+                if c.status == "running" and c.process is not None
+            )
+            for child in manifest.child_runs:
+                if child.run_id in run_ids:
+                    continue
+                try:
+                    location = persistence.find_run(child.run_id, self.location.task_id)
+                    pending.append(Manifest.model_validate(persistence.read_manifest(location)))
+                except Exception:  # unreadable or gone: its run id is still swept
+                    run_ids.append(child.run_id)
+        return run_ids, sessions
 
     @contextmanager
     def beating(self) -> Iterator[None]:
@@ -251,6 +286,30 @@ class RunSession:
         self.log_event("stage:start", index=record.index, id=record.id)
         with TELL:
             self.kernel.observers.stage_started(self.view, record)
+
+    def stage_spawned(self, record: CommandRecord, pid: int) -> None:
+        """The stage's command exists (``CommandRequest.on_spawn``): record its session, written
+        at once, so a resume after a SIGKILL can find what it leaves running."""
+        from orchestrator.process_identity import session_identity
+
+        with self.writer.lock:
+            record.process = StageProcess(**session_identity(pid))
+        self.writer.write_now()
+
+    def child_created(self, record: CommandRecord, child: RunLocation, pipeline_id: str) -> None:
+        """A subpipeline stage's child run exists: name it in this run's manifest (written at
+        once) before it starts, so a resume can find and continue it."""
+        with self.writer.lock:
+            record.sub_run_id = child.run_id
+            entry = ChildRun(
+                run_id=child.run_id,
+                pipeline_id=pipeline_id,
+                status="in_progress",
+                manifest=relative(self.kernel.persistence.manifest_ref(child), self.kernel.root),
+            )
+            others = [c for c in self.manifest.child_runs if c.run_id != child.run_id]
+            self.manifest.child_runs = [*others, entry]
+        self.writer.write_now()
 
     def skip(self, record: CommandRecord, detail: str | None = None) -> None:
         """A stage that will not run; ``detail`` says why (``needs-failed``, ``fail-fast``)."""

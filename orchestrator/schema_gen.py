@@ -27,13 +27,14 @@ def config_schema() -> dict[str, Any]:
     from pydantic import Field, create_model
 
     from orchestrator.config.model import PluginsConfig, Settings
+    from orchestrator.contracts import SLOT_NAMES
     from orchestrator.slots import load_class
 
     defaults = PluginsConfig()
     fields: dict[str, Any] = {}
     for name, info in Settings.model_fields.items():
         fields[name] = (info.annotation, info)
-    for slot in ("persistence", "heartbeat", "command_runner", "id_sanitizer"):
+    for slot in SLOT_NAMES:
         # found through entry points, like every implementation: the kernel imports none
         implementation, _ = load_class(slot, getattr(defaults, slot))
         model = implementation.options_model
@@ -45,7 +46,7 @@ def config_schema() -> dict[str, Any]:
 
 
 def events_schema() -> dict[str, Any]:
-    """One line of the ``--format jsonl`` event stream (interface.md 8)."""
+    """One line of the ``--format jsonl`` event stream (docs/exec.md)."""
     from orchestrator.events import events_schema as build
 
     return {"$schema": SCHEMA_DIALECT, "$id": "events.schema.json", **build()}

@@ -87,6 +87,7 @@ class ExecBegin(Event):
     """A command stage starts."""
 
     run_id: str
+    task_id: str
     stage_id: str
     stage_index: int
     command: str
@@ -136,12 +137,15 @@ class ExecEnd(Event):
 
     run_id: str
     stage_id: str
+    stage_index: int
     status: str
     exit_code: int | None
     signal: str | None
     timed_out: bool
     duration_ms: int | None
     attempts: int
+    stdout_bytes: int
+    stderr_bytes: int
 
 
 @dataclass(frozen=True)
@@ -151,11 +155,15 @@ class RunSummary(Event):
     run_id: str
     task_id: str
     pipeline_id: str
+    parent_run_id: str | None
     status: str
-    exit_code: int
+    status_detail: str | None
+    summary: str | None
     manifest: str
     artifact_root: str
-    summary: str | None
+    started_at: str | None
+    completed_at: str | None
+    exit_code: int
     commands: list[dict[str, Any]]
 
     @property

@@ -68,9 +68,7 @@ def _distribution_of(entry_point: Any) -> tuple[str | None, str | None]:
 
 
 def installed_names(group: str) -> list[str]:
-    from stevedore import _cache
-
-    return sorted({ep.name for ep in _cache.get_group_all(group)})
+    return sorted({ep.name for ep in _entry_points().select(group=group)})
 
 
 def load_class(slot: str, name: str) -> tuple[type, ImplementationInfo]:
@@ -122,7 +120,7 @@ def load_class(slot: str, name: str) -> tuple[type, ImplementationInfo]:
     if not (isinstance(options_model, type) and issubclass(options_model, base)):
         raise PluginLoadError(
             f"plugin {name!r} in group {group}: options_model must subclass "
-            f"orchestrator.contracts.{base.__name__}"
+            f"orchestrator.plugin.{base.__name__}"
         )
     distribution, version = _distribution_of(extension.entry_point)
     info = ImplementationInfo(slot, name, extension.entry_point_target, distribution, version)
@@ -160,11 +158,9 @@ def instantiate(slot: str, name: str, cls: type, options: BaseModel, context: Sl
 
 def list_installed(slot: str) -> list[ImplementationInfo]:
     """Every implementation installed for ``slot``; one that cannot load carries its error."""
-    from stevedore import _cache
-
     group = SLOT_GROUPS[slot]
     found: dict[str, ImplementationInfo] = {}
-    for entry_point in _cache.get_group_all(group):
+    for entry_point in _entry_points().select(group=group):
         distribution, version = _distribution_of(entry_point)
         error = None
         try:

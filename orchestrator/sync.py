@@ -56,6 +56,8 @@ class SyncResult:
     acknowledged: bool
     attempts: int
     error: str | None
+    audit: Path
+    target: str
 
 
 def _append(path: Path, record: dict[str, Any]) -> None:
@@ -68,14 +70,19 @@ def _append(path: Path, record: dict[str, Any]) -> None:
 
 def send_run(
     settings: Any,
-    audit_file: Path,
+    task_folder: Path,
     environ: Mapping[str, str],
     summary: dict[str, Any],
     manifest: dict[str, Any],
     trigger: str,
 ) -> SyncResult:
-    """POST one run to ``settings.url`` (a ``SyncConfig``), one line of ``audit_file`` (the
-    task's ``audit_path``) per attempt."""
+    """POST one run to ``settings.url`` (a ``SyncConfig``, or the ``[sync]`` table as a dict),
+    one line of ``<task_folder>/sync/audit.jsonl`` per attempt (``task_folder``: ``<out>/<task>``,
+    an observer's ``run.out_dir``)."""
+    from orchestrator.config.model import SyncConfig
+
+    if not isinstance(settings, SyncConfig):
+        settings = SyncConfig.model_validate(settings)
     from orchestrator.http_delivery import deliver
     from orchestrator.http_targets import redacted
 
@@ -93,7 +100,7 @@ def send_run(
                 _warned.add(token_note)
                 log.warning("sync: %s", token_note)
     target = redacted(settings.url)
-    path = audit_file
+    path = task_folder / AUDIT_FOLDER / AUDIT_FILE
 
     def audit(attempt: int, status: int | None, error: str | None, duration_ms: int) -> None:
         ok = error is None and status is not None and 200 <= status < 300
@@ -125,7 +132,7 @@ def send_run(
         headers=headers,
         on_attempt=audit,
     )
-    return SyncResult(run_id, delivery.ok, delivery.attempts, delivery.error)
+    return SyncResult(run_id, delivery.ok, delivery.attempts, delivery.error, path, target)
 
 
 def acknowledged_runs(out_dir: Path, task_id: str) -> set[str]:

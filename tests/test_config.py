@@ -1,4 +1,4 @@
-"""Layered configuration, seen through the real CLI (interface.md 2)."""
+"""Layered configuration, seen through the real CLI (docs/configuration.md)."""
 
 from __future__ import annotations
 
@@ -98,7 +98,13 @@ def test_missing_config_file_is_an_error_naming_it(project: Project) -> None:
         ),
         ('[pipelines.q]\nstages = [{ id = "a" }]\n', ["exactly one of 'command'"]),
         ("[pipelines.q\n", ["invalid TOML"]),
-        ("bogus = 1\n", ["unknown key 'pipelines.p.bogus'", "known keys: stages, title"]),
+        (
+            "bogus = 1\n",
+            [
+                "unknown key 'pipelines.p.bogus'",
+                "known keys: fail_fast, max_parallel, stages, title",
+            ],
+        ),
     ],
 )
 def test_bad_config_is_one_line_naming_file_and_key(

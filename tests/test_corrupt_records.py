@@ -1,4 +1,4 @@
-"""One unreadable record is that run's problem alone (interface.md 4): listings go on, commands
+"""One unreadable record is that run's problem alone (docs/resilience.md): listings go on, commands
 on that run exit 2 with one line, a corrupt history is set aside and rebuilt."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A failed stage's error file: interface.md 4 fields, newest stderr, never over 10 KB."""
+"""A failed stage's error file: docs/resilience.md fields, newest stderr, never over 10 KB."""
 
 from __future__ import annotations
 

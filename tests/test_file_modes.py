@@ -1,4 +1,4 @@
-"""Files the orchestrator writes honour the umask like any other program's (interface.md 4)."""
+"""Files the orchestrator writes honour the umask like any other program's (docs/resilience.md)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """A full or read-only disk: never a green run without its records, never a stage run twice
-after it succeeded, one clear line instead of an internal error (interface.md 3)."""
+after it succeeded, one clear line instead of an internal error (docs/workflow.md)."""
 
 from __future__ import annotations
 

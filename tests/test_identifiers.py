@@ -1,4 +1,4 @@
-"""The ``strict`` ID sanitizer (interface.md 6): rejections, messages, and contained paths."""
+"""The ``strict`` ID sanitizer (docs/resilience.md): rejections, messages, and contained paths."""
 
 from __future__ import annotations
 

@@ -105,3 +105,11 @@ def test_logs_errors_are_one_line(project: Project) -> None:
     assert result.returncode == 2
     (line,) = result.stderr.decode().strip().splitlines()
     assert "no stage 'nope'" in line and "noisy, second" in line
+
+
+def test_a_stage_id_alone_means_that_stage_of_the_newest_run(project: Project) -> None:
+    write_pipeline(project)
+    project.start_json("p")
+    result = logs(project, "second")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"two\n"

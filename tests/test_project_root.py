@@ -51,6 +51,9 @@ def test_a_command_in_a_subfolder_finds_the_project_root_like_git(project: Proje
     assert not (sub / ".runs").exists()
     listing = run_from(project, sub, "status", "--format", "json")
     assert [entry["run_id"] for entry in json.loads(listing.stdout)] == [summary["run_id"]]
+    text = run_from(project, sub, "start").stdout.splitlines()
+    shown = text[-1].removeprefix("manifest: ")
+    assert (sub / shown).is_file(), "the manifest path printed must work from where you are"
 
 
 def test_root_option_names_the_project(project: Project, tmp_path: Path) -> None:
@@ -183,3 +186,15 @@ def test_every_variable_a_stage_receives_is_documented(project: Project) -> None
     docs = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text()
     missing = sorted(name for name in added | {"CODEX_ORCHESTRATOR_ROOT"} if name not in docs)
     assert not missing, f"stage variables not in docs/configuration.md: {missing}"
+
+
+def test_exec_inside_a_stage_of_the_same_project_is_a_child_run(project: Project) -> None:
+    project.write_config(
+        f"""
+        [pipelines.outer]
+        stages = [{{ id = "nested", command = "{CLI} exec --format json -- true > nested.json" }}]
+        """
+    )
+    summary = project.start_json("outer")
+    nested = json.loads((project.root / "nested.json").read_text())
+    assert nested["parent_run_id"] == summary["run_id"]

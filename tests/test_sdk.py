@@ -186,3 +186,23 @@ def test_the_documented_example_runs_as_written(project: Project) -> None:
     assert result.returncode == 0, result.stderr
     pattern = re.escape(expected.group(1)).replace(re.escape("<run-id>"), r"[0-9TZ-]+-[0-9a-f]{8}")
     assert re.fullmatch(pattern, result.stdout), result.stdout
+
+
+def test_the_sdk_and_the_stream_share_one_event_vocabulary() -> None:
+    """Every event type of the stream has an SDK class with exactly the payload's fields (the
+    models in orchestrator.events are the contract): the two cannot drift apart again."""
+    from orchestrator import events, sdk
+
+    models = {
+        "run:begin": events.RunBeginPayload,
+        "exec:begin": events.ExecBeginPayload,
+        "exec:chunk": events.ExecChunkPayload,
+        "exec:retry": events.ExecRetryPayload,
+        "exec:end": events.ExecEndPayload,
+        "run:summary": events.RunSummaryPayload,
+    }
+    assert set(models) == set(events.EVENT_TYPES) == set(sdk._TYPES)
+    base = set(sdk.Event.__dataclass_fields__)
+    for type_, model in models.items():
+        fields = set(sdk._TYPES[type_].__dataclass_fields__) - base
+        assert fields == set(model.model_fields), type_

@@ -1,4 +1,4 @@
-"""No secret reaches the terminal, --debug output or a file the tool writes (interface.md 14)."""
+"""No secret reaches the terminal, --debug output or a file the tool writes (docs/resilience.md)."""
 
 from __future__ import annotations
 

@@ -404,3 +404,13 @@ def test_progress_and_status_say_why_a_stage_was_skipped(project: Project) -> No
     assert "[2] after skipped (needs-failed)" in result.stdout
     status = project.run("status", project.run_dirs()[0].name)
     assert "skipped (needs-failed)" in status.stdout
+
+
+def test_max_parallel_out_of_range_is_a_usage_error(project: Project) -> None:
+    project.write_config(pipeline(stage("a", "true", needs=[])))
+    result = project.run("start", "g", "--max-parallel", "0")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: --max-parallel 0: give a number of stages from 1 to 1024"
+    )
+    assert not project.runs_dir.exists()

@@ -76,3 +76,30 @@ def test_concurrent_runs_all_land_in_the_snapshot(project: Project) -> None:
     assert all(r["status"] == "succeeded" for r in project.state()["runs"])
     journal = project.out_dir / "0101" / "state.journal"
     assert not journal.exists() or os.path.getsize(journal) == 0
+
+
+def test_a_listing_with_a_live_run_reads_the_history_once(project: Project) -> None:
+    """Listing a task whose run is still going reads that run's manifest (to tell whether it
+    went stale) without listing the task again for its children: no recursion, no warning."""
+    project.write_config(
+        '[pipelines.slow]\nstages = [{ id = "a", command = "touch started; sleep 60" }]\n'
+    )
+    finished = project.start_json("slow", "--set", "command_runner.timeout_seconds=1", expect=1)
+    (project.root / "started").unlink()
+    running = project.popen("start", "slow", stdout=subprocess.DEVNULL)
+    try:
+        deadline = 600
+        while not (project.root / "started").exists() and deadline:
+            running.poll()
+            assert running.returncode is None
+            deadline -= 1
+            subprocess.run(["sleep", "0.1"], check=True)
+        result = project.run("status", "--format", "json", "--limit", "0")
+    finally:
+        running.kill()
+        running.wait(timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    listing = json.loads(result.stdout)
+    assert [r["status"] for r in listing] == ["in_progress", "failed"]
+    assert listing[1]["run_id"] == finished["run_id"]

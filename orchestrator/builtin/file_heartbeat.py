@@ -5,9 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar
 
-from orchestrator.clock import iso, parse_iso
-from orchestrator.contracts import HeartbeatOptions, RunLocation, SlotContext
-from orchestrator.fsutil import atomic_write_bytes
+from orchestrator.plugin import (
+    HeartbeatOptions,
+    RunLocation,
+    SlotContext,
+    atomic_write_bytes,
+    iso,
+    parse_iso,
+)
 
 
 class FileHeartbeat:
@@ -15,6 +20,9 @@ class FileHeartbeat:
 
     def __init__(self, options: HeartbeatOptions, context: SlotContext) -> None:
         self.options = options
+
+    def close(self) -> None:
+        """Nothing to release: every call opens and closes what it uses."""
 
     def beat(self, run: RunLocation, at: datetime) -> None:
         # Renamed into place, so a reader never sees a torn time; not fsynced (it is rewritten

@@ -1,4 +1,4 @@
-"""``filesystem``: run records as JSON files (interface.md 4), written atomically.
+"""``filesystem``: run records as JSON files (docs/resilience.md), written atomically.
 
 The task's state snapshot and metrics are shared by every run of the task, so they are written
 under a lock on a separate ``.lock`` file (flock: a holder that dies frees it), taken with
@@ -24,9 +24,13 @@ if TYPE_CHECKING:
     from tenacity import RetryCallState
 
 from orchestrator.builtin.task_history import TaskHistory
-from orchestrator.contracts import PersistenceOptions, RunLocation, SlotContext
-from orchestrator.errors import CorruptRecordError, LockTimeoutError, RunNotFoundError
-from orchestrator.fsutil import (
+from orchestrator.plugin import (
+    CorruptRecordError,
+    LockTimeoutError,
+    PersistenceOptions,
+    RunLocation,
+    RunNotFoundError,
+    SlotContext,
     append_line,
     atomic_write_bytes,
     atomic_write_json,
@@ -76,6 +80,9 @@ class FilesystemPersistence:
     def __init__(self, options: FilesystemOptions, context: SlotContext) -> None:
         self.options = options
         self.context = context
+
+    def close(self) -> None:
+        """Nothing to release: every call opens and closes what it uses."""
 
     # ------------------------------------------------------------------ locations
 

@@ -19,12 +19,12 @@ import logging
 import sys
 from typing import Any
 
-from orchestrator.hookspecs import hookimpl
-from orchestrator.http_delivery import (  # noqa: F401 - re-exported for observers
+from orchestrator.plugin import (  # noqa: F401 - the delivery names are re-exported
     Delivery,
     DeliveryError,
     TransientDeliveryError,
     deliver,
+    hookimpl,
     post_json,
 )
 
@@ -47,7 +47,7 @@ class NotificationObserver:
         targets = list(config.get("targets") or [])
         if not targets:
             return
-        from orchestrator.events import envelope
+        from orchestrator.plugin import envelope
 
         body = json.dumps(envelope("run:summary", summary), ensure_ascii=False).encode("utf-8")
         timeout = float(config.get("timeout_seconds", 5))

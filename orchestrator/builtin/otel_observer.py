@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from orchestrator import __version__
-from orchestrator.hookspecs import hookimpl
+from orchestrator.plugin import __version__, hookimpl
 
 SERVICE_NAME = "codex-orchestrator"
 TRACES_PATH = "/v1/traces"
@@ -257,7 +256,7 @@ def export(trace: _Trace) -> dict[str, Any]:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.trace.export import SpanExportResult
 
-    from orchestrator.http_targets import redacted
+    from orchestrator.plugin import redacted
 
     spans = list(trace.collected)
     result: dict[str, Any] = {

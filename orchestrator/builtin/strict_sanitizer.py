@@ -6,7 +6,7 @@ import re
 import unicodedata
 from typing import ClassVar
 
-from orchestrator.contracts import IdentifierRejected, IdKind, IdSanitizerOptions, SlotContext
+from orchestrator.plugin import IdentifierRejected, IdKind, IdSanitizerOptions, SlotContext
 
 MAX_LENGTH = 128
 MAX_BYTES = 200
@@ -27,7 +27,7 @@ def _invisible(value: str) -> str | None:
 
 
 def rejection_reason(value: str) -> str | None:
-    """Why ``value`` is not a safe identifier (interface.md 6), or None when it is."""
+    """Why ``value`` is not a safe identifier (docs/resilience.md), or None when it is."""
     if not value or not value.strip():
         return "must not be empty or blank"
     if _CONTROL.search(value):
@@ -62,6 +62,9 @@ class StrictSanitizer:
 
     def __init__(self, options: IdSanitizerOptions, context: SlotContext) -> None:
         self.options = options
+
+    def close(self) -> None:
+        """Nothing to release: every call opens and closes what it uses."""
 
     def sanitize(self, value: str, kind: IdKind) -> str:
         reason = rejection_reason(value)

@@ -20,14 +20,18 @@ import selectors
 import subprocess
 from typing import ClassVar
 
-from orchestrator.contracts import (
+from orchestrator.plugin import (
     CommandOutcome,
     CommandRequest,
     CommandRunnerOptions,
+    GroupLimits,
     OutputCallback,
     SlotContext,
+    end_group,
+    not_started,
+    signal_name,
+    spawn,
 )
-from orchestrator.process_group import GroupLimits, end_group, not_started, signal_name, spawn
 
 READ_SIZE = 1 << 20
 PIPE_SIZE = 1 << 20
@@ -69,6 +73,9 @@ class SubprocessRunner:
 
     def __init__(self, options: CommandRunnerOptions, context: SlotContext) -> None:
         self.options = options
+
+    def close(self) -> None:
+        """Nothing to release: every call opens and closes what it uses."""
 
     def run(self, request: CommandRequest, on_output: OutputCallback) -> CommandOutcome:
         keep_chunk_buffers_in_heap()

@@ -31,8 +31,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import CorruptRecordError
-from orchestrator.fsutil import append_line, atomic_write_json, remove_stale_temps
+from orchestrator.plugin import (
+    CorruptRecordError,
+    append_line,
+    atomic_write_json,
+    remove_stale_temps,
+)
 
 log = logging.getLogger(__name__)
 

@@ -84,15 +84,29 @@ def setup_logging(debug: bool) -> None:
     logging.addLevelName(logging.ERROR, "error")
 
 
-def load_kernel(common: Common, *, skip_unloadable: bool = False) -> Kernel:
+def load_kernel(common: Common, *, skip_unloadable: bool = False, runs: bool = False) -> Kernel:
     """The kernel with the config validated as ``start`` validates it, slot options included
-    (``skip_unloadable``: a plugin that cannot load is the caller's to report)."""
+    (``skip_unloadable``: a plugin that cannot load is the caller's to report; ``runs``: the
+    command runs stages, so it reads the variables only such commands need, e.g.
+    ``CODEX_ORCHESTRATOR_NOTIFY``)."""
     from orchestrator.kernel import Kernel
 
     setup_logging(common.debug)
-    kernel = Kernel.load(config_file=common.config, assignments=common.set, root=common.root)
+    kernel = Kernel.load(
+        config_file=common.config, assignments=common.set, root=common.root, run_aliases=runs
+    )
+    LOADED_KERNELS.append(kernel)  # closed by cli.main when the command ends
     kernel.check_options(skip_unloadable=skip_unloadable)
     return kernel
+
+
+LOADED_KERNELS: list[Kernel] = []
+
+
+def close_kernels() -> None:
+    """Close the slots of every kernel this command loaded (``cli.main`` calls it last)."""
+    while LOADED_KERNELS:
+        LOADED_KERNELS.pop().close()
 
 
 def task_id(kernel: Kernel, common: Common) -> str:

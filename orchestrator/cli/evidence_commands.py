@@ -121,8 +121,9 @@ def sync(*, common: Common | None = None) -> int:
             manifest, persistence.manifest_ref(run), kernel.root, run_exit_code(manifest.status)
         )
         document = persistence.read_manifest(run)
-        audit = audit_path(out_dir, task)
-        results.append(send_run(settings, audit, os.environ, summary, document, "sync-command"))
+        results.append(
+            send_run(settings, out_dir / task, os.environ, summary, document, "sync-command")
+        )
     sent = [r for r in results if r.acknowledged]
     failed = [r for r in results if not r.acknowledged]
     target = redacted(settings.url)

@@ -1,5 +1,5 @@
 """``exec -- CMD [ARGS...]``: one command as a one-stage run (pipeline ``exec``), same engine as
-``start``, exiting with the command's own exit code (interface.md 8)."""
+``start``, exiting with the command's own exit code (docs/exec.md)."""
 
 from __future__ import annotations
 
@@ -154,13 +154,19 @@ def exec_(
     if timeout is not None and timeout < 0:
         raise UsageError(f"--timeout {timeout}: must be 0 (none) or a positive number of seconds")
     common.set = [*common.set, *config_overrides(list(notify), otel_endpoint)]
-    kernel = load_kernel(common)
+    kernel = load_kernel(common, runs=True)
     kernel.load_slots()
     task = task_id(kernel, common)
     pipeline = single_command_pipeline(
         argv, timeout_seconds=timeout, cwd=stage_cwd(cwd, kernel.root)
     )
-    plan = RunPlan.build(kernel, task, pipeline, exit_code_of=command_exit_code)
+    plan = RunPlan.build(
+        kernel,
+        task,
+        pipeline,
+        exit_code_of=command_exit_code,
+        parent_run_id=kernel.enclosing_run_id,  # exec inside a stage of a run of this project
+    )
     return run_with_output(
         plan,
         RunControls(),

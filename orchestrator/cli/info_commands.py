@@ -97,9 +97,11 @@ def config(*, common: Common | None = None) -> int:
     from orchestrator.redaction import redact_document
 
     common = common or Common()
-    kernel = load_kernel(common, skip_unloadable=True)
+    kernel = load_kernel(common, skip_unloadable=True, runs=True)
     effective: dict[str, Any] = kernel.effective_config()
-    for slot in ("persistence", "heartbeat", "command_runner", "id_sanitizer"):
+    from orchestrator.contracts import SLOT_NAMES
+
+    for slot in SLOT_NAMES:
         try:
             effective[slot] = kernel.slot(slot).options.model_dump(mode="json")
         except Exception:  # an uninstalled plugin: show the raw table

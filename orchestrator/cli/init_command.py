@@ -46,7 +46,7 @@ def init(
         )
     detected = detect(folder)
     text = render(detected)
-    build_settings([tomllib.loads(text)])  # valid as start reads it, before anything is written
+    build_settings(tomllib.loads(text))  # valid as start reads it, before anything is written
     atomic_write_bytes(target, text.encode("utf-8"))
     entries = missing_gitignore_entries(folder)
     add_gitignore_entries(folder, entries)

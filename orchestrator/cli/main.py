@@ -133,7 +133,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = "--debug" in tokens
     app = build_app()
     try:
-        result = app(tokens, exit_on_error=False, print_error=False, result_action="return_value")
+        try:
+            result = app(
+                tokens, exit_on_error=False, print_error=False, result_action="return_value"
+            )
+        finally:
+            from orchestrator.cli.common import close_kernels
+
+            close_kernels()  # every slot's close(), whatever happened (the sqlite connection)
     except CycloptsError as exc:
         print(f"error: {redact_text(_one_line(str(exc)))} (see --help)", file=sys.stderr)
         return EXIT_USAGE

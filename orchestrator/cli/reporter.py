@@ -15,11 +15,26 @@ def _seconds(ms: int | None) -> str:
     return f"{(ms or 0) / 1000:.2f} s"
 
 
-class PlainReporter:
-    """One line when a stage starts and one when it ends; safe for logs and pipes."""
+STILL_RUNNING_EVERY = 60.0
+"""Off a terminal, a stage that runs longer says so this often (seconds), so a long test stage
+never leaves a CI log silent for minutes."""
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+
+def _elapsed(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+class PlainReporter:
+    """One line when a stage starts and one when it ends (and a "still running" line every
+    :data:`STILL_RUNNING_EVERY` seconds of a long stage); safe for logs and pipes."""
+
+    def __init__(
+        self, stream: TextIO | None = None, still_running_every: float = STILL_RUNNING_EVERY
+    ) -> None:
         self.stream = stream or sys.stdout
+        self.still_running_every = still_running_every
+        # (run id, stage id) -> (label, started, last said), monotonic seconds
+        self._since: dict[tuple[str, str], tuple[str, float, float]] = {}
 
     def _write(self, text: str) -> None:
         self.stream.write(text + "\n")
@@ -35,10 +50,22 @@ class PlainReporter:
 
     @hookimpl
     def orchestrator_stage_started(self, run: Any, stage: Any) -> None:
-        self._write(f"{self._prefix(run)}[{stage.index}] {stage.id}: {stage.title}")
+        label = f"{self._prefix(run)}[{stage.index}] {stage.id}"
+        now = time.monotonic()
+        self._since[(run.run_id, stage.id)] = (label, now, now)
+        self._write(f"{label}: {stage.title}")
+
+    @hookimpl
+    def orchestrator_heartbeat(self, run: Any, at: Any) -> None:
+        now = time.monotonic()
+        for key, (label, began, said) in list(self._since.items()):
+            if key[0] == run.run_id and now - said >= self.still_running_every:
+                self._since[key] = (label, began, now)
+                self._write(f"{label} still running ({_elapsed(now - began)})")
 
     @hookimpl
     def orchestrator_stage_finished(self, run: Any, stage: Any) -> None:
+        self._since.pop((run.run_id, stage.id), None)
         mark = MARKS.get(stage.status, stage.status)
         if stage.status == "failed" and stage.allow_failure:
             mark = "failed (allowed)"

@@ -15,7 +15,7 @@ from orchestrator.cli.common import (
     print_json,
     task_id,
 )
-from orchestrator.cli.run_output import Approve
+from orchestrator.cli.run_output import Approve, MaxParallel, checked_max_parallel
 from orchestrator.errors import UsageError
 
 
@@ -68,13 +68,7 @@ def start(
         str | None, Parameter(help="Record this run as a child of RUN_ID.")
     ] = None,
     approve: Approve = False,
-    max_parallel: Annotated[
-        int | None,
-        Parameter(
-            help="Run at most N stages of a graph at once (default: the pipeline's "
-            "max_parallel, else the number of CPUs).",
-        ),
-    ] = None,
+    max_parallel: MaxParallel = None,
     only: Annotated[
         list[str] | None,
         Parameter(
@@ -112,8 +106,9 @@ def start(
     from orchestrator.pipeline import resolve_pipeline
     from orchestrator.run_plan import RunControls, RunPlan
 
+    max_parallel = checked_max_parallel(max_parallel)
     common = common or StreamCommon()
-    kernel = load_kernel(common)
+    kernel = load_kernel(common, runs=True)
     kernel.load_slots()
     task = task_id(kernel, common)
     pipeline_id = _pipeline_id(kernel, pipeline)
@@ -121,8 +116,6 @@ def start(
     resolved = resolve_pipeline(
         kernel.config.settings, pipeline_id, kernel.root, kernel.sanitizer, kernel.where
     )
-    if max_parallel is not None and not 1 <= max_parallel <= 1024:
-        raise UsageError(f"--max-parallel {max_parallel}: give a number of stages from 1 to 1024")
     not_selected: frozenset[str] = frozenset()
     if only or skip or from_ is not None:
         from orchestrator.stage_selection import selected_stages, split_ids
@@ -162,6 +155,8 @@ def plan(pipeline: str | None = None, /, *, common: Common | None = None) -> int
     common = common or Common()
     kernel = load_kernel(common)
     pipeline_id = _pipeline_id(kernel, pipeline)
+    # the timeout each stage will have: its own, else [command_runner] timeout_seconds (0 = none)
+    default_timeout = float(getattr(kernel.slot("command_runner").options, "timeout_seconds", 0))
 
     def describe(pid: str) -> dict[str, Any]:
         resolved = resolve_pipeline(
@@ -177,7 +172,9 @@ def plan(pipeline: str | None = None, /, *, common: Common | None = None) -> int
                 "command": stage.command,
                 "cwd": stage.cwd,
                 "env": redact_document(stage.env),  # secret-named entries as ***
-                "timeout_seconds": stage.timeout_seconds,
+                "timeout_seconds": stage.effective_timeout(default_timeout)
+                if stage.kind == "command"
+                else None,
                 "allow_failure": stage.allow_failure,
                 "needs": list(stage.needs),
             }
@@ -224,6 +221,20 @@ def plan(pipeline: str | None = None, /, *, common: Common | None = None) -> int
     return 0
 
 
+def _stage_count(settings: Any, pipeline_id: str, kernel: Any) -> int | None:
+    """Stages after stage sets are expanded (None when the pipeline does not resolve)."""
+    from orchestrator.errors import OrchestratorError
+    from orchestrator.pipeline import resolve_pipeline
+
+    try:
+        resolved = resolve_pipeline(
+            settings, pipeline_id, kernel.root, kernel.sanitizer, kernel.where
+        )
+    except OrchestratorError:
+        return None
+    return len(resolved.stages)
+
+
 def pipelines(*, common: Common | None = None) -> int:
     """List the pipelines the configuration defines."""
     common = common or Common()
@@ -233,7 +244,7 @@ def pipelines(*, common: Common | None = None) -> int:
         {
             "pipeline_id": pid,
             "title": config.title or pid,
-            "stages": len(config.stages),
+            "stages": _stage_count(settings, pid, kernel),
             "default": pid == settings.default_pipeline,
             "defined_in": kernel.where(f"pipelines.{pid}"),
         }
@@ -251,5 +262,7 @@ def pipelines(*, common: Common | None = None) -> int:
     width = max(len(r["pipeline_id"]) for r in rows)
     for row in rows:
         mark = " (default)" if row["default"] else ""
-        print(f"{row['pipeline_id']:<{width}}  {row['title']}{mark}  [{row['stages']} entries]")
+        count = row["stages"]
+        stages = "?" if count is None else f"{count} stage{'' if count == 1 else 's'}"
+        print(f"{row['pipeline_id']:<{width}}  {row['title']}{mark}  [{stages}]")
     return 0

@@ -3,8 +3,10 @@ goes, then the summary in the chosen format. One place, so the three commands ca
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from cyclopts import Parameter
@@ -23,12 +25,45 @@ Approve = Annotated[
 ]
 """The ``--approve`` option of the commands that run stages."""
 
+MaxParallel = Annotated[
+    int | None,
+    Parameter(
+        help="Run at most N stages of a graph at once (default: the pipeline's max_parallel, "
+        "else the number of CPUs).",
+    ),
+]
+"""The ``--max-parallel`` option of ``start`` and ``resume``."""
+
+
+def checked_max_parallel(value: int | None) -> int | None:
+    from orchestrator.errors import UsageError
+
+    if value is not None and not 1 <= value <= 1024:
+        raise UsageError(f"--max-parallel {value}: give a number of stages from 1 to 1024")
+    return value
+
+
 REPORTER_NAME = "codex-orchestrator:reporter"
 
 
-def default_closing(summary: dict[str, Any], exit_code: int) -> None:
-    print(f"run {summary['run_id']} {summary['status']}: {summary['summary']}")
-    print(f"manifest: {summary['manifest']}")
+def _from_here(manifest: str, root: Path | None) -> str:
+    """The manifest path (relative to the root) as it works from the current folder."""
+    if root is None or Path(manifest).is_absolute():
+        return manifest
+    try:
+        here = Path.cwd().resolve()
+    except OSError:
+        return manifest
+    return manifest if here == root else os.path.relpath(root / manifest, here)
+
+
+def default_closing(summary: dict[str, Any], exit_code: int, root: Path | None = None) -> None:
+    status = summary["status"]
+    allowed = [c["id"] for c in summary.get("commands") or [] if c["status"] == "failed"]
+    if status == "succeeded" and allowed:  # a succeeded run's failed stages were allowed to fail
+        status += f" (allowed to fail: {', '.join(allowed)})"
+    print(f"run {summary['run_id']} {status}: {summary['summary']}")
+    print(f"manifest: {_from_here(summary['manifest'], root)}")
 
 
 def run_with_output(
@@ -66,6 +101,9 @@ def run_with_output(
     elif output_format == "json":
         print_json(summary)
     else:
-        closing(summary, result.exit_code)
+        if closing is default_closing:
+            default_closing(summary, result.exit_code, kernel.root)
+        else:
+            closing(summary, result.exit_code)
         sys.stdout.flush()
     return result.exit_code

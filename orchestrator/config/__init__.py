@@ -1,4 +1,4 @@
-"""Layered configuration (interface.md 2).
+"""Layered configuration (docs/configuration.md).
 
 Defaults < user < project < local < environment < command line.
 """

@@ -21,7 +21,7 @@ PROJECT_FILE = "codex.orchestrator.toml"
 LOCAL_FILE = "codex.orchestrator.local.toml"
 ENV_TOP_LEVEL_KEYS = frozenset({"default_pipeline"})
 ENV_LIST_ALIASES: dict[str, tuple[str, ...]] = {
-    "CODEX_ORCHESTRATOR_NOTIFY": ("notifications", "targets"),  # comma-separated (interface.md 8)
+    "CODEX_ORCHESTRATOR_NOTIFY": ("notifications", "targets"),  # comma-separated (docs/exec.md)
 }
 
 
@@ -147,8 +147,12 @@ def _nest(target: dict[str, Any], keys: list[str], value: Any, where: str) -> No
     node[keys[-1]] = value
 
 
-def env_layer(environ: Mapping[str, str], root: Path) -> Layer | None:
-    """``CODEX_ORCHESTRATOR_<TABLE>__<KEY>=VALUE`` (and ``CODEX_ORCHESTRATOR_DEFAULT_PIPELINE``)."""
+def env_layer(environ: Mapping[str, str], root: Path, *, aliases: bool = True) -> Layer | None:
+    """``CODEX_ORCHESTRATOR_<TABLE>__<KEY>=VALUE`` (and ``CODEX_ORCHESTRATOR_DEFAULT_PIPELINE``).
+
+    ``aliases``: also the shorthand variables of :data:`ENV_LIST_ALIASES` (e.g.
+    ``CODEX_ORCHESTRATOR_NOTIFY``), which only commands that run stages read: a bad value there
+    must not stop a read-only command such as ``status``."""
     data: dict[str, Any] = {}
     for name in sorted(environ):
         if not name.startswith(ENV_PREFIX):
@@ -163,6 +167,8 @@ def env_layer(environ: Mapping[str, str], root: Path) -> Layer | None:
         elif rest.lower() in ENV_TOP_LEVEL_KEYS:
             keys = [rest.lower()]
         elif name in ENV_LIST_ALIASES:
+            if not aliases:
+                continue
             items = [item.strip() for item in environ[name].split(",") if item.strip()]
             _nest(data, list(ENV_LIST_ALIASES[name]), items, f"environment variable {name}")
             continue

@@ -162,6 +162,7 @@ def load_config(
     config_file: Path | None = None,
     assignments: Sequence[str] = (),
     root: Path | None = None,
+    run_aliases: bool = True,
 ) -> LoadedConfig:
     if root is None:
         from orchestrator.config.project import resolve_project
@@ -184,12 +185,12 @@ def load_config(
     local = read_toml_layer("local", root / LOCAL_FILE, required=False)
     if local:
         layers.append(local)
-    for extra in (env_layer(environ, root), cli_layer(assignments, root)):
+    for extra in (env_layer(environ, root, aliases=run_aliases), cli_layer(assignments, root)):
         if extra:
             layers.append(extra)
-    _, provenance = merge_layers(layers)
+    merged, provenance = merge_layers(layers)  # the one merge: provenance and settings alike
     try:
-        settings = build_settings([layer.data for layer in layers])
+        settings = build_settings(merged)
     except ValidationError as exc:
         raise config_error(exc, provenance) from None
     return LoadedConfig(

@@ -5,8 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from orchestrator.contracts import SLOTS
 
 EnvValue = str | int | float | bool
 
@@ -38,13 +48,13 @@ class StageConfig(_Strict):
     timeout_seconds: float | None = Field(
         None, ge=0, description="0 = none; default from [command_runner]"
     )
-    allow_failure: bool = Field(False, description="the run goes on and can still succeed")
+    allow_failure: StrictBool = Field(False, description="the run goes on and can still succeed")
     summary_hint: str | None = Field(
         None, description="regular expression: the last output line matching it is the summary"
     )
     stage_set: str | None = Field(None, description="expand the named [stage_sets] list here")
     pipeline: str | None = Field(None, description="run the named pipeline as a child run")
-    requires_approval: bool = Field(
+    requires_approval: StrictBool = Field(
         False, description="ask once per task and project before running"
     )
     retry_attempts: int | None = Field(None, ge=0, le=20, description="extra attempts on failure")
@@ -135,21 +145,24 @@ class PipelineConfig(_Strict):
     max_parallel: int | None = Field(
         None, ge=1, le=1024, description="stages of a graph run at once (default: CPUs)"
     )
-    fail_fast: bool = Field(
+    fail_fast: StrictBool = Field(
         False, description="in a graph, a failure cancels the running stages and skips the rest"
     )
 
 
-class PluginsConfig(_Strict):
-    persistence: str = Field("filesystem", description="entry-point name of the run store")
-    heartbeat: str = Field("file", description="entry-point name of the heartbeat")
-    command_runner: str = Field(
-        "subprocess", description="entry-point name of what runs a stage's command"
-    )
-    id_sanitizer: str = Field(
-        "strict", description="entry-point name of the task, run and stage id checker"
-    )
-    disabled: list[str] = Field(default_factory=list, description="observer plugins not to load")
+# one field per slot of the registry (orchestrator.contracts.SLOTS): the entry-point name
+PluginsConfig = create_model(
+    "PluginsConfig",
+    __base__=_Strict,
+    **{
+        spec.name: (str, Field(spec.default, description=f"entry-point name of {spec.role}"))
+        for spec in SLOTS
+    },
+    disabled=(
+        list[str],
+        Field(default_factory=list, description="observer plugins not to load"),
+    ),
+)
 
 
 class NotificationsConfig(_Strict):
@@ -252,8 +265,22 @@ class RetentionConfig(_Strict):
 class SpecGuardConfig(_Strict):
     paths: list[str] = Field(
         default_factory=lambda: ["tasks/*.md", "docs/TASKS.md", ".agent/task/*.md"],
-        description="glob patterns, relative to the project root",
+        description="glob patterns, relative to the project root (they cannot leave it)",
     )
+
+    @field_validator("paths")
+    @classmethod
+    def _inside_the_project(cls, value: list[str]) -> list[str]:
+        from pathlib import PurePosixPath
+
+        for pattern in value:
+            parts = PurePosixPath(pattern).parts
+            if pattern.startswith(("/", "~")) or ".." in parts:
+                raise ValueError(
+                    f"{pattern!r} leaves the project: use a pattern relative to the project "
+                    "root, without '..'"
+                )
+        return value
 
 
 class InstructionsConfig(_Strict):
@@ -300,33 +327,12 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Layers are read by orchestrator.config.layers (to keep provenance) and handed over as
-        # one source each, highest precedence first; pydantic-settings deep-merges them.
-        return tuple(_LAYER_SOURCES.get(settings_cls, ())) or (init_settings,)
+        # The layers (files, CODEX_ORCHESTRATOR_* variables, --set) are read and merged once, with
+        # provenance, by orchestrator.config.layers; the merged document is the only source.
+        return (init_settings,)
 
 
-class LayerSource(PydanticBaseSettingsSource):
-    """One already-parsed layer as a pydantic-settings source."""
-
-    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]) -> None:
-        super().__init__(settings_cls)
-        self._data = data
-
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return self._data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return self._data
-
-
-_LAYER_SOURCES: dict[type[BaseSettings], list[PydanticBaseSettingsSource]] = {}
-
-
-def build_settings(layer_data: list[dict[str, Any]]) -> Settings:
-    """Validate layers (lowest precedence first) into :class:`Settings`."""
-    sources = [LayerSource(Settings, data) for data in reversed(layer_data)]
-    _LAYER_SOURCES[Settings] = sources
-    try:
-        return Settings()
-    finally:
-        _LAYER_SOURCES.pop(Settings, None)
+def build_settings(document: dict[str, Any]) -> Settings:
+    """Validate the merged layers (``orchestrator.config.layers.merge_layers``) into
+    :class:`Settings`."""
+    return Settings(**document)

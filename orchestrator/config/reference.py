@@ -16,10 +16,12 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from orchestrator.contracts import SLOT_NAMES
+
 BEGIN = "<!-- BEGIN GENERATED KEYS (python -m orchestrator.config.reference) -->"
 END = "<!-- END GENERATED KEYS -->"
 PAGE = Path(__file__).resolve().parent.parent.parent / "docs" / "configuration.md"
-SLOTS = ("persistence", "heartbeat", "command_runner", "id_sanitizer")
+SLOTS = SLOT_NAMES
 
 
 def _type_text(annotation: Any) -> str:

@@ -48,15 +48,17 @@ def actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def _refuse_if_not_resumable(manifest: Manifest, act: Activity) -> None:
+def _refuse_if_not_resumable(manifest: Manifest, act: Activity, orchestrator_gone: bool) -> None:
     run_id = manifest.run_id
     if manifest.status == "succeeded":
         raise RunStateError(
             f"run {run_id} already succeeded; there is nothing to resume "
             f"(start a new run with `{cli_command('start', manifest.pipeline_id)}`)"
         )
-    if manifest.status in LIVE_STATUSES and not act.stale:
+    if manifest.status in LIVE_STATUSES and not act.stale and not orchestrator_gone:
         runner = manifest.runner
+        if act.suspect:
+            raise RunStateError(f"run {run_id} looks live but {act.suspect}")
         raise RunStateError(
             f"run {run_id} is still running (orchestrator pid {runner.pid} on {runner.host}, "
             f"last heartbeat {age_text(act.age_seconds)}); follow it with "
@@ -104,6 +106,10 @@ def pipeline_changed(manifest: Manifest, pipeline: ResolvedPipeline) -> bool:
 def _reason(manifest: Manifest, act: Activity, extra: str | None) -> str:
     if act.stale:
         reason = f"run went stale: {act.reason}"
+    elif manifest.status in LIVE_STATUSES:
+        reason = "its orchestrator is gone (--orchestrator-gone)" + (
+            "; its heartbeat was from the future (clock skew)" if act.suspect else ""
+        )
     elif manifest.status == "cancelled":
         reason = "run was cancelled"
     else:
@@ -144,10 +150,11 @@ def plan_resume(
     *,
     force: bool = False,
     reason: str | None = None,
+    orchestrator_gone: bool = False,
 ) -> ResumePlan:
     """Check that the run may be resumed and prepare the resume; change nothing stored."""
     act = activity(kernel, run, manifest)
-    _refuse_if_not_resumable(manifest, act)
+    _refuse_if_not_resumable(manifest, act, orchestrator_gone)
     pipeline = current_pipeline(kernel, manifest)
     changed = pipeline_changed(manifest, pipeline)
     if changed and not force:

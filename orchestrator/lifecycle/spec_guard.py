@@ -1,4 +1,4 @@
-"""Checking task checklists against run evidence (interface.md 7).
+"""Checking task checklists against run evidence (docs/workflow.md).
 
 A checked item (``- [x] ...``) must cite the manifest of a run that succeeded, e.g.
 ``Evidence: .runs/0101/cli/<run-id>/manifest.json``. The item's text includes its continuation

@@ -8,9 +8,10 @@ gone on this host (exited, reaped or a zombie, or its pid now belongs to another
 
 from __future__ import annotations
 
+import bisect
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from orchestrator.clock import iso, parse_iso, utcnow
@@ -26,6 +27,11 @@ log = logging.getLogger(__name__)
 
 LIVE_STATUSES = frozenset({"queued", "in_progress"})
 RESUMABLE_STATUSES = frozenset({"failed", "cancelled"})
+FUTURE_TOLERANCE_SECONDS = 5.0
+"""A heartbeat further ahead of this machine's clock than this is suspect (clock skew)."""
+FUTURE_START_TOLERANCE_SECONDS = 300.0
+"""A run that started further ahead than this is listed as skewed, never as the newest."""
+
 LIST_KEYS = (
     "run_id",
     "task_id",
@@ -56,6 +62,8 @@ class Activity:
     reason: str | None
     """Why the run is stale, in words."""
     stale_after_seconds: float
+    suspect: str | None = None
+    """Why the heartbeat cannot be trusted (it is from the future: clock skew), in words."""
 
 
 def _parse(text: str | None) -> datetime | None:
@@ -94,13 +102,21 @@ def activity(
     reference = newest or _parse(manifest.started_at) or now
     silent_for = (now - reference).total_seconds()
     runner = manifest.runner
+    suspect = None
+    if newest is not None and (newest - now).total_seconds() > FUTURE_TOLERANCE_SECONDS:
+        ahead = (newest - now).total_seconds()
+        suspect = (
+            f"its last heartbeat is {ahead:.0f} s in the future: the clock of {runner.host} runs "
+            "ahead of this one (or this one behind), so silence cannot be measured; if its "
+            "orchestrator is gone, resume with --orchestrator-gone"
+        )
     if process_gone(runner.model_dump()):
         reason = f"its orchestrator process {runner.pid} on {runner.host} is gone"
     elif silent_for > stale_after:
         reason = f"no heartbeat for {silent_for:.0f} s (stale after {stale_after:g} s)"
     else:
         reason = None
-    return Activity(newest, age, reason is not None, reason, stale_after)
+    return Activity(newest, age, reason is not None, reason, stale_after, suspect)
 
 
 def resumable(manifest: Manifest, act: Activity) -> bool:
@@ -138,6 +154,7 @@ def status_document(
             log_path=record.log_path,
             error_file=record.error_file,
             cwd=record.cwd,
+            status_detail=record.status_detail,
             log_sha256=record.log_sha256,
             error_file_sha256=record.error_file_sha256,
             artifacts=[artifact.model_dump(mode="json") for artifact in record.artifacts],
@@ -150,6 +167,7 @@ def status_document(
         heartbeat_age_seconds=round(act.age_seconds, 1) if act.age_seconds is not None else None,
         stale=act.stale,
         stale_reason=act.reason,
+        heartbeat_suspect=act.suspect,
         stale_after_seconds=act.stale_after_seconds,
         runner=manifest.runner.model_dump(mode="json"),
         resume_events=[event.model_dump(mode="json") for event in manifest.resume_events],
@@ -160,38 +178,63 @@ def status_document(
     return document
 
 
-def run_status(kernel: Kernel, run: RunLocation) -> tuple[Manifest, Activity, dict[str, Any]]:
+def run_status(
+    kernel: Kernel, run: RunLocation, index: TaskIndex | None = None, *, children: bool = True
+) -> tuple[Manifest, Activity, dict[str, Any]]:
+    """The run's manifest, activity and ``status RUN_ID`` document. ``index`` is the task's
+    listing when the caller has it already (a listing of many runs reads the history once);
+    ``children=False`` leaves out the runs started inside its stages (only those its manifest
+    names are listed), for callers that build the task's listing themselves."""
     manifest = load_manifest(kernel, run)
     act = activity(kernel, run, manifest)
     document = status_document(kernel, run, manifest, act)
-    document["child_runs"] = child_runs(kernel, run, manifest)
+    if children:
+        document["child_runs"] = child_runs(kernel, run, manifest, index)
     return manifest, act, document
 
 
-def child_runs(kernel: Kernel, run: RunLocation, manifest: Manifest) -> list[dict[str, Any]]:
+class TaskIndex:
+    """A task's runs once: the listing (oldest first, for range look-ups by start time) and
+    the stored run locations."""
+
+    def __init__(self, kernel: Kernel, task_id: str) -> None:
+        self.listing = task_runs(kernel, task_id)[::-1]
+        self.starts = [entry.get("started_at") or "" for entry in self.listing]
+        self._kernel = kernel
+        self._task_id = task_id
+        self._stored: dict[str, RunLocation] | None = None
+
+    def started_between(self, begun: str, ended: str | None) -> list[dict[str, Any]]:
+        low = bisect.bisect_left(self.starts, begun)
+        high = bisect.bisect_right(self.starts, ended) if ended else len(self.starts)
+        return self.listing[low:high]
+
+    def location(self, run_id: str) -> RunLocation | None:
+        if self._stored is None:
+            runs = self._kernel.persistence.list_runs(self._task_id)
+            self._stored = {run.run_id: run for run in runs}
+        return self._stored.get(run_id)
+
+
+def child_runs(
+    kernel: Kernel, run: RunLocation, manifest: Manifest, index: TaskIndex | None = None
+) -> list[dict[str, Any]]:
     """The run's children: its subpipelines' runs (in its manifest) and every run of the task
     that names it as ``parent_run_id`` (a ``codex-orchestrator`` started inside one of its
-    stages, or ``start --parent-run``). Only runs started while it ran are read."""
+    stages, or ``start --parent-run``). Only runs started while it ran are read, found by a
+    binary search of the task's listing, so a listing of many runs stays linear."""
     children = {child.run_id: child.model_dump(mode="json") for child in manifest.child_runs}
-    begun = manifest.started_at
-    ended = manifest.completed_at
     try:
-        candidates = task_runs(kernel, run.task_id)
+        index = index if index is not None else TaskIndex(kernel, run.task_id)
     except Exception as exc:  # a listing problem must not hide the run itself
         log.warning("children of run %s not listed: %s", run.run_id, exc)
         return list(children.values())
     from orchestrator.run_report import relative
 
-    stored = None
-    for entry in candidates:
-        started = entry.get("started_at") or ""
+    for entry in index.started_between(manifest.started_at, manifest.completed_at):
         if entry["run_id"] in children or entry["run_id"] == run.run_id:
             continue
-        if started < begun or (ended and started > ended):
-            continue
-        if stored is None:
-            stored = {r.run_id: r for r in kernel.persistence.list_runs(run.task_id)}
-        location = stored.get(entry["run_id"])
+        location = index.location(entry["run_id"])
         if location is None:
             continue
         try:
@@ -228,7 +271,7 @@ def _from_state(task_id: str, entry: dict[str, Any]) -> dict[str, Any]:
 
 def _listing_entry(kernel: Kernel, run: RunLocation, fallback: dict[str, Any]) -> dict[str, Any]:
     """The full record of one run, cut to LIST_KEYS; an unreadable one says why instead."""
-    full = _full_entry(kernel, run, fallback)
+    full = _full_entry(kernel, run, fallback, children=False)  # LIST_KEYS has no children
     return full if "error" in full else {key: full.get(key) for key in LIST_KEYS}
 
 
@@ -261,8 +304,24 @@ def task_runs(kernel: Kernel, task_id: str) -> list[dict[str, Any]]:
         if run_id not in entries:
             fallback = _from_state(task_id, {"run_id": run_id})
             listing.append(_listing_entry(kernel, run, fallback))
-    listing.sort(key=lambda e: (e.get("started_at") or "", e["run_id"]), reverse=True)
+    horizon = iso(utcnow() + timedelta(seconds=FUTURE_START_TOLERANCE_SECONDS))
+    for entry in listing:
+        started = entry.get("started_at")
+        if isinstance(started, str) and started > horizon:
+            entry["clock_skew"] = (
+                f"started in the future ({started}): the clock of the machine that ran it "
+                "runs ahead; listed as the oldest, never taken as the newest"
+            )
+    listing.sort(key=_newest_first_key, reverse=True)
     return listing
+
+
+def _newest_first_key(entry: dict[str, Any]) -> tuple[str, str]:
+    """Start time, except that a start time from the future (clock skew) counts as unknown."""
+    started = entry.get("started_at")
+    if not isinstance(started, str) or entry.get("clock_skew"):
+        started = ""
+    return (started, entry["run_id"])
 
 
 DEFAULT_LIST_LIMIT = 50
@@ -277,19 +336,29 @@ def detailed_runs(
     index comes from the state snapshot, then only the manifests of the runs shown are read,
     so the cost follows ``limit``, not the size of the history.
     """
-    index = task_runs(kernel, task_id)
-    shown = index if limit <= 0 else index[:limit]
-    stored = {run.run_id: run for run in kernel.persistence.list_runs(task_id)} if shown else {}
+    index = TaskIndex(kernel, task_id)
+    newest_first = index.listing[::-1]
+    shown = newest_first if limit <= 0 else newest_first[:limit]
     records = []
     for entry in shown:
-        run = stored.get(entry["run_id"])
-        records.append(_full_entry(kernel, run, entry) if run is not None else entry)
-    return records, len(index)
+        run = index.location(entry["run_id"])
+        record = _full_entry(kernel, run, entry, index) if run is not None else entry
+        if entry.get("clock_skew"):
+            record["clock_skew"] = entry["clock_skew"]
+        records.append(record)
+    return records, len(newest_first)
 
 
-def _full_entry(kernel: Kernel, run: RunLocation, fallback: dict[str, Any]) -> dict[str, Any]:
+def _full_entry(
+    kernel: Kernel,
+    run: RunLocation,
+    fallback: dict[str, Any],
+    index: TaskIndex | None = None,
+    *,
+    children: bool = True,
+) -> dict[str, Any]:
     try:
-        _, _, full = run_status(kernel, run)
+        _, _, full = run_status(kernel, run, index, children=children)
     except RunStartingError:  # a run being created is not broken: it is about to start
         entry = dict(fallback)
         entry.update(status=entry.get("status") or "queued", status_detail="starting")
@@ -355,6 +424,8 @@ def render_run(document: dict[str, Any]) -> list[str]:
     if document.get("stale") is not None:
         activity_line += f"; {stale_text(document)}"
     lines.append(f"activity:  {activity_line}")
+    if document.get("heartbeat_suspect"):
+        lines.append(f"suspect:   {document['heartbeat_suspect']}")
     if document.get("summary"):
         lines.append(f"summary:   {document['summary']}")
     lines.append(f"manifest:  {document['manifest']}")
@@ -439,10 +510,22 @@ def all_tasks_newest(kernel: Kernel) -> list[dict[str, Any]]:
         listing = task_runs(kernel, task)
         if not listing:
             continue
-        entry = dict(listing[0])
+        entry = dict(_top_level(kernel, task, listing))
         entry["duration_ms"] = _duration_ms(entry.get("started_at"), entry.get("completed_at"))
         rows.append(entry)
     return rows
+
+
+def _top_level(kernel: Kernel, task: str, listing: list[dict[str, Any]]) -> dict[str, Any]:
+    """The newest run that is no other run's child (a child starts after its parent)."""
+    from orchestrator.lifecycle.records import newest_top_level_run
+
+    try:
+        newest = kernel.persistence.find_run(listing[0]["run_id"], task)
+        top = newest_top_level_run(kernel, task, newest)
+    except (CorruptRecordError, RunNotFoundError):
+        return listing[0]
+    return next((entry for entry in listing if entry["run_id"] == top.run_id), listing[0])
 
 
 def _duration_ms(started: str | None, completed: str | None) -> int | None:

@@ -15,7 +15,7 @@ from orchestrator.errors import CorruptRecordError, IdentifierError, RunNotFound
 from orchestrator.identifiers import check_id
 from orchestrator.kernel import Kernel
 from orchestrator.lifecycle.records import newest_top_level_run
-from orchestrator.lifecycle.status import run_status, task_runs
+from orchestrator.lifecycle.status import TaskIndex, run_status
 from orchestrator.manifest import Manifest
 from orchestrator.serve.task_state import task_state
 
@@ -56,14 +56,15 @@ def _newest(kernel: Kernel, task_id: str, run_id: str) -> RunLocation:
 def task_overview(kernel: Kernel, task_id: str) -> dict[str, Any]:
     """One element of ``GET /api/tasks``: the task, its state, how many runs it has, and its
     newest top-level run as ``status RUN_ID --format json`` prints it (null when none)."""
-    listing = task_runs(kernel, task_id)
+    index = TaskIndex(kernel, task_id)  # the task's history, read once
+    listing = index.listing  # oldest first
     newest: dict[str, Any] | None = None
     manifest: Manifest | None = None
     if listing:
-        entry = listing[0]
+        entry = listing[-1]
         try:
             run = _newest(kernel, task_id, entry["run_id"])
-            manifest, _, newest = run_status(kernel, run)
+            manifest, _, newest = run_status(kernel, run, index)
         except (CorruptRecordError, RunNotFoundError) as exc:
             newest = {**entry, "error": str(exc)}
     return {

@@ -88,9 +88,9 @@
   // ------------------------------------------------------------------ a stage's output
   const output = document.getElementById("output");
   const outputState = document.getElementById("output-state");
+  if (output) output.scrollTop = output.scrollHeight;  // the newest output first
   if (output && output.dataset.events && window.EventSource) {
-    let url = output.dataset.events;
-    const stream = new EventSource(url);
+    const stream = new EventSource(output.dataset.events);
     if (outputState) outputState.textContent = "(following)";
     stream.addEventListener("output", (event) => {
       const message = JSON.parse(event.data);

@@ -168,6 +168,13 @@ class SlotConformance:
     def context(self, tmp_path: Path) -> SlotContext:
         return make_context(tmp_path)
 
+    def test_close_releases_the_implementation_once_the_command_ends(self, built: Any) -> None:
+        """``close()`` is part of every slot's contract (plugin API 2): the kernel calls it when
+        the command that built the implementation ends."""
+        close = getattr(built, "close", None)
+        assert callable(close), "declare close(self) -> None (plugin API 2)"
+        close()
+
     def cli_options(self, implementation_options: dict[str, Any]) -> dict[str, Any]:
         """The slot's table for the CLI-level checks (a class may add settings they need)."""
         return implementation_options

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.errors import EXIT_USAGE, OrchestratorError
+from orchestrator.plugin import EXIT_USAGE, OrchestratorError
 
 
 class DatabaseUnavailableError(OrchestratorError):

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import ClassVar
 
 from codex_orchestrator_postgres.store import Store, active_store
-from orchestrator.contracts import HeartbeatOptions, RunLocation, SlotContext
+from orchestrator.plugin import HeartbeatOptions, RunLocation, SlotContext
 
 
 class PostgresHeartbeat:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from codex_orchestrator_postgres.errors import DatabaseUnavailableError
-from orchestrator.contracts import RunLocation
+from orchestrator.plugin import RunLocation
 
 if TYPE_CHECKING:
     from codex_orchestrator_postgres.store import Store

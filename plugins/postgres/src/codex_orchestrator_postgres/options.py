@@ -6,7 +6,7 @@ import re
 
 from pydantic import Field
 
-from orchestrator.contracts import PersistenceOptions
+from orchestrator.plugin import PersistenceOptions
 
 DEFAULT_SCHEMA = "codex_orchestrator"
 SCHEMA_PATTERN = r"^[a-z_][a-z0-9_]{0,47}$"

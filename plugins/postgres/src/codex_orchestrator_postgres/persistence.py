@@ -23,8 +23,13 @@ from typing import Any, ClassVar
 from codex_orchestrator_postgres.logs import PostgresLogSink, read_log
 from codex_orchestrator_postgres.options import PostgresOptions
 from codex_orchestrator_postgres.store import Store, lock_key, store_for
-from orchestrator.contracts import PersistenceOptions, RunLocation, SlotContext
-from orchestrator.errors import CorruptRecordError, RunNotFoundError
+from orchestrator.plugin import (
+    CorruptRecordError,
+    PersistenceOptions,
+    RunLocation,
+    RunNotFoundError,
+    SlotContext,
+)
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ plugin's is refused, never changed.
 from __future__ import annotations
 
 MIGRATIONS: tuple[str, ...] = (
-    # 1: every run record of interface.md 4, in tables
+    # 1: every run record of docs/resilience.md, in tables
     """
     CREATE TABLE runs (
         task_id         text NOT NULL,

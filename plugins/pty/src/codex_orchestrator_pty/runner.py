@@ -27,14 +27,18 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from orchestrator.contracts import (
+from orchestrator.plugin import (
     CommandOutcome,
     CommandRequest,
     CommandRunnerOptions,
+    GroupLimits,
     OutputCallback,
     SlotContext,
+    end_group,
+    not_started,
+    signal_name,
+    spawn,
 )
-from orchestrator.process_group import GroupLimits, end_group, not_started, signal_name, spawn
 
 READ_SIZE = 1 << 16
 POLL_SECONDS = 0.1
@@ -75,6 +79,9 @@ class PtyRunner:
 
     def __init__(self, options: PtyOptions, context: SlotContext) -> None:
         self.options = options
+
+    def close(self) -> None:
+        """Nothing to release: every call opens and closes what it uses."""
 
     def _environment(self, env: dict[str, str]) -> dict[str, str]:
         env = dict(env)

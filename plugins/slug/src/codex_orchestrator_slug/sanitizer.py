@@ -19,7 +19,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from orchestrator.contracts import IdentifierRejected, IdKind, IdSanitizerOptions, SlotContext
+from orchestrator.plugin import IdentifierRejected, IdKind, IdSanitizerOptions, SlotContext
 
 SUFFIX_LENGTH = 8
 _SAFE = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_-])?")
@@ -63,6 +63,9 @@ class SlugSanitizer:
     def __init__(self, options: SlugOptions, context: SlotContext) -> None:
         self.options = options
         self._announced: set[tuple[str, str]] = set()
+
+    def close(self) -> None:
+        """Nothing to release: every call opens and closes what it uses."""
 
     def sanitize(self, value: str, kind: IdKind) -> str:
         if not value.strip():

@@ -39,10 +39,16 @@ from tenacity import (
 )
 
 from codex_orchestrator_sqlite.schema import SCHEMA, SCHEMA_VERSION
-from orchestrator.clock import now_iso
-from orchestrator.contracts import PersistenceOptions, RunLocation, SlotContext
-from orchestrator.errors import CorruptRecordError, LockTimeoutError, RunNotFoundError
-from orchestrator.fsutil import tree_bytes
+from orchestrator.plugin import (
+    CorruptRecordError,
+    LockTimeoutError,
+    PersistenceOptions,
+    RunLocation,
+    RunNotFoundError,
+    SlotContext,
+    now_iso,
+    tree_bytes,
+)
 
 log = logging.getLogger(__name__)
 
