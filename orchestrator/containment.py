@@ -19,6 +19,31 @@ def inside(path: Path, *roots: Path) -> bool:
     )
 
 
+def check_contained(path: Path, roots: tuple[Path, ...], shown_from: Path) -> None:
+    """Raise :class:`LinkOutsideError` naming the link when ``path`` (resolved now, its last
+    component too) lies outside every one of ``roots`` (the roots themselves may be links)."""
+    if inside(path, *roots):
+        return
+    from orchestrator.errors import LinkOutsideError
+
+    link = _outermost_link(path, roots) or path
+    raise LinkOutsideError(
+        f"{_shown(link, shown_from)} is a symbolic link leading outside the project "
+        f"(to {os.path.realpath(link)}); the tool never writes or reads its records through "
+        "it: remove the link or make it a real folder"
+    )
+
+
+def _outermost_link(path: Path, roots: tuple[Path, ...]) -> Path | None:
+    """The first link below one of the roots on the way to ``path`` (the roots themselves, and
+    whatever lies above them, may be links)."""
+    for candidate in (*reversed(path.parents), path):
+        below = any(candidate != root and candidate.is_relative_to(root) for root in roots)
+        if below and candidate.is_symlink():
+            return candidate
+    return None
+
+
 def folder_problem(cwd: Path, root: Path) -> str | None:
     """Why a stage cannot run in ``cwd`` now (missing, not a folder, or leading outside the
     project root through a link), or None when it can."""

@@ -18,7 +18,12 @@ from orchestrator import retention, signing, stage_graph
 from orchestrator.clock import new_run_id, now_iso
 from orchestrator.command_stage import run_command_stage, stage_approval
 from orchestrator.contracts import RunLocation
-from orchestrator.errors import RunStateError, StorageError, describe_failure
+from orchestrator.errors import (
+    OrchestratorError,
+    RunStateError,
+    StorageError,
+    describe_failure,
+)
 from orchestrator.identifiers import check_id
 from orchestrator.kernel import Kernel
 from orchestrator.manifest import CommandRecord, Manifest
@@ -74,6 +79,8 @@ def _new_location(kernel: Kernel, task_id: str) -> RunLocation:
             kernel.persistence.create_run(location)
         except FileExistsError:
             continue
+        except OrchestratorError:  # says what is wrong itself (a link leading outside)
+            raise
         except Exception as exc:  # a read-only or full disk, a store that refuses writes
             raise StorageError(
                 f"cannot create run {run_id} in {config.runs_dir}: {describe_failure(exc)}; "
@@ -92,7 +99,7 @@ def _first_manifest(plan: RunPlan, location: RunLocation) -> Manifest:
         root=kernel.root,
         heartbeat=kernel.heartbeat_options,
         plugins=plugins_info(kernel),
-        merged_streams=bool(getattr(kernel.command_runner, "merged_streams", False)),
+        merged_streams=kernel.command_runner.merged_streams,
     )
     for record in manifest.commands:
         if record.id in plan.not_selected:
@@ -231,6 +238,7 @@ def _run_child(
         child_pipeline,
         session.location.run_id,
         on_created=lambda child: session.child_created(record, child, child_pipeline.id),
+        parent_stage_id=record.id,
     )
     earlier = session.earlier_children.get(record.id)
     if earlier is not None:
@@ -243,7 +251,7 @@ def _run_child(
         else:
             if manifest.pipeline_fingerprint == child_pipeline.fingerprint:
                 if manifest.status == "succeeded":
-                    path = persistence.manifest_ref(location)
+                    path = location.manifest_path
                     return RunResult(location, manifest, path, child_plan.exit_code_of(manifest))
                 event = {
                     "timestamp": now_iso(),
@@ -253,5 +261,6 @@ def _run_child(
                     "previous_status": manifest.status,
                 }
                 resume = ResumeTarget(location, manifest, event)
-                return execute(plan.child(child_pipeline, None, resume), controls)
+                child_resume = plan.child(child_pipeline, None, resume, parent_stage_id=record.id)
+                return execute(child_resume, controls)
     return execute(child_plan, controls)

@@ -54,6 +54,11 @@ class CorruptRecordError(OrchestratorError):
     """A stored record (manifest, state snapshot) does not parse."""
 
 
+class LinkOutsideError(OrchestratorError):
+    """A record, log, history or piece of evidence would be reached through a symbolic link
+    that leads outside the runs folder, the out folder or the project root."""
+
+
 class StorageError(OrchestratorError):
     """The run store cannot be written at all (a read-only or full disk) before a run begins."""
 

@@ -159,6 +159,7 @@ def append_line(
     (:func:`cut_torn_tail`): pass it only while holding the lock every writer of ``path`` takes.
     """
     flags = (os.O_RDWR if repair_tail else os.O_WRONLY) | os.O_APPEND
+    flags |= getattr(os, "O_NOFOLLOW", 0)  # never through a link: the file is the tool's own
     try:
         fd = os.open(path, flags)
         created = False

@@ -11,10 +11,12 @@ file's bytes), so a reviewer can tell which instructions a run was given.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.containment import inside
 from orchestrator.fsutil import atomic_write_bytes
 
 COMBINED_FILE = "instructions.md"
@@ -44,6 +46,13 @@ def collect(
     for source in sources:
         path = root / source
         if not path.is_file():
+            continue
+        if not inside(path, root):
+            if warn:
+                warn(
+                    f"instruction file {source} skipped: a symbolic link leading outside the "
+                    f"project (to {os.path.realpath(path)})"
+                )
             continue
         try:
             raw = path.read_bytes()

@@ -23,6 +23,8 @@ class RunView:
     out_dir: Path | None = None
     """The task's folder under the project's out folder (``<out>/<task>``): where an observer
     writes files of its own (in a sub-folder named after itself). Created by the observer."""
+    parent_stage_id: str | None = None
+    """For a child run: the stage of the parent run that runs it (a subpipeline stage)."""
     _annotate: Callable[[str, Any], None] | None = field(default=None, repr=False)
     _options: Callable[[str], Any] | None = field(default=None, repr=False)
     _manifest: Callable[[], dict[str, Any]] | None = field(default=None, repr=False)

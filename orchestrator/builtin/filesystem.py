@@ -34,6 +34,7 @@ from orchestrator.plugin import (
     append_line,
     atomic_write_bytes,
     atomic_write_json,
+    check_contained,
     fsync_dir,
     make_dirs,
     remove_stale_temps,
@@ -86,6 +87,13 @@ class FilesystemPersistence:
 
     # ------------------------------------------------------------------ locations
 
+    def _contained(self, path: Path) -> Path:
+        """``path`` if it lies inside the runs folder, the out folder or the root with every
+        link resolved now; else ``LinkOutsideError`` naming the link (checked at each use)."""
+        context = self.context
+        check_contained(path, (context.runs_dir, context.out_dir, context.root), context.root)
+        return path
+
     def _location(self, task_id: str, run_id: str) -> RunLocation:
         return self.context.location(task_id, run_id)
 
@@ -100,6 +108,8 @@ class FilesystemPersistence:
 
     def create_run(self, run: RunLocation) -> None:
         durable = self.options.fsync
+        for path in (run.run_dir, self._state_path(run.task_id), self._metrics_path(run.task_id)):
+            self._contained(path)  # before anything is made: a link outside stops the run here
         make_dirs(run.run_dir.parent, durable=durable)
         run.run_dir.mkdir()  # FileExistsError when the id is taken
         run.commands_dir.mkdir()
@@ -108,10 +118,10 @@ class FilesystemPersistence:
             fsync_dir(run.run_dir.parent)  # fsyncs the run folder, and so the names in it)
 
     def write_manifest(self, run: RunLocation, manifest: bytes) -> None:
-        atomic_write_bytes(run.manifest_path, manifest, durable=self.options.fsync)
+        atomic_write_bytes(self._contained(run.manifest_path), manifest, durable=self.options.fsync)
 
     def read_manifest(self, run: RunLocation) -> dict[str, Any]:
-        path = run.manifest_path
+        path = self._contained(run.manifest_path)
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
@@ -167,13 +177,13 @@ class FilesystemPersistence:
         return sorted(tasks)
 
     def write_error_file(self, run: RunLocation, name: str, document: dict[str, Any]) -> Path:
-        path = run.errors_dir / f"{name}.json"
+        path = self._contained(run.errors_dir / f"{name}.json")
         run.errors_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, document, durable=self.options.fsync)
         return path
 
     def read_error_file(self, run: RunLocation, name: str) -> dict[str, Any] | None:
-        path = run.errors_dir / f"{name}.json"
+        path = self._contained(run.errors_dir / f"{name}.json")
         try:
             document = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -206,7 +216,10 @@ class FilesystemPersistence:
     # ------------------------------------------------------------------ task state
 
     def _state_path(self, task_id: str) -> Path:
-        return self.context.out_dir / task_id / STATE_FILE
+        return self._contained(self.context.out_dir / task_id / STATE_FILE)
+
+    def _metrics_path(self, task_id: str) -> Path:
+        return self._contained(self.context.runs_dir / task_id / METRICS_FILE)
 
     @contextmanager
     def _locked(self, data_file: Path) -> Iterator[None]:
@@ -407,7 +420,7 @@ class FilesystemPersistence:
         snapshot lock must not cost the metrics). If even that lock cannot be had, the line is
         appended without it: one O_APPEND write of a line lands whole on a local disk anyway.
         """
-        path = self.context.runs_dir / task_id / METRICS_FILE
+        path = self._metrics_path(task_id)
         data = (json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
         try:
             with self._locked(path):  # the only writer now: a line a killed one tore is cut off
@@ -419,7 +432,7 @@ class FilesystemPersistence:
 
     def read_metrics(self, task_id: str) -> list[dict[str, Any]]:
         """Every parsable line of the metrics file; a torn line is logged and skipped."""
-        path = self.context.runs_dir / task_id / METRICS_FILE
+        path = self._metrics_path(task_id)
         try:
             text = path.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:

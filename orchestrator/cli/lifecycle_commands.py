@@ -95,6 +95,10 @@ def status(
             print_json(listing)
         else:
             print("\n".join(render_listing(task, listing, total)))
+            if not listing and not kernel.config_found:
+                from orchestrator.cli.run_commands import no_config_message
+
+                print(f"note: {no_config_message(kernel)}", file=sys.stderr)
         return 0
     run = locate_run(kernel, run_id, _explicit_task(kernel, common))
     if watch:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.contracts import RunLocation
-from orchestrator.errors import CorruptRecordError, RunNotFoundError
+from orchestrator.errors import CorruptRecordError, LinkOutsideError, RunNotFoundError
 from orchestrator.kernel import Kernel
 from orchestrator.lifecycle.records import load_manifest
 
@@ -133,6 +133,8 @@ def _check_citation(
         return finding("unknown_manifest", f"cites {citation}, which names no stored run")
     try:
         manifest = load_manifest(kernel, run)
+    except LinkOutsideError as exc:
+        return finding("linked_outside", f"cites {citation}, which is refused: {exc}")
     except RunNotFoundError:
         return finding("unknown_manifest", f"cites {citation}, which names no stored run")
     except CorruptRecordError as exc:

@@ -47,6 +47,7 @@ from orchestrator.lifecycle.status import (
 )
 from orchestrator.serve.changes import ChangeHub, Prober, Topic
 from orchestrator.serve.git_panel import GitPanel
+from orchestrator.serve.memory import TrimWhenIdle
 from orchestrator.serve.output import log_file, read_from, read_tail
 from orchestrator.serve.overview import (
     can_list_tasks,
@@ -516,6 +517,6 @@ def build_app(kernel: Kernel, default_task: str, token: str | None) -> Any:
         exception_handlers={Problem: _problem, 404: _not_found, 405: _not_found},
     )
     app.state.serve = state
-    guard = AccessGuard(app, token)
+    guard = AccessGuard(TrimWhenIdle(app), token)
     guard.stop_streams = state.stopping.set
     return guard

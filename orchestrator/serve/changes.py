@@ -100,10 +100,13 @@ class Prober:
     """Folded into the task list's fingerprint (the git panel)."""
     tasks: dict[str, TaskProbe] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _this_tick: dict[str, Hashable] = field(default_factory=dict)
 
     def _task(self, task_id: str) -> Hashable:
-        probe = self.tasks.setdefault(task_id, TaskProbe(task_id))
-        return probe.fingerprint(self.kernel)
+        if task_id not in self._this_tick:  # the task list and a task's page share one probe
+            probe = self.tasks.setdefault(task_id, TaskProbe(task_id))
+            self._this_tick[task_id] = probe.fingerprint(self.kernel)
+        return self._this_tick[task_id]
 
     def fingerprint(self, topic: Topic) -> Hashable:
         try:
@@ -120,6 +123,7 @@ class Prober:
 
     def fingerprints(self, topics: list[Topic]) -> dict[Topic, Hashable]:
         with self._lock:  # the loop and a new subscriber may ask at once
+            self._this_tick = {}
             return {topic: self.fingerprint(topic) for topic in topics}
 
 
