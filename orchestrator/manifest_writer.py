@@ -59,6 +59,7 @@ class ManifestWriter:
         self._closed = False
         self.writes = 0
         self.failures = 0
+        self.last_payload: bytes | None = None  # the bytes of the newest successful write
         self._streak = 0  # failed writes since the last good one
         self.last_error: str | None = None  # why the newest failed write failed
         self._thread = threading.Thread(target=self._loop, name="manifest-writer", daemon=True)
@@ -140,12 +141,24 @@ class ManifestWriter:
                 return False
             self.writes += 1
             self._streak = 0
+            self.last_payload = payload
             self.last_error = None
             with self._wake:
                 self._written_version = max(self._written_version, version)
                 self._last_write = time.monotonic()
                 self._last_cost = self._last_write - began
             return True
+
+    @property
+    def last_digest(self) -> str | None:
+        """``manifest_sha256`` of the newest manifest written (None before the first write)."""
+        if self.last_payload is None:
+            return None
+        import json
+
+        from orchestrator.digests import document_sha256
+
+        return document_sha256(json.loads(self.last_payload))
 
     def close(self) -> bool:
         """Stop the thread and perform the final flush (retried); True when it landed."""
