@@ -51,6 +51,7 @@ is failed as having lost output."""
 class DaskRunner:
     options_model: ClassVar[type[CommandRunnerOptions]] = DaskOptions
     merged_streams: ClassVar[bool] = False
+    sandbox_state: ClassVar[str] = "none"
 
     def __init__(self, options: DaskOptions, context: SlotContext) -> None:
         """Connects at once (the kernel builds the runner only when a run is about to start),
