@@ -24,7 +24,8 @@ from orchestrator.manifest import FINISHED_RUN_STATUSES, CommandRecord
 FOLLOW_POLL_SECONDS = 0.25
 STREAMS = ("stdout", "stderr")
 
-Write = Callable[[bytes], None]
+Write = Callable[[str, bytes], None]
+"""Receives each chunk with its stream (``stdout`` or ``stderr``)."""
 Announce = Callable[[RunLocation, CommandRecord], None]
 
 
@@ -64,7 +65,7 @@ class StageReader:
     offset: int = 0
     pending: bytearray = field(default_factory=bytearray)
 
-    def drain(self) -> Iterator[bytes]:
+    def drain(self) -> Iterator[tuple[str, bytes]]:
         data = _read_from(self.kernel, self.run, stage_log(self.run, self.record), self.offset)
         self.offset += len(data)
         self.pending += data
@@ -82,7 +83,7 @@ class StageReader:
                 and event.get("type") == "exec:chunk"
                 and event.get("stream") in self.streams
             ):
-                yield event_bytes(event)
+                yield event["stream"], event_bytes(event)
 
 
 def select_stages(commands: list[CommandRecord], stage: str | None) -> list[CommandRecord]:
@@ -147,11 +148,11 @@ def write_run_output(
             announce(run, record)
             reader = StageReader(kernel, run, record, streams)
             while True:
-                for data in reader.drain():
-                    write(data)
+                for stream_name, data in reader.drain():
+                    write(stream_name, data)
                 if not follow or _over(manifest.status, record):
-                    for data in reader.drain():  # what came before the end was read
-                        write(data)
+                    for stream_name, data in reader.drain():  # what came before the end
+                        write(stream_name, data)
                     break
                 time.sleep(FOLLOW_POLL_SECONDS)
                 manifest = load_manifest(kernel, run)
