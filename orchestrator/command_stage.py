@@ -159,6 +159,7 @@ def run_command_stage(
         cancel=controls.cancel,
         hurry=controls.hurry,
         on_spawn=lambda pid: session.stage_spawned(record, pid),
+        resources=dict(stage.resources),
     )
     outcome = CommandOutcome(
         exit_code=None, error=approval.message if approval and denied else "not started"

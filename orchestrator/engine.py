@@ -96,7 +96,7 @@ def _first_manifest(plan: RunPlan, location: RunLocation) -> Manifest:
         root=kernel.root,
         heartbeat=kernel.heartbeat_options,
         plugins=plugins_info(kernel),
-        merged_streams=bool(getattr(kernel.command_runner, "merged_streams", False)),
+        merged_streams=kernel.command_runner.merged_streams,
     )
     for record in manifest.commands:
         if record.id in plan.not_selected:
@@ -248,7 +248,7 @@ def _run_child(
         else:
             if manifest.pipeline_fingerprint == child_pipeline.fingerprint:
                 if manifest.status == "succeeded":
-                    path = persistence.manifest_ref(location)
+                    path = location.manifest_path
                     return RunResult(location, manifest, path, child_plan.exit_code_of(manifest))
                 event = {
                     "timestamp": now_iso(),

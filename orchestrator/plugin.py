@@ -77,6 +77,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "fsync_dir",
         "dump_json",
     ),
+    # paths that must stay inside the project, checked when used (symbolic links resolved)
+    "orchestrator.containment": ("check_contained", "inside"),
     "orchestrator.clock": ("iso", "now_iso", "parse_iso", "utcnow"),
     # observers that send things elsewhere: never leak a secret
     "orchestrator.redaction": ("redact_text", "redact_url"),

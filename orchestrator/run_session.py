@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from orchestrator import instructions, run_logs, run_records, tool_runs
 from orchestrator.capture import NdjsonLog
 from orchestrator.clock import duration_ms, iso, now_iso, parse_iso, utcnow
-from orchestrator.contracts import CommandRunnerOptions, RunLocation
+from orchestrator.contracts import CommandRunnerOptions, RunLocation, sandbox_state_of
 from orchestrator.errors import RunStateError
 from orchestrator.heartbeat_thread import HeartbeatThread, peak_rss_kb
 from orchestrator.manifest import (
@@ -75,7 +75,7 @@ class RunSession:
         self.kernel = plan.kernel
         self.location = location
         self.manifest = manifest
-        self.manifest_path = self.kernel.persistence.manifest_ref(location)
+        self.manifest_path = location.manifest_path
         self.resumed = plan.resume is not None
         self.notes: list[str] = []
         self.earlier_children: dict[str, str] = {}  # stage id -> child run of an earlier attempt
@@ -299,7 +299,7 @@ class RunSession:
                 run_id=child.run_id,
                 pipeline_id=pipeline_id,
                 status="in_progress",
-                manifest=relative(self.kernel.persistence.manifest_ref(child), self.kernel.root),
+                manifest=relative(child.manifest_path, self.kernel.root),
             )
             others = [c for c in self.manifest.child_runs if c.run_id != child.run_id]
             self.manifest.child_runs = [*others, entry]
@@ -358,7 +358,7 @@ class RunSession:
                     self.manifest.toolRuns,
                     record,
                     approval_source=result.approval.source if result.approval else "not-required",
-                    sandbox_state=str(getattr(self.kernel.command_runner, "sandbox_state", "none")),
+                    sandbox_state=sandbox_state_of(self.kernel.command_runner),
                     status=tool_runs.run_status(result.ok, outcome.cancelled, result.denied),
                     attempts=result.attempts,
                     started_at=record.started_at or now_iso(),

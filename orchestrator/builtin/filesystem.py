@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from tenacity import RetryCallState
 
 from orchestrator.builtin.task_history import TaskHistory
-from orchestrator.containment import check_contained
 from orchestrator.plugin import (
     CorruptRecordError,
     LockTimeoutError,
@@ -33,6 +32,7 @@ from orchestrator.plugin import (
     append_line,
     atomic_write_bytes,
     atomic_write_json,
+    check_contained,
     fsync_dir,
     make_dirs,
     remove_stale_temps,

@@ -64,6 +64,21 @@ class StageConfig(_Strict):
         description="ids of stages of the same pipeline that must end well before this one "
         "starts; any needs make the pipeline a graph",
     )
+    resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="e.g. { GPU = 1 }: reserved by a runner that schedules on a cluster "
+        "(the dask runner); runners that run stages on this machine ignore it",
+    )
+
+    @field_validator("resources")
+    @classmethod
+    def _resources_named_and_positive(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, amount in value.items():
+            if not name.strip():
+                raise ValueError("a resource needs a name, e.g. resources = { GPU = 1 }")
+            if not amount > 0:
+                raise ValueError(f"resource {name!r} must be a positive amount (got {amount})")
+        return value
 
     @field_validator("command")
     @classmethod

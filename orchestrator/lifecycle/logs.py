@@ -33,25 +33,27 @@ def stage_log(run: RunLocation, record: CommandRecord) -> Path:
     return run.commands_dir / f"{run.stage_file_stem(record.index, record.id)}.ndjson"
 
 
-def _read_from(kernel: Kernel, run: RunLocation, path: Path, offset: int) -> bytes:
-    """The log's bytes from ``offset`` on (empty when there is no log yet)."""
+def _read_from(kernel: Kernel, run: RunLocation, path: Path, offset: int) -> Iterator[bytes]:
+    """The log's bytes from ``offset`` on, in bounded chunks (none when there is no log yet):
+    a log of any size is never held in memory whole."""
     persistence = kernel.persistence
     try:
         if not run_logs.stores_logs(persistence):
             with open(path, "rb") as handle:
                 handle.seek(offset)
-                return handle.read()
-        data = bytearray()
+                while chunk := handle.read(run_logs.READ_CHUNK_BYTES):
+                    yield chunk
+            return
         skipped = 0
         for chunk in run_logs.read_log(persistence, run, path):
             if skipped < offset:
                 take = min(len(chunk), offset - skipped)
                 skipped += take
                 chunk = chunk[take:]
-            data += chunk
-        return bytes(data)
+            if chunk:
+                yield chunk
     except FileNotFoundError:
-        return b""
+        return
 
 
 @dataclass
@@ -66,13 +68,17 @@ class StageReader:
     pending: bytearray = field(default_factory=bytearray)
 
     def drain(self) -> Iterator[tuple[str, bytes]]:
-        data = _read_from(self.kernel, self.run, stage_log(self.run, self.record), self.offset)
-        self.offset += len(data)
-        self.pending += data
-        end = self.pending.rfind(b"\n")
-        if end < 0:
-            return
-        lines, self.pending = bytes(self.pending[: end + 1]), self.pending[end + 1 :]
+        path = stage_log(self.run, self.record)
+        for data in _read_from(self.kernel, self.run, path, self.offset):
+            self.offset += len(data)
+            self.pending += data
+            end = self.pending.rfind(b"\n")
+            if end < 0:
+                continue
+            lines, self.pending = bytes(self.pending[: end + 1]), self.pending[end + 1 :]
+            yield from self._chunks_of(lines)
+
+    def _chunks_of(self, lines: bytes) -> Iterator[tuple[str, bytes]]:
         for line in lines.splitlines():
             try:
                 event = json.loads(line)

@@ -137,7 +137,7 @@ def status_document(
     exit_code = run_exit_code(manifest.status) if finished else None
     document = run_summary(
         manifest,
-        kernel.persistence.manifest_ref(run),
+        run.manifest_path,
         kernel.root,
         exit_code,  # type: ignore[arg-type]
     )
@@ -243,7 +243,7 @@ def child_runs(
                 "run_id": other.run_id,
                 "pipeline_id": other.pipeline_id,
                 "status": other.status,
-                "manifest": relative(kernel.persistence.manifest_ref(location), kernel.root),
+                "manifest": relative(location.manifest_path, kernel.root),
             }
     return sorted(children.values(), key=lambda child: child["run_id"])
 

@@ -126,7 +126,9 @@ class SqlitePersistence:
 
     def _retrying(self, what: str) -> Retrying:
         def before_sleep(state: RetryCallState) -> None:
-            log.warning(
+            # contention that resolves itself is normal with many runs: only giving up (raised
+            # to the caller, which reports it) is worth a warning; --debug shows each retry
+            log.info(
                 "database %s busy during %s (attempt %d of %d); retrying",
                 self.database,
                 what,
