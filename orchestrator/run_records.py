@@ -37,6 +37,8 @@ RESET_FIELDS = (
     "sub_run_id",
     "status_detail",
     "process",
+    "log_sha256",
+    "error_file_sha256",
 )
 
 
@@ -136,6 +138,7 @@ def reset_for_resume(manifest: Manifest, event: dict[str, Any]) -> dict[str, str
         record.stdout_bytes = record.stderr_bytes = 0
         record.stdout_truncated = record.stderr_truncated = False
         record.attempts = 0
+        record.artifacts = []
     return earlier_children
 
 
@@ -204,9 +207,12 @@ def run_summary_text(manifest: Manifest, notes: list[str]) -> str:
     return text
 
 
-def history_entry(manifest: Manifest, manifest_path: Path, root: Path) -> dict[str, Any]:
-    """The run's entry in the task history (``state.json``)."""
-    return {
+def history_entry(
+    manifest: Manifest, manifest_path: Path, root: Path, seal: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The run's entry in the task history (``state.json``); a finished run's carries its seal:
+    the ``manifest_sha256`` of its final manifest, and its signature (run_seal.py)."""
+    entry = {
         "run_id": manifest.run_id,
         "pipeline_id": manifest.pipeline_id,
         "status": manifest.status,
@@ -214,15 +220,17 @@ def history_entry(manifest: Manifest, manifest_path: Path, root: Path) -> dict[s
         "completed_at": manifest.completed_at,
         "manifest": relative(manifest_path, root),
     }
+    entry.update(seal or {})
+    return entry
 
 
-def metrics_line(manifest: Manifest) -> dict[str, Any]:
+def metrics_line(manifest: Manifest, seal: dict[str, Any] | None = None) -> dict[str, Any]:
     """The run's line in ``metrics.json``."""
     counts = {"succeeded": 0, "failed": 0, "skipped": 0}
     for record in manifest.commands:
         if record.status in counts:
             counts[record.status] += 1
-    return {
+    line: dict[str, Any] = {
         "run_id": manifest.run_id,
         "task_id": manifest.task_id,
         "pipeline_id": manifest.pipeline_id,
@@ -239,6 +247,8 @@ def metrics_line(manifest: Manifest) -> dict[str, Any]:
         "stages_skipped": counts["skipped"],
         "resumed": bool(manifest.resume_events),
     }
+    line.update(seal or {})
+    return line
 
 
 def failure_reason(outcome: CommandOutcome, timeout_seconds: float) -> str:
