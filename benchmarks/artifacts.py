@@ -87,7 +87,7 @@ def main() -> int:
         secs = [v[0] for v in values]
         peaks = [v[1] / 1024 for v in values]
         print(
-            f"{labels[name]:<34} {statistics.median(secs):>7.2f} ({min(secs):.2f}-{max(secs):.2f})"
+            f"{labels[name]:<40} {statistics.median(secs):>7.2f} ({min(secs):.2f}-{max(secs):.2f})"
             f" {statistics.median(peaks):>9.1f} ({min(peaks):.1f}-{max(peaks):.1f})"
         )
     return 0
