@@ -75,6 +75,19 @@ class ManifestWriter:
             self._forced = self._forced or force
             self._wake.notify()
 
+    def write_soon(self) -> None:
+        """A change that should reach the disk before the run goes on: written now, in the
+        caller's thread, when the pace allows it (the usual case), else as the next forced
+        write, at most one pause later, so a burst of such changes stays paced too."""
+        with self._wake:
+            self._version += 1
+            self._forced = True
+            pause = self._last_write + FORCED_WRITE_PACE * self._last_cost - time.monotonic()
+            if pause > 0:
+                self._wake.notify()
+                return
+        self.write_now()
+
     def _due_in(self) -> float | None:
         """Seconds until the next write is due, or None when nothing is pending."""
         if self._version == self._written_version:

@@ -289,13 +289,16 @@ class RunSession:
             self.kernel.observers.stage_started(self.view, record)
 
     def stage_spawned(self, record: CommandRecord, pid: int) -> None:
-        """The stage's command exists (``CommandRequest.on_spawn``): record its session, written
-        at once, so a resume after a SIGKILL can find what it leaves running."""
+        """The stage's command exists (``CommandRequest.on_spawn``): record its session, so a
+        resume after a SIGKILL can find what it leaves running. Written at once when the
+        writer's pace allows (ManifestWriter.write_soon), else one pause later: a graph of 1,000
+        quick stages does not rewrite its manifest 1,000 times (processes that kept their
+        environment are found by ``CODEX_ORCHESTRATOR_RUN_ID`` meanwhile)."""
         from orchestrator.process_identity import session_identity
 
         with self.writer.lock:
             record.process = StageProcess(**session_identity(pid))
-        self.writer.write_now()
+        self.writer.write_soon()
 
     def child_created(self, record: CommandRecord, child: RunLocation, pipeline_id: str) -> None:
         """A subpipeline stage's child run exists: name it in this run's manifest (written at
