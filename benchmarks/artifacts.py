@@ -77,7 +77,7 @@ def main() -> int:
             seconds, peak, _ = run(["verify", run_id], root)
             rows["verify"].append((seconds, peak))
     print(f"artifact of {args.size_mb} MiB, {args.repeat} repeat(s); median (min-max)")
-    print(f"{'command':<34} {'wall s':>18} {'peak RSS MiB':>20}")
+    print(f"{'command':<40} {'wall s':>18} {'peak RSS MiB':>20}")
     labels = {
         "plain": "start (stage writes it, no artifacts)",
         "keep": "start (artifacts = [big.bin])",
