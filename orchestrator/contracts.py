@@ -352,6 +352,17 @@ class Persistence(Protocol):
 
     Documents cross this boundary as JSON-ready ``dict`` values. Every write must be atomic: a
     reader never sees a half-written record, even if the process is killed at any instant.
+
+    Optional methods (the kernel has a default when an implementation lacks them;
+    docs/evidence.md):
+
+    ``artifact_dir(run, stage_id) -> Path``
+        The folder a stage's artifacts are copied into (default
+        ``<run>/artifacts/<stage-id>``); the kernel copies and hashes the files there.
+    ``remove_runs(task_id, runs) -> list[tuple[str, int]]``
+        Remove finished runs for ``prune``: their records (folders or rows), history entries and
+        metrics lines; return ``(run_id, bytes freed)`` for each run removed. Without it,
+        ``prune`` says the store cannot prune.
     """
 
     options_model: ClassVar[type[PersistenceOptions]]

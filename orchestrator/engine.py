@@ -14,7 +14,7 @@ import logging
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-from orchestrator import stage_graph
+from orchestrator import retention, signing, stage_graph
 from orchestrator.clock import new_run_id, now_iso
 from orchestrator.command_stage import run_command_stage, stage_approval
 from orchestrator.contracts import RunLocation
@@ -44,6 +44,7 @@ POLL_SECONDS = 0.2
 
 def execute(plan: RunPlan, controls: RunControls) -> RunResult:
     """Run ``plan`` (a new run, or the resume of a stored one) to its end."""
+    signing.private_key(plan.kernel)  # a bad [signing] key is exit 2 before anything runs
     if plan.resume is not None:
         location, manifest = plan.resume.run, plan.resume.manifest
     else:
@@ -60,6 +61,8 @@ def execute(plan: RunPlan, controls: RunControls) -> RunResult:
         except BaseException as exc:  # a bug or KeyboardInterrupt: the run still ends cleanly
             failure = exc
         result = session.finish(failure, cancelled=controls.cancel.is_set())
+    if plan.resume is None:  # [retention] auto: prune the task once the run is let go
+        retention.after_run(plan.kernel, plan.task_id, manifest.parent_run_id)
     if failure is not None and not isinstance(failure, KeyboardInterrupt | Exception):
         raise failure
     if failure is not None and not isinstance(failure, KeyboardInterrupt):
@@ -89,7 +92,7 @@ def _new_location(kernel: Kernel, task_id: str) -> RunLocation:
 
 def _first_manifest(plan: RunPlan, location: RunLocation) -> Manifest:
     kernel = plan.kernel
-    manifest = new_manifest(
+    return new_manifest(
         location,
         plan.pipeline,
         plan.parent_run_id,
@@ -97,11 +100,8 @@ def _first_manifest(plan: RunPlan, location: RunLocation) -> Manifest:
         heartbeat=kernel.heartbeat_options,
         plugins=plugins_info(kernel),
         merged_streams=kernel.command_runner.merged_streams,
+        not_selected=plan.not_selected,
     )
-    for record in manifest.commands:
-        if record.id in plan.not_selected:
-            record.status, record.status_detail = "skipped", NOT_SELECTED
-    return manifest
 
 
 def _run_stages(plan: RunPlan, session: RunSession, controls: RunControls) -> None:

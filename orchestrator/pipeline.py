@@ -35,6 +35,7 @@ class ResolvedStage:
     requires_approval: bool = False
     retry_attempts: int | None = None
     retry_on_exit_codes: list[int] | None = None
+    artifacts: tuple[str, ...] = ()
     resources: dict[str, float] = field(default_factory=dict)
     needs: tuple[str, ...] = ()
 
@@ -79,10 +80,11 @@ class ResolvedPipeline:
 
 
 def _fingerprinted(stage: ResolvedStage) -> dict[str, object]:
-    """What a stage's fingerprint covers: everything but its title, and ``needs`` and
-    ``resources`` only when given (so fingerprints from before those keys existed still match)."""
+    """What a stage's fingerprint covers: everything but its title, and ``needs``,
+    ``resources`` and ``artifacts`` only when given (so fingerprints from before those keys
+    existed still match)."""
     payload = asdict(stage) | {"title": None}
-    for key in ("needs", "resources"):
+    for key in ("needs", "resources", "artifacts"):
         if not payload[key]:
             del payload[key]
     return payload
@@ -199,6 +201,7 @@ def resolve_pipeline(
                 requires_approval=entry.requires_approval,
                 retry_attempts=entry.retry_attempts,
                 retry_on_exit_codes=entry.retry_on_exit_codes,
+                artifacts=tuple(entry.artifacts or ()),
                 resources=dict(entry.resources),
                 needs=tuple(entry.needs or ()),
             )

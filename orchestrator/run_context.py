@@ -27,11 +27,16 @@ class RunView:
     """For a child run: the stage of the parent run that runs it (a subpipeline stage)."""
     _annotate: Callable[[str, Any], None] | None = field(default=None, repr=False)
     _options: Callable[[str], Any] | None = field(default=None, repr=False)
+    _manifest: Callable[[], dict[str, Any]] | None = field(default=None, repr=False)
 
     def observer_options(self, name: str) -> Any:
         """The validated options of observer ``name`` (an instance of its ``options_model``,
         from ``[observers.<name>]``); None when it declares no model."""
         return self._options(name) if self._options is not None else None
+
+    def manifest(self) -> dict[str, Any] | None:
+        """The run's manifest as it is now (a copy), or None where it is not available."""
+        return self._manifest() if self._manifest is not None else None
 
     def annotate(self, name: str, value: Any) -> None:
         """Record a small JSON value under ``observers.<name>`` in the manifest."""

@@ -24,7 +24,8 @@ from orchestrator.manifest import FINISHED_RUN_STATUSES, CommandRecord
 FOLLOW_POLL_SECONDS = 0.25
 STREAMS = ("stdout", "stderr")
 
-Write = Callable[[bytes], None]
+Write = Callable[[str, bytes], None]
+"""Receives each chunk with its stream (``stdout`` or ``stderr``)."""
 Announce = Callable[[RunLocation, CommandRecord], None]
 
 
@@ -66,7 +67,7 @@ class StageReader:
     offset: int = 0
     pending: bytearray = field(default_factory=bytearray)
 
-    def drain(self) -> Iterator[bytes]:
+    def drain(self) -> Iterator[tuple[str, bytes]]:
         path = stage_log(self.run, self.record)
         for data in _read_from(self.kernel, self.run, path, self.offset):
             self.offset += len(data)
@@ -77,7 +78,7 @@ class StageReader:
             lines, self.pending = bytes(self.pending[: end + 1]), self.pending[end + 1 :]
             yield from self._chunks_of(lines)
 
-    def _chunks_of(self, lines: bytes) -> Iterator[bytes]:
+    def _chunks_of(self, lines: bytes) -> Iterator[tuple[str, bytes]]:
         for line in lines.splitlines():
             try:
                 event = json.loads(line)
@@ -88,7 +89,7 @@ class StageReader:
                 and event.get("type") == "exec:chunk"
                 and event.get("stream") in self.streams
             ):
-                yield event_bytes(event)
+                yield event["stream"], event_bytes(event)
 
 
 def select_stages(commands: list[CommandRecord], stage: str | None) -> list[CommandRecord]:
@@ -153,11 +154,11 @@ def write_run_output(
             announce(run, record)
             reader = StageReader(kernel, run, record, streams)
             while True:
-                for data in reader.drain():
-                    write(data)
+                for stream_name, data in reader.drain():
+                    write(stream_name, data)
                 if not follow or _over(manifest.status, record):
-                    for data in reader.drain():  # what came before the end was read
-                        write(data)
+                    for stream_name, data in reader.drain():  # what came before the end
+                        write(stream_name, data)
                     break
                 time.sleep(FOLLOW_POLL_SECONDS)
                 manifest = load_manifest(kernel, run)

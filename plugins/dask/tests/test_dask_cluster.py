@@ -194,3 +194,27 @@ def test_the_cluster_benchmark_runs_and_loses_no_output(tmp_path: Path) -> None:
         assert figures[runner]["flood"]["bytes"] == 64 * 1024 * 1024
         assert figures[runner]["flood"]["exit_code"] == 0
     assert "64 MiB streamed (MiB/s)" in result.stdout
+
+
+def test_ctrl_c_cancels_a_stage_on_the_local_cluster_cleanly(tmp_path: Path) -> None:
+    """Ctrl-C reaches the whole foreground process group: the local cluster's workers must
+    not die of it (the stage would be lost, not cancelled, with a traceback)."""
+    project = dask_project(tmp_path, scheduler="local")
+    project.write_pipeline(
+        'stages = [{ id = "long", command = "sleep 300 & echo $! > sleep.pid; wait" }]'
+    )
+    running = project.popen("start", "p", start_new_session=True)
+    try:
+        pid_file = project.root / "sleep.pid"
+        wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), "the stage to start")
+        os.killpg(running.pid, signal.SIGINT)
+        code, out, err = finish(running)
+    finally:
+        if running.poll() is None:
+            os.killpg(running.pid, signal.SIGKILL)
+            running.communicate()
+    assert code == 130, (out, err)
+    assert "long FAILED" in out and "cancelled" in out, out
+    assert "Traceback" not in err and "KilledWorker" not in out + err, err
+    sleep_pid = int(pid_file.read_text())
+    wait_for(lambda: not process_running(sleep_pid), "the stage's command to end")

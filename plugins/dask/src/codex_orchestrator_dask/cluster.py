@@ -58,6 +58,7 @@ def _start_local(options: DaskOptions, closers: list[Any]) -> Client:
             scheduler_port=0,
             dashboard_address=None,
             resources=dict(options.local_resources) or None,
+            preload=["codex_orchestrator_dask.local_preload"],
         )
     closers.append(cluster)
     return Client(cluster, set_as_default=False)

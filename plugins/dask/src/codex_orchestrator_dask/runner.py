@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 
 from codex_orchestrator_dask.cluster import SchedulerUnreachable, client_for, release
 from codex_orchestrator_dask.on_worker import CLAIM_SUFFIX
-from codex_orchestrator_dask.options import DaskOptions
+from codex_orchestrator_dask.options import LOCAL, DaskOptions
 from orchestrator.plugin import (
     CommandOutcome,
     CommandRequest,
@@ -68,13 +68,15 @@ class DaskRunner:
             client = client_for(self.options)  # the same client, unless it was closed since
         except SchedulerUnreachable as exc:
             return CommandOutcome(exit_code=None, error=str(exc))
-        missing = _resources_nobody_offers(client, request.resources)
+        missing = _resources_nobody_offers(client, request.resources, self.options)
         if missing:
             return CommandOutcome(exit_code=None, error=missing)
         return _StageTask(client, self.options, request, on_output).run()
 
 
-def _resources_nobody_offers(client: Any, wanted: dict[str, float]) -> str | None:
+def _resources_nobody_offers(
+    client: Any, wanted: dict[str, float], options: DaskOptions
+) -> str | None:
     """Why no worker of the cluster can take a stage needing ``wanted`` (None: one can, or the
     cluster has no workers yet, e.g. an adaptive one that scales up on demand)."""
     if not wanted:
@@ -87,9 +89,14 @@ def _resources_nobody_offers(client: Any, wanted: dict[str, float]) -> str | Non
         if all(offered.get(name, 0) >= amount for name, amount in wanted.items()):
             return None
     asked = ", ".join(f"{name}={amount:g}" for name, amount in sorted(wanted.items()))
+    if options.scheduler == LOCAL:
+        table = ", ".join(f"{name} = {amount:g}" for name, amount in sorted(wanted.items()))
+        remedy = f"give the local workers some: [command_runner] local_resources = {{ {table} }}"
+    else:
+        listed = asked.replace(", ", ",")
+        remedy = f'start workers with: dask worker SCHEDULER --resources "{listed}"'
     return (
-        f"no worker of the Dask cluster offers the resources {asked} the stage asks for "
-        f'(start workers with: dask worker SCHEDULER --resources "{asked.replace(", ", ",")}")'
+        f"no worker of the Dask cluster offers the resources {asked} the stage asks for ({remedy})"
     )
 
 
