@@ -118,7 +118,7 @@ def sync(*, common: Common | None = None) -> int:
             print(f"warning: run {run_id} skipped: {exc}", file=sys.stderr)
             continue
         summary = run_summary(
-            manifest, persistence.manifest_ref(run), kernel.root, run_exit_code(manifest.status)
+            manifest, run.manifest_path, kernel.root, run_exit_code(manifest.status)
         )
         document = persistence.read_manifest(run)
         results.append(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import glob
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -155,7 +156,9 @@ def _check_citation(
     )
 
 
-def _check_evidence(kernel: Kernel, run: RunLocation, finding: Any) -> Finding | None:
+def _check_evidence(
+    kernel: Kernel, run: RunLocation, finding: Callable[..., Finding]
+) -> Finding | None:
     """A cited succeeded run must also verify: its manifest unchanged since the run, its logs,
     error files and artifacts as recorded (``verify``)."""
     from orchestrator.lifecycle.verify import verify_run

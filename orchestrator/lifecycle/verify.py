@@ -301,7 +301,7 @@ def verify_run(kernel: Kernel, run: RunLocation) -> VerifyReport:
     """Every check of the module docstring; raises only when the manifest itself is unusable
     (``RunNotFoundError``, ``CorruptRecordError``)."""
     persistence = kernel.persistence
-    ref = persistence.manifest_ref(run)
+    ref = run.manifest_path
     document = persistence.read_manifest(run)
     manifest = manifest_from_document(document, str(ref))
     digest = document_sha256(document)
