@@ -132,18 +132,27 @@ class NdjsonLog:
     would give a false picture); callers report it.
     """
 
-    def __init__(self, target: Path | LogSink) -> None:
+    def __init__(self, target: Path | LogSink, digest: Any = None) -> None:
         self.error: str | None = None
         self._sink: LogSink | None = FileLogSink(target) if isinstance(target, Path) else target
+        self._digest = digest  # a hashlib object fed every line written (docs/evidence.md)
+
+    @property
+    def sha256(self) -> str | None:
+        """The digest of the whole log so far (None unless built with a ``digest``)."""
+        return None if self._digest is None else self._digest.hexdigest()
 
     def write(self, event: dict[str, Any]) -> bool:
         if self._sink is None or self.error is not None:
             return False
+        line = encode_line(event)
         try:
-            self._sink.write(encode_line(event))
+            self._sink.write(line)
         except OSError as exc:
             self.error = f"{type(exc).__name__}: {exc}"
             return False
+        if self._digest is not None:
+            self._digest.update(line)
         return True
 
     def close(self) -> None:
@@ -173,8 +182,9 @@ class StageCapture:
         log: Path | LogSink,
         stream_cap_bytes: int,
         listener: ChunkListener | None = None,
+        digest: Any = None,
     ) -> None:
-        self.log = NdjsonLog(log)
+        self.log = NdjsonLog(log, digest)
         self.tails = {stream: BoundedTail(stream_cap_bytes) for stream in STREAMS}
         self._splitters = {stream: Utf8Splitter() for stream in STREAMS}
         self.sequence = 0

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from orchestrator import approvals, instructions, run_logs
+from orchestrator import approvals, artifacts, instructions, run_logs
 from orchestrator.capture import BoundedTail, StageCapture
 from orchestrator.config.env_expansion import expand_all
 from orchestrator.config.project import STAGE_VARS
@@ -23,7 +23,8 @@ from orchestrator.contracts import (
     CommandRunnerOptions,
     validate_outcome,
 )
-from orchestrator.manifest import CommandRecord
+from orchestrator.digests import log_digest
+from orchestrator.manifest import ArtifactRecord, CommandRecord
 from orchestrator.pipeline import ResolvedStage
 from orchestrator.run_records import stage_log_path
 from orchestrator.run_report import stage_summary
@@ -42,6 +43,8 @@ class StageResult:
     approval: approvals.ApprovalDecision | None
     tails: dict[str, BoundedTail]
     summary: str
+    log_sha256: str | None = None
+    artifacts: list[ArtifactRecord] = field(default_factory=list)
 
     @property
     def denied(self) -> bool:
@@ -142,10 +145,10 @@ def run_command_stage(
         def listener(stream: str, sequence: int, data: bytes) -> None:
             session.output_chunk(record, stream, sequence, data)
 
-    log = run_logs.open_log(
-        kernel.persistence, session.location, stage_log_path(session.location, stage)
-    )
-    capture = StageCapture(log, options.stream_cap_bytes, listener)
+    log_path = stage_log_path(session.location, stage)
+    digest = log_digest(kernel.persistence, session.location, log_path)
+    log = run_logs.open_log(kernel.persistence, session.location, log_path)
+    capture = StageCapture(log, options.stream_cap_bytes, listener, digest)
     approval = stage_approval(session, stage, controls)  # None: not required
     denied = approval is not None and not approval.granted
     policy = RetryPolicy.of(stage, options)
@@ -159,6 +162,7 @@ def run_command_stage(
         cancel=controls.cancel,
         hurry=controls.hurry,
         on_spawn=lambda pid: session.stage_spawned(record, pid),
+        resources=dict(stage.resources),
     )
     outcome = CommandOutcome(
         exit_code=None, error=approval.message if approval and denied else "not started"
@@ -213,4 +217,6 @@ def run_command_stage(
         approval=approval,
         tails=capture.tails,
         summary=stage_summary(stage, capture.tails, outcome),
+        log_sha256=capture.log.sha256,
+        artifacts=artifacts.collect_for_stage(session, stage) if attempt else [],
     )

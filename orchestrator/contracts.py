@@ -147,6 +147,8 @@ class RunLocation:
 
     @cached_property
     def manifest_path(self) -> Path:
+        """The absolute path users cite for the run's manifest (``start`` prints it relative to
+        the root, checklists cite it for ``spec-guard``), whatever the store keeps it in."""
         return self.run_dir / "manifest.json"
 
     @property
@@ -224,6 +226,10 @@ class CommandRequest:
     """Called with the pid of the command's process as soon as it exists (before the command's
     first instruction where the runner can hold it): the process leads a new session, and the
     kernel records that session so a later resume can find what a killed orchestrator left."""
+    resources: dict[str, float] = field(default_factory=dict)
+    """What the stage asked to have reserved (its ``resources``, e.g. ``{"GPU": 1}``). A runner
+    that places commands on a cluster reserves them there; a runner that runs them on this
+    machine ignores them."""
 
 
 @dataclass
@@ -283,6 +289,12 @@ def validate_outcome(outcome: object) -> None:
         )
 
 
+def sandbox_state_of(runner: object) -> str:
+    """The runner's declared ``sandbox_state`` (``"none"`` for a plugin API 1 runner, which
+    could not declare it)."""
+    return str(getattr(runner, "sandbox_state", "none"))
+
+
 def _is_signal_name(name: str) -> bool:
     import signal
 
@@ -308,6 +320,9 @@ class CommandRunner(Protocol):
     options_model: ClassVar[type[CommandRunnerOptions]]
     merged_streams: ClassVar[bool]
     """True when stdout and stderr arrive as one stream (e.g. under a pseudo-terminal)."""
+    sandbox_state: ClassVar[str]
+    """What isolation the runner gives commands, recorded in the manifest's ``toolRuns``
+    (``"none"`` for a plain process)."""
 
     def run(self, request: CommandRequest, on_output: OutputCallback) -> CommandOutcome: ...
 
@@ -337,6 +352,17 @@ class Persistence(Protocol):
 
     Documents cross this boundary as JSON-ready ``dict`` values. Every write must be atomic: a
     reader never sees a half-written record, even if the process is killed at any instant.
+
+    Optional methods (the kernel has a default when an implementation lacks them;
+    docs/evidence.md):
+
+    ``artifact_dir(run, stage_id) -> Path``
+        The folder a stage's artifacts are copied into (default
+        ``<run>/artifacts/<stage-id>``); the kernel copies and hashes the files there.
+    ``remove_runs(task_id, runs) -> list[tuple[str, int]]``
+        Remove finished runs for ``prune``: their records (folders or rows), history entries and
+        metrics lines; return ``(run_id, bytes freed)`` for each run removed. Without it,
+        ``prune`` says the store cannot prune.
     """
 
     options_model: ClassVar[type[PersistenceOptions]]
@@ -349,9 +375,6 @@ class Persistence(Protocol):
 
     def read_manifest(self, run: RunLocation) -> dict[str, Any]:
         """Raise ``RunNotFoundError`` when absent, ``CorruptRecordError`` when unreadable."""
-
-    def manifest_ref(self, run: RunLocation) -> Path:
-        """The absolute path users cite for this run's manifest."""
 
     def resolve_manifest_ref(self, ref: Path) -> RunLocation | None:
         """The run a cited manifest path names, or None when no such run is stored."""

@@ -14,7 +14,7 @@ import logging
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-from orchestrator import stage_graph
+from orchestrator import retention, signing, stage_graph
 from orchestrator.clock import new_run_id, now_iso
 from orchestrator.command_stage import run_command_stage, stage_approval
 from orchestrator.contracts import RunLocation
@@ -44,6 +44,7 @@ POLL_SECONDS = 0.2
 
 def execute(plan: RunPlan, controls: RunControls) -> RunResult:
     """Run ``plan`` (a new run, or the resume of a stored one) to its end."""
+    signing.private_key(plan.kernel)  # a bad [signing] key is exit 2 before anything runs
     if plan.resume is not None:
         location, manifest = plan.resume.run, plan.resume.manifest
     else:
@@ -60,6 +61,8 @@ def execute(plan: RunPlan, controls: RunControls) -> RunResult:
         except BaseException as exc:  # a bug or KeyboardInterrupt: the run still ends cleanly
             failure = exc
         result = session.finish(failure, cancelled=controls.cancel.is_set())
+    if plan.resume is None:  # [retention] auto: prune the task once the run is let go
+        retention.after_run(plan.kernel, plan.task_id, manifest.parent_run_id)
     if failure is not None and not isinstance(failure, KeyboardInterrupt | Exception):
         raise failure
     if failure is not None and not isinstance(failure, KeyboardInterrupt):
@@ -89,19 +92,16 @@ def _new_location(kernel: Kernel, task_id: str) -> RunLocation:
 
 def _first_manifest(plan: RunPlan, location: RunLocation) -> Manifest:
     kernel = plan.kernel
-    manifest = new_manifest(
+    return new_manifest(
         location,
         plan.pipeline,
         plan.parent_run_id,
         root=kernel.root,
         heartbeat=kernel.heartbeat_options,
         plugins=plugins_info(kernel),
-        merged_streams=bool(getattr(kernel.command_runner, "merged_streams", False)),
+        merged_streams=kernel.command_runner.merged_streams,
+        not_selected=plan.not_selected,
     )
-    for record in manifest.commands:
-        if record.id in plan.not_selected:
-            record.status, record.status_detail = "skipped", NOT_SELECTED
-    return manifest
 
 
 def _run_stages(plan: RunPlan, session: RunSession, controls: RunControls) -> None:
@@ -235,6 +235,7 @@ def _run_child(
         child_pipeline,
         session.location.run_id,
         on_created=lambda child: session.child_created(record, child, child_pipeline.id),
+        parent_stage_id=record.id,
     )
     earlier = session.earlier_children.get(record.id)
     if earlier is not None:
@@ -247,7 +248,7 @@ def _run_child(
         else:
             if manifest.pipeline_fingerprint == child_pipeline.fingerprint:
                 if manifest.status == "succeeded":
-                    path = persistence.manifest_ref(location)
+                    path = location.manifest_path
                     return RunResult(location, manifest, path, child_plan.exit_code_of(manifest))
                 event = {
                     "timestamp": now_iso(),
@@ -257,5 +258,6 @@ def _run_child(
                     "previous_status": manifest.status,
                 }
                 resume = ResumeTarget(location, manifest, event)
-                return execute(plan.child(child_pipeline, None, resume), controls)
+                child_resume = plan.child(child_pipeline, None, resume, parent_stage_id=record.id)
+                return execute(child_resume, controls)
     return execute(child_plan, controls)

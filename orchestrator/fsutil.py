@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 import tempfile
 from functools import lru_cache
 from pathlib import Path
@@ -177,3 +178,17 @@ def append_line(
         os.close(fd)
     if created and durable:
         fsync_dir(path.parent)
+
+
+def tree_bytes(folder: Path) -> int:
+    """Bytes of the regular files under ``folder`` (symbolic links not followed; 0 if absent)."""
+    total = 0
+    for current, _, names in os.walk(folder):
+        for name in names:
+            try:
+                info = os.lstat(os.path.join(current, name))
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode):
+                total += info.st_size
+    return total

@@ -100,6 +100,18 @@ class ToolRun(_Model):
     completedAt: str
 
 
+class ArtifactRecord(_Model):
+    """One file a stage's ``artifacts`` globs matched, as copied into the run (docs/evidence.md)."""
+
+    path: str = Field(description="relative to the stage's cwd, as the glob matched it")
+    stored: str = Field(
+        description="where the copy is kept: <run>/artifacts/<stage-id>/<path>, relative to the "
+        "project root when inside it"
+    )
+    bytes: int = Field(ge=0)
+    sha256: str
+
+
 class CommandRecord(_Model):
     index: int = Field(ge=1)
     id: str
@@ -132,6 +144,15 @@ class CommandRecord(_Model):
     )
     timeout_seconds: float | None = Field(
         None, description="the stage's own timeout; null = the [command_runner] default"
+    )
+    log_sha256: str | None = Field(
+        None, description="SHA-256 of the stage's log file (log_path) as the run left it"
+    )
+    error_file_sha256: str | None = Field(
+        None, description="SHA-256 of the error file's canonical JSON (docs/evidence.md)"
+    )
+    artifacts: list[ArtifactRecord] = Field(
+        default_factory=list, description="the files the stage's artifacts globs matched"
     )
     needs: list[str] = Field(
         default_factory=list, description="ids of the stages this one waits for (a graph)"

@@ -59,6 +59,7 @@ class ManifestWriter:
         self._closed = False
         self.writes = 0
         self.failures = 0
+        self.last_payload: bytes | None = None  # the bytes of the newest successful write
         self._streak = 0  # failed writes since the last good one
         self.last_error: str | None = None  # why the newest failed write failed
         self._thread = threading.Thread(target=self._loop, name="manifest-writer", daemon=True)
@@ -73,6 +74,19 @@ class ManifestWriter:
             self._version += 1
             self._forced = self._forced or force
             self._wake.notify()
+
+    def write_soon(self) -> None:
+        """A change that should reach the disk before the run goes on: written now, in the
+        caller's thread, when the pace allows it (the usual case), else as the next forced
+        write, at most one pause later, so a burst of such changes stays paced too."""
+        with self._wake:
+            self._version += 1
+            self._forced = True
+            pause = self._last_write + FORCED_WRITE_PACE * self._last_cost - time.monotonic()
+            if pause > 0:
+                self._wake.notify()
+                return
+        self.write_now()
 
     def _due_in(self) -> float | None:
         """Seconds until the next write is due, or None when nothing is pending."""
@@ -127,12 +141,24 @@ class ManifestWriter:
                 return False
             self.writes += 1
             self._streak = 0
+            self.last_payload = payload
             self.last_error = None
             with self._wake:
                 self._written_version = max(self._written_version, version)
                 self._last_write = time.monotonic()
                 self._last_cost = self._last_write - began
             return True
+
+    @property
+    def last_digest(self) -> str | None:
+        """``manifest_sha256`` of the newest manifest written (None before the first write)."""
+        if self.last_payload is None:
+            return None
+        import json
+
+        from orchestrator.digests import document_sha256
+
+        return document_sha256(json.loads(self.last_payload))
 
     def close(self) -> bool:
         """Stop the thread and perform the final flush (retried); True when it landed."""

@@ -35,6 +35,8 @@ class ResolvedStage:
     requires_approval: bool = False
     retry_attempts: int | None = None
     retry_on_exit_codes: list[int] | None = None
+    artifacts: tuple[str, ...] = ()
+    resources: dict[str, float] = field(default_factory=dict)
     needs: tuple[str, ...] = ()
 
     def effective_timeout(self, default: float) -> float:
@@ -69,15 +71,23 @@ class ResolvedPipeline:
     def fingerprint(self) -> str:
         """SHA-256 of what the stages do, to tell on resume whether the pipeline changed.
 
-        ``needs`` count only where given, so a pipeline without any keeps its fingerprint."""
+        ``needs`` and ``resources`` count only where given, so a pipeline without any keeps its
+        fingerprint."""
         payload: list[object] = ["graph"] if self.is_graph else []
-        for stage in self.stages:
-            item = asdict(stage) | {"title": None}
-            if not stage.needs:
-                del item["needs"]
-            payload.append(item)
+        payload.extend(_fingerprinted(stage) for stage in self.stages)
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _fingerprinted(stage: ResolvedStage) -> dict[str, object]:
+    """What a stage's fingerprint covers: everything but its title, and ``needs``,
+    ``resources`` and ``artifacts`` only when given (so fingerprints from before those keys
+    existed still match)."""
+    payload = asdict(stage) | {"title": None}
+    for key in ("needs", "resources", "artifacts"):
+        if not payload[key]:
+            del payload[key]
+    return payload
 
 
 def command_text(command: str | list[str] | None) -> str:
@@ -191,6 +201,8 @@ def resolve_pipeline(
                 requires_approval=entry.requires_approval,
                 retry_attempts=entry.retry_attempts,
                 retry_on_exit_codes=entry.retry_on_exit_codes,
+                artifacts=tuple(entry.artifacts or ()),
+                resources=dict(entry.resources),
                 needs=tuple(entry.needs or ()),
             )
         )

@@ -76,12 +76,23 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "make_dirs",
         "fsync_dir",
         "dump_json",
+        "tree_bytes",
     ),
+    # paths that must stay inside the project, checked when used (symbolic links resolved)
+    "orchestrator.containment": ("check_contained", "inside"),
     "orchestrator.clock": ("iso", "now_iso", "parse_iso", "utcnow"),
     # observers that send things elsewhere: never leak a secret
     "orchestrator.redaction": ("redact_text", "redact_url"),
     "orchestrator.http_targets": ("check_http_url", "redacted", "without_credentials"),
     "orchestrator.events": ("envelope",),
+    "orchestrator.http_delivery": (
+        "Delivery",
+        "DeliveryError",
+        "TransientDeliveryError",
+        "deliver",
+        "post_json",
+    ),
+    "orchestrator.sync": ("send_run",),
 }
 
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

@@ -98,3 +98,29 @@ def read_log(persistence: Any, run: RunLocation, path: Path) -> Iterator[bytes]:
     with open(path, "rb") as handle:
         while chunk := handle.read(READ_CHUNK_BYTES):
             yield chunk
+
+
+def read_lines(persistence: Any, run: RunLocation, path: Path) -> Iterator[bytes]:
+    """The log's lines (without their newline), in order; a torn last line is left out.
+
+    Memory holds one chunk and one line at a time, whichever store the log is in.
+    """
+    pending = b""
+    for chunk in read_log(persistence, run, path):
+        lines = (pending + chunk).split(b"\n")
+        pending = lines.pop()
+        yield from (line for line in lines if line)
+
+
+def read_events(persistence: Any, run: RunLocation, path: Path) -> Iterator[dict[str, Any]]:
+    """The log's events (one JSON object a line), in order; a line that does not parse (a
+    writer killed mid-line) is skipped."""
+    import json
+
+    for line in read_lines(persistence, run, path):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            yield event

@@ -65,6 +65,8 @@ class RunPlan:
     on_created: Callable[[RunLocation], None] | None = None
     """Called as soon as a new run's folder exists, before its stages start (a subpipeline
     stage names its child run in the parent's manifest then)."""
+    parent_stage_id: str | None = None
+    """For a child run: the subpipeline stage of the parent run that runs it."""
 
     @property
     def parallel_limit(self) -> int:
@@ -104,6 +106,7 @@ class RunPlan:
         parent_run_id: str | None,
         resume: ResumeTarget | None = None,
         on_created: Callable[[RunLocation], None] | None = None,
+        parent_stage_id: str | None = None,
     ) -> RunPlan:
         """The plan of a subpipeline stage's child run: its own ``max_parallel`` budget (see
         docs/stage-graphs.md), the command's ``--max-parallel`` still winning."""
@@ -115,4 +118,5 @@ class RunPlan:
             resume,
             max_parallel=self.max_parallel,
             on_created=on_created,
+            parent_stage_id=parent_stage_id,
         )

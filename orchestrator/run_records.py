@@ -37,6 +37,8 @@ RESET_FIELDS = (
     "sub_run_id",
     "status_detail",
     "process",
+    "log_sha256",
+    "error_file_sha256",
 )
 
 
@@ -90,10 +92,12 @@ def new_manifest(
     heartbeat: HeartbeatOptions,
     plugins: dict[str, PluginInfo],
     merged_streams: bool,
+    not_selected: frozenset[str] = frozenset(),
 ) -> Manifest:
-    """The manifest of a new run, as it is first written (``in_progress``, every stage pending)."""
+    """The manifest of a new run, as it is first written (``in_progress``, every stage pending
+    but those ``--only``/``--skip``/``--from`` left out: skipped, ``not-selected``)."""
     now = now_iso()
-    return Manifest(
+    manifest = Manifest(
         task_id=location.task_id,
         run_id=location.run_id,
         parent_run_id=parent_run_id,
@@ -112,6 +116,10 @@ def new_manifest(
         runner=RunnerProcess(**current_process_identity()),
         commands=command_records(location, pipeline, root, merged_streams),
     )
+    for record in manifest.commands:
+        if record.id in not_selected:
+            record.status, record.status_detail = "skipped", NOT_SELECTED
+    return manifest
 
 
 def reset_for_resume(manifest: Manifest, event: dict[str, Any]) -> dict[str, str]:
@@ -136,6 +144,7 @@ def reset_for_resume(manifest: Manifest, event: dict[str, Any]) -> dict[str, str
         record.stdout_bytes = record.stderr_bytes = 0
         record.stdout_truncated = record.stderr_truncated = False
         record.attempts = 0
+        record.artifacts = []
     return earlier_children
 
 
@@ -204,9 +213,12 @@ def run_summary_text(manifest: Manifest, notes: list[str]) -> str:
     return text
 
 
-def history_entry(manifest: Manifest, manifest_path: Path, root: Path) -> dict[str, Any]:
-    """The run's entry in the task history (``state.json``)."""
-    return {
+def history_entry(
+    manifest: Manifest, manifest_path: Path, root: Path, seal: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The run's entry in the task history (``state.json``); a finished run's carries its seal:
+    the ``manifest_sha256`` of its final manifest, and its signature (run_seal.py)."""
+    entry = {
         "run_id": manifest.run_id,
         "pipeline_id": manifest.pipeline_id,
         "status": manifest.status,
@@ -214,15 +226,17 @@ def history_entry(manifest: Manifest, manifest_path: Path, root: Path) -> dict[s
         "completed_at": manifest.completed_at,
         "manifest": relative(manifest_path, root),
     }
+    entry.update(seal or {})
+    return entry
 
 
-def metrics_line(manifest: Manifest) -> dict[str, Any]:
+def metrics_line(manifest: Manifest, seal: dict[str, Any] | None = None) -> dict[str, Any]:
     """The run's line in ``metrics.json``."""
     counts = {"succeeded": 0, "failed": 0, "skipped": 0}
     for record in manifest.commands:
         if record.status in counts:
             counts[record.status] += 1
-    return {
+    line: dict[str, Any] = {
         "run_id": manifest.run_id,
         "task_id": manifest.task_id,
         "pipeline_id": manifest.pipeline_id,
@@ -239,6 +253,8 @@ def metrics_line(manifest: Manifest) -> dict[str, Any]:
         "stages_skipped": counts["skipped"],
         "resumed": bool(manifest.resume_events),
     }
+    line.update(seal or {})
+    return line
 
 
 def failure_reason(outcome: CommandOutcome, timeout_seconds: float) -> str:

@@ -22,10 +22,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from orchestrator import instructions, run_logs, run_records, tool_runs
+from orchestrator import instructions, run_logs, run_records, run_seal, tool_runs
 from orchestrator.capture import NdjsonLog
 from orchestrator.clock import duration_ms, iso, now_iso, parse_iso, utcnow
-from orchestrator.contracts import CommandRunnerOptions, RunLocation
+from orchestrator.contracts import CommandRunnerOptions, RunLocation, sandbox_state_of
+from orchestrator.digests import document_sha256
 from orchestrator.errors import RunStateError
 from orchestrator.heartbeat_thread import HeartbeatThread, peak_rss_kb
 from orchestrator.manifest import (
@@ -75,7 +76,7 @@ class RunSession:
         self.kernel = plan.kernel
         self.location = location
         self.manifest = manifest
-        self.manifest_path = self.kernel.persistence.manifest_ref(location)
+        self.manifest_path = location.manifest_path
         self.resumed = plan.resume is not None
         self.notes: list[str] = []
         self.earlier_children: dict[str, str] = {}  # stage id -> child run of an earlier attempt
@@ -101,9 +102,11 @@ class RunSession:
             manifest_path=self.manifest_path,
             config=self.kernel.effective_config(),
             resumed=self.resumed,
+            parent_stage_id=plan.parent_stage_id,
             out_dir=location.state_dir,
             _annotate=self.annotate,
             _options=lambda name: self.kernel.observers.options.get(name),
+            _manifest=self.manifest_document,
         )
 
     # ------------------------------------------------------------------ the run's life
@@ -242,6 +245,11 @@ class RunSession:
 
     # ------------------------------------------------------------------ manifest operations
 
+    def manifest_document(self) -> dict[str, Any]:
+        """The manifest as it is now, as JSON values (a copy; ``RunView.manifest``)."""
+        with self.writer.lock:
+            return self.manifest.model_dump(mode="json")
+
     def annotate(self, name: str, value: Any) -> None:
         """An observer's value under ``observers.<name>`` (RunView.annotate)."""
         with self.writer.lock:
@@ -281,13 +289,16 @@ class RunSession:
             self.kernel.observers.stage_started(self.view, record)
 
     def stage_spawned(self, record: CommandRecord, pid: int) -> None:
-        """The stage's command exists (``CommandRequest.on_spawn``): record its session, written
-        at once, so a resume after a SIGKILL can find what it leaves running."""
+        """The stage's command exists (``CommandRequest.on_spawn``): record its session, so a
+        resume after a SIGKILL can find what it leaves running. Written at once when the
+        writer's pace allows (ManifestWriter.write_soon), else one pause later: a graph of 1,000
+        quick stages does not rewrite its manifest 1,000 times (processes that kept their
+        environment are found by ``CODEX_ORCHESTRATOR_RUN_ID`` meanwhile)."""
         from orchestrator.process_identity import session_identity
 
         with self.writer.lock:
             record.process = StageProcess(**session_identity(pid))
-        self.writer.write_now()
+        self.writer.write_soon()
 
     def child_created(self, record: CommandRecord, child: RunLocation, pipeline_id: str) -> None:
         """A subpipeline stage's child run exists: name it in this run's manifest (written at
@@ -298,7 +309,7 @@ class RunSession:
                 run_id=child.run_id,
                 pipeline_id=pipeline_id,
                 status="in_progress",
-                manifest=relative(self.kernel.persistence.manifest_ref(child), self.kernel.root),
+                manifest=relative(child.manifest_path, self.kernel.root),
             )
             others = [c for c in self.manifest.child_runs if c.run_id != child.run_id]
             self.manifest.child_runs = [*others, entry]
@@ -350,6 +361,8 @@ class RunSession:
             record.stdout_truncated = result.tails["stdout"].truncated
             record.stderr_truncated = result.tails["stderr"].truncated
             record.summary = result.summary
+            record.log_sha256 = result.log_sha256
+            record.artifacts = result.artifacts
             if outcome.cancelled:
                 record.status_detail = "cancelled"
             self.manifest.toolRuns.append(
@@ -357,7 +370,7 @@ class RunSession:
                     self.manifest.toolRuns,
                     record,
                     approval_source=result.approval.source if result.approval else "not-required",
-                    sandbox_state=str(getattr(self.kernel.command_runner, "sandbox_state", "none")),
+                    sandbox_state=sandbox_state_of(self.kernel.command_runner),
                     status=tool_runs.run_status(result.ok, outcome.cancelled, result.denied),
                     attempts=result.attempts,
                     started_at=record.started_at or now_iso(),
@@ -390,6 +403,7 @@ class RunSession:
             self.warn(f"error file for stage {stage.id} not written: {type(exc).__name__}: {exc}")
             return
         record.error_file = relative(path, self.kernel.root)
+        record.error_file_sha256 = document_sha256(document)
 
     def end_subpipeline_stage(self, record: CommandRecord, child: RunResult) -> bool:
         """Record the child run a subpipeline stage ran, then the stage's end."""
@@ -441,9 +455,9 @@ class RunSession:
 
     # ------------------------------------------------------------------ the end
 
-    def _record_history(self) -> None:
+    def _record_history(self, seal: dict[str, Any] | None = None) -> bool:
         started = time.monotonic()
-        entry = run_records.history_entry(self.manifest, self.manifest_path, self.kernel.root)
+        entry = run_records.history_entry(self.manifest, self.manifest_path, self.kernel.root, seal)
         if self.records_error is not None:  # the only record of which stages succeeded
             entry["stages_succeeded"] = [
                 c.id for c in self.manifest.commands if c.status == "succeeded"
@@ -452,23 +466,32 @@ class RunSession:
             self.kernel.persistence.record_run(self.location.task_id, entry)
         except Exception as exc:
             self.note(f"state snapshot skipped: {type(exc).__name__}: {exc}")
-            return
+            return False
         self.log_event(
             "state:recorded",
             status=self.manifest.status,
             duration_ms=round((time.monotonic() - started) * 1000, 3),
         )
+        return True
 
-    def _record_metrics(self) -> None:
+    def _record_metrics(self, seal: dict[str, Any] | None) -> bool:
         try:
             self.kernel.persistence.append_metrics(
-                self.location.task_id, run_records.metrics_line(self.manifest)
+                self.location.task_id, run_records.metrics_line(self.manifest, seal)
             )
         except Exception as exc:
             self.note(f"metrics not recorded: {type(exc).__name__}: {exc}")
-            return
+            with self.writer.lock:
+                self.manifest.metrics_recorded = False
+            return False
+        return True
+
+    def rewrite_summary(self) -> str | None:
+        """After the final flush, when the seal added a note: write the manifest again; its
+        new ``manifest_sha256``."""
         with self.writer.lock:
-            self.manifest.metrics_recorded = True
+            self.manifest.summary = run_records.run_summary_text(self.manifest, self.notes)
+        return self.writer.last_digest if self.writer.write_now() else None
 
     def _settle(self, failure: BaseException | None, cancelled: bool) -> None:
         manifest = self.manifest
@@ -478,12 +501,11 @@ class RunSession:
             if failure is not None and not cancelled:
                 self.notes.append(f"internal error: {type(failure).__name__}: {failure}")
             manifest.summary = run_records.run_summary_text(manifest, self.notes)
+            # the history entry and the metrics line follow the final flush, so both can carry
+            # its manifest_sha256 (run_seal.py); the line is appended then
+            manifest.metrics_recorded = True
         if not self.writer.flush():  # the history never says more than the manifest on disk
             self._records_not_written(self.writer.last_error or "unknown cause")
-        self._record_history()
-        self._record_metrics()
-        with self.writer.lock:
-            manifest.summary = run_records.run_summary_text(manifest, self.notes)
 
     def _records_not_written(self, cause: str) -> None:
         """The manifest could not be written after retries: the run is not reported as a success
@@ -525,7 +547,7 @@ class RunSession:
             flushed = self.writer.close()
             if not flushed and self.records_error is None:
                 self._records_not_written(self.writer.last_error or "unknown cause")
-                self._record_history()
+            run_seal.seal(self, flushed)  # the history entry and metrics line, with the digest
             if self.records_error is not None:
                 # never a green run without its records: exit 1 with one line naming the cause
                 log.error(self.records_error)

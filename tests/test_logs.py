@@ -113,3 +113,19 @@ def test_a_stage_id_alone_means_that_stage_of_the_newest_run(project: Project) -
     result = logs(project, "second")
     assert result.returncode == 0, result.stderr
     assert result.stdout == b"two\n"
+
+
+def test_logs_format_json_is_one_document_and_keeps_every_byte(project: Project) -> None:
+    import base64
+
+    write_pipeline(project)
+    summary = project.start_json("p")
+    result = logs(project, summary["run_id"], "--format", "json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["run_id"] == summary["run_id"]
+    noisy, second = document["stages"]
+    assert (noisy["id"], second["id"]) == ("noisy", "second")
+    assert noisy["stdout"].encode("utf-8") == STDOUT  # UTF-8 (a split character rejoined)
+    assert base64.b64decode(noisy["stderr_b64"]) == STDERR  # not UTF-8: kept as base64
+    assert second["stdout"] == "two\n" and second["stderr"] == ""

@@ -198,3 +198,13 @@ def test_exec_inside_a_stage_of_the_same_project_is_a_child_run(project: Project
     summary = project.start_json("outer")
     nested = json.loads((project.root / "nested.json").read_text())
     assert nested["parent_run_id"] == summary["run_id"]
+
+
+def test_status_in_a_folder_without_config_suggests_init(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_from(project, empty, "status")
+    assert result.returncode == 0
+    assert "has no runs yet" in result.stdout
+    assert "no config found in" in result.stderr and "codex-orchestrator init" in result.stderr

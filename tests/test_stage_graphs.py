@@ -414,3 +414,25 @@ def test_max_parallel_out_of_range_is_a_usage_error(project: Project) -> None:
         "error: --max-parallel 0: give a number of stages from 1 to 1024"
     )
     assert not project.runs_dir.exists()
+
+
+def test_from_selects_a_stage_and_what_depends_on_it_in_a_graph(project: Project) -> None:
+    project.write_config(
+        pipeline(
+            stage("build", "touch build.ran"),
+            stage("test", "touch test.ran", needs=["build"]),
+            stage("lint", "touch lint.ran", needs=[]),
+            stage("ship", "touch ship.ran", needs=["test", "lint"]),
+        )
+    )
+    summary = project.start_json("g", "--from", "test")
+
+    commands = by_id(project.manifest(summary))
+    assert [commands[s]["status"] for s in ("build", "test", "lint", "ship")] == [
+        "skipped",
+        "succeeded",
+        "skipped",
+        "succeeded",
+    ]
+    assert commands["lint"]["status_detail"] == "not-selected"
+    assert sorted(p.name for p in project.root.glob("*.ran")) == ["ship.ran", "test.ran"]

@@ -1,5 +1,5 @@
 """Symbolic links never lead records, evidence or instructions outside <runs>, <out> or the
-root (interface.md 4): refused with one clear line naming the link."""
+root (docs/resilience.md): refused with one clear line naming the link."""
 
 from __future__ import annotations
 

@@ -153,3 +153,33 @@ def test_an_unreachable_collector_costs_a_bounded_wait_and_nothing_else(
     recorded = project.manifest(summary)["observers"]["telemetry"]
     assert recorded["exported"] is False and recorded["error"]
     assert "telemetry export" in result.stderr
+
+
+def test_child_runs_of_a_graph_nest_under_their_own_stage(
+    project: Project, collector: Receiver
+) -> None:
+    """Two subpipeline stages run at once: each child run's span hangs under its own stage."""
+    project.write_config(
+        f"""
+        [telemetry]
+        otel_endpoint = "{collector.url}/v1/traces"
+
+        [pipelines.left]
+        stages = [{{ id = "left-inner", command = "true" }}]
+
+        [pipelines.right]
+        stages = [{{ id = "right-inner", command = "true" }}]
+
+        [pipelines.p]
+        max_parallel = 2
+        stages = [
+          {{ id = "one", pipeline = "left", needs = [] }},
+          {{ id = "two", pipeline = "right", needs = [] }},
+        ]
+        """
+    )
+    project.start_json("p")
+    spans = {span["name"]: span for span in spans_of(collector)}
+    assert spans["run left"]["parent_span_id"] == spans["stage one"]["span_id"]
+    assert spans["run right"]["parent_span_id"] == spans["stage two"]["span_id"]
+    assert spans["stage left-inner"]["parent_span_id"] == spans["run left"]["span_id"]

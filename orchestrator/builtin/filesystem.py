@@ -7,9 +7,11 @@ bounded retries and exponential backoff. Each run's own files have a single writ
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +24,6 @@ if TYPE_CHECKING:
     from tenacity import RetryCallState
 
 from orchestrator.builtin.task_history import TaskHistory
-from orchestrator.containment import check_contained
 from orchestrator.plugin import (
     CorruptRecordError,
     LockTimeoutError,
@@ -33,9 +34,11 @@ from orchestrator.plugin import (
     append_line,
     atomic_write_bytes,
     atomic_write_json,
+    check_contained,
     fsync_dir,
     make_dirs,
     remove_stale_temps,
+    tree_bytes,
 )
 
 log = logging.getLogger(__name__)
@@ -283,6 +286,85 @@ class FilesystemPersistence:
             self._refresh_unfinished(task_id, runs, skip=entry["run_id"])
 
         self._history(task_id).record(entry, heal)
+
+    def _heal(self, task_id: str, skip: str | None = None) -> Any:
+        def heal(runs: list[dict[str, Any]]) -> None:
+            runs.extend(self._missing_entries(task_id, {r.get("run_id") for r in runs}))
+            self._refresh_unfinished(task_id, runs, skip=skip or "")
+
+        return heal
+
+    # ------------------------------------------------------------------ evidence
+
+    def artifact_dir(self, run: RunLocation, stage_id: str) -> Path:
+        """Artifacts live in the run folder, beside its logs: ``<run>/artifacts/<stage-id>``."""
+        return run.run_dir / "artifacts" / stage_id
+
+    def remove_runs(self, task_id: str, runs: list[RunLocation]) -> list[tuple[str, int]]:
+        """``prune``: each run's folder, history entry and metrics lines; (run id, bytes freed).
+
+        The folders are first renamed to hidden names (atomic; listings and the history's
+        healing skip hidden names), then the history is folded without their entries and the
+        metrics rewritten without their lines, each under its lock, so a run recorded meanwhile
+        lands as usual. Only then are the folders deleted. If the history lock cannot be had,
+        the folders are put back and nothing changed.
+        """
+        hidden: list[tuple[RunLocation, Path, int]] = []
+        for run in runs:
+            aside = run.run_dir.with_name(f".pruned-{run.run_id}")
+            size = tree_bytes(run.run_dir)
+            try:
+                os.rename(run.run_dir, aside)
+            except FileNotFoundError:
+                continue
+            hidden.append((run, aside, size))
+        if not hidden:
+            return []
+        ids = {run.run_id for run, _, _ in hidden}
+        state_before = self._state_bytes(task_id)
+        if not self._history(task_id).remove(ids, self._heal(task_id)):
+            for run, aside, _ in hidden:
+                os.rename(aside, run.run_dir)
+            raise LockTimeoutError(
+                f"could not lock the history of task {task_id} to prune it; try again"
+            )
+        history_freed = max(0, state_before - self._state_bytes(task_id))
+        metrics_freed = self._drop_metrics(task_id, ids)
+        removed = []
+        for position, (run, aside, size) in enumerate(hidden):
+            shutil.rmtree(aside, ignore_errors=True)
+            extra = (history_freed + metrics_freed) if position == 0 else 0
+            removed.append((run.run_id, size + extra))
+        return removed
+
+    def _state_bytes(self, task_id: str) -> int:
+        path = self._state_path(task_id)
+        total = 0
+        for candidate in (path, path.with_suffix(".journal")):
+            with contextlib.suppress(OSError):
+                total += candidate.stat().st_size
+        return total
+
+    def _drop_metrics(self, task_id: str, run_ids: set[str]) -> int:
+        """Rewrite the metrics file without the lines of ``run_ids``; bytes dropped."""
+        path = self.context.runs_dir / task_id / METRICS_FILE
+        with self._locked(path):
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                return 0
+            kept = []
+            for line in data.splitlines(keepends=True):
+                try:
+                    run_id = json.loads(line).get("run_id")
+                except (ValueError, AttributeError):
+                    run_id = None  # a torn or foreign line is not ours to drop
+                if run_id not in run_ids:
+                    kept.append(line)
+            rewritten = b"".join(kept)
+            if len(rewritten) != len(data):
+                atomic_write_bytes(path, rewritten, durable=self.options.fsync)
+            return len(data) - len(rewritten)
 
     def _missing_entries(self, task_id: str, known: set[Any]) -> list[dict[str, Any]]:
         """Entries for stored runs the snapshot lacks (a run that could not take the lock in

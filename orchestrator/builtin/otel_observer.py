@@ -132,7 +132,11 @@ class TelemetryObserver:
             return
         from opentelemetry import trace as otel_trace
 
-        parent = trace.open_stage.get(run.parent_run_id or "")
+        # the parent's span of the stage that runs this child (several may run at once in a
+        # graph); a RunView of an older kernel names no stage: the parent's newest then
+        parent = trace.stage_spans.get(
+            (run.parent_run_id or "", getattr(run, "parent_stage_id", None) or "")
+        ) or trace.open_stage.get(run.parent_run_id or "")
         context = otel_trace.set_span_in_context(parent) if parent is not None else None
         trace.run_spans[run.run_id] = trace.tracer.start_span(
             f"run {run.pipeline_id}",

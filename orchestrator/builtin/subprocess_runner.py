@@ -70,6 +70,7 @@ def keep_chunk_buffers_in_heap() -> None:
 class SubprocessRunner:
     options_model: ClassVar[type[CommandRunnerOptions]] = CommandRunnerOptions
     merged_streams: ClassVar[bool] = False
+    sandbox_state: ClassVar[str] = "none"
 
     def __init__(self, options: CommandRunnerOptions, context: SlotContext) -> None:
         self.options = options

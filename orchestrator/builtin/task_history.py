@@ -192,7 +192,7 @@ class TaskHistory:
             return False
         return journal_bytes * FOLD_RATIO >= snapshot_bytes
 
-    def fold(self, heal: Heal, *, wait_seconds: float = 0) -> bool:
+    def fold(self, heal: Heal, *, wait_seconds: float = 0, force: bool = False) -> bool:
         """Write every pending entry into the snapshot at once (group commit: a writer that
         waited finds its entry folded by the holder before it, and writes nothing).
 
@@ -205,7 +205,7 @@ class TaskHistory:
                 return False
             remove_stale_temps(self.snapshot)  # left by a folder killed while it held the lock
             pending = _parse_journal(self.journal)
-            if not pending and self.snapshot.exists():
+            if not pending and self.snapshot.exists() and not force:
                 return True
             try:
                 document = _parse_snapshot(self.snapshot) or {}
@@ -227,6 +227,16 @@ class TaskHistory:
             with contextlib.suppress(FileNotFoundError):
                 os.truncate(self.journal, 0)
             return True
+
+    def remove(self, run_ids: set[str], heal: Heal) -> bool:
+        """Fold, leaving out the entries of ``run_ids`` (``prune``); False if the lock was not
+        had in time (nothing changed then)."""
+
+        def drop(runs: list[Entry]) -> None:
+            heal(runs)
+            runs[:] = [r for r in runs if r.get("run_id") not in run_ids]
+
+        return self.fold(drop, wait_seconds=self.wait_seconds, force=True)
 
     def _set_aside(self) -> Path:
         """Move a corrupt snapshot to a name no earlier copy has."""

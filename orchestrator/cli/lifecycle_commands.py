@@ -95,6 +95,10 @@ def status(
             print_json(listing)
         else:
             print("\n".join(render_listing(task, listing, total)))
+            if not listing and not kernel.config_found:
+                from orchestrator.cli.run_commands import no_config_message
+
+                print(f"note: {no_config_message(kernel)}", file=sys.stderr)
         return 0
     run = locate_run(kernel, run_id, _explicit_task(kernel, common))
     if watch:
@@ -342,15 +346,21 @@ def logs(
                 raise
             run_id, stage = run.run_id, run_id
     out = sys.stdout.buffer
-    headers = stage is None
+    headers = stage is None and common.format == "text"
+    collected: list[dict[str, Any]] = []  # --format json: one entry per stage shown
 
-    def write(data: bytes) -> None:
+    def write(stream_name: str, data: bytes) -> None:
+        if common.format == "json":
+            collected[-1].setdefault(stream_name, bytearray()).extend(data)
+            return
         out.write(data)
         if follow:
             out.flush()
 
     def announce(where: Any, record: Any) -> None:
-        if headers:  # on stderr: standard output stays the stages' bytes, exactly
+        if common.format == "json":
+            collected.append({"run_id": where.run_id, "index": record.index, "id": record.id})
+        elif headers:  # on stderr: standard output stays the stages' bytes, exactly
             sys.stdout.flush()
             out.flush()
             print(f"==> run {where.run_id} [{record.index}] {record.id} <==", file=sys.stderr)
@@ -359,5 +369,14 @@ def logs(
     write_run_output(
         kernel, run, stage=stage, streams=streams, follow=follow, write=write, announce=announce
     )
+    if common.format == "json":
+        from orchestrator.cli.event_stream import chunk_fields
+
+        for entry in collected:
+            for name in streams:
+                fields = chunk_fields(bytes(entry.pop(name, b"")))
+                entry.update({f"{name}{key.removeprefix('data')}": v for key, v in fields.items()})
+        print_json({"run_id": run.run_id, "stages": collected})
+        return 0
     out.flush()
     return 0

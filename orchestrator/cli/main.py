@@ -59,6 +59,21 @@ COMMANDS: list[tuple[str, str, str]] = [
         "Check task checklists against run evidence.",
     ),
     (
+        "orchestrator.cli.evidence_commands:verify",
+        "verify",
+        "Check a run's evidence (manifest, logs, error files, artifacts) against its digests.",
+    ),
+    (
+        "orchestrator.cli.evidence_commands:sync",
+        "sync",
+        "Send the finished runs the sync audit log does not show as acknowledged.",
+    ),
+    (
+        "orchestrator.cli.evidence_commands:prune",
+        "prune",
+        "Remove old runs by a retention policy (--keep, --older-than, [retention]).",
+    ),
+    (
         "orchestrator.cli.lifecycle_commands:logs",
         "logs",
         "Print a run's output byte for byte (default: the task's newest run); --follow.",

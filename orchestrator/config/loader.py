@@ -112,6 +112,10 @@ def config_error(
         message = f"{where}: unknown key '{key}'{hint}"
     else:
         got = first.get("input")
+        if isinstance(got, str) and "://" in got:  # a URL may carry a password or a token
+            from orchestrator.http_targets import redacted
+
+            got = redacted(got)
         shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
         message = f"{where}: {key}: {first['msg']}{shown}"
     more = len(exc.errors()) - 1

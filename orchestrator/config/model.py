@@ -59,11 +59,43 @@ class StageConfig(_Strict):
     )
     retry_attempts: int | None = Field(None, ge=0, le=20, description="extra attempts on failure")
     retry_on_exit_codes: list[int] | None = Field(None, description="exit codes worth a retry")
+    artifacts: list[str] | None = Field(
+        None,
+        description="globs relative to the stage's cwd; the files they match are copied into "
+        "<run>/artifacts/<stage-id>/ when the stage ends",
+    )
+
+    @field_validator("artifacts")
+    @classmethod
+    def _artifact_globs(cls, value: list[str] | None) -> list[str] | None:
+        from orchestrator.artifacts import glob_problem
+
+        for pattern in value or []:
+            problem = glob_problem(pattern)
+            if problem:
+                raise ValueError(problem)
+        return value
+
     needs: list[str] | None = Field(
         None,
         description="ids of stages of the same pipeline that must end well before this one "
         "starts; any needs make the pipeline a graph",
     )
+    resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="e.g. { GPU = 1 }: reserved by a runner that schedules on a cluster "
+        "(the dask runner); runners that run stages on this machine ignore it",
+    )
+
+    @field_validator("resources")
+    @classmethod
+    def _resources_named_and_positive(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, amount in value.items():
+            if not name.strip():
+                raise ValueError("a resource needs a name, e.g. resources = { GPU = 1 }")
+            if not amount > 0:
+                raise ValueError(f"resource {name!r} must be a positive amount (got {amount})")
+        return value
 
     @field_validator("command")
     @classmethod
@@ -186,6 +218,65 @@ class TelemetryConfig(_Strict):
         return value or None
 
 
+class SyncConfig(_Strict):
+    url: str | None = Field(
+        None, description="http(s) URL each finished run is POSTed to (docs/evidence.md)"
+    )
+    token_env: str | None = Field(
+        None, description="name of the environment variable holding the bearer token"
+    )
+    timeout_seconds: float = Field(10, gt=0, le=300, description="per attempt")
+    attempts: int = Field(3, ge=1, le=10, description="attempts on 429/5xx, waits from 250 ms")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        from orchestrator.http_targets import check_http_url, redacted
+
+        problem = check_http_url(value) if value else None
+        if problem:
+            raise ValueError(f"{redacted(value or '')}: {problem}")
+        return value or None
+
+    @field_validator("token_env")
+    @classmethod
+    def _variable_name(cls, value: str | None) -> str | None:
+        import re
+
+        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError(
+                "token_env is the NAME of an environment variable (e.g. SYNC_TOKEN), not the token"
+            )
+        return value
+
+
+class SigningConfig(_Strict):
+    private_key: str | None = Field(
+        None,
+        description="ed25519 PEM key that signs each finished run's manifest_sha256 "
+        "(outside the runs and out folders)",
+    )
+    public_key: str | None = Field(
+        None, description="ed25519 PEM public key verify checks with (else private_key's)"
+    )
+
+
+class RetentionConfig(_Strict):
+    keep_runs: int | None = Field(
+        None, ge=1, description="prune keeps the newest N runs of a task (--keep)"
+    )
+    keep_days: float | None = Field(
+        None, gt=0, description="prune keeps runs younger than this many days (--older-than)"
+    )
+    auto: bool = Field(False, description="prune the task after each run")
+
+    @model_validator(mode="after")
+    def _auto_needs_a_rule(self) -> RetentionConfig:
+        if self.auto and self.keep_runs is None and self.keep_days is None:
+            raise ValueError("auto = true needs keep_runs or keep_days to say what to keep")
+        return self
+
+
 class SpecGuardConfig(_Strict):
     paths: list[str] = Field(
         default_factory=lambda: ["tasks/*.md", "docs/TASKS.md", ".agent/task/*.md"],
@@ -234,6 +325,9 @@ class Settings(BaseSettings):
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     spec_guard: SpecGuardConfig = Field(default_factory=SpecGuardConfig)
+    sync: SyncConfig = Field(default_factory=SyncConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    signing: SigningConfig = Field(default_factory=SigningConfig)
     instructions: InstructionsConfig = Field(default_factory=InstructionsConfig)
     observers: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="option tables of third-party observers, by name"

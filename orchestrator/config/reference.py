@@ -83,9 +83,12 @@ def render() -> str:
         NotificationsConfig,
         PipelineConfig,
         PluginsConfig,
+        RetentionConfig,
         Settings,
+        SigningConfig,
         SpecGuardConfig,
         StageConfig,
+        SyncConfig,
         TelemetryConfig,
     )
     from orchestrator.slots import load_class
@@ -96,6 +99,9 @@ def render() -> str:
         "telemetry": TelemetryConfig,
         "spec_guard": SpecGuardConfig,
         "instructions": InstructionsConfig,
+        "sync": SyncConfig,
+        "retention": RetentionConfig,
+        "signing": SigningConfig,
     }
     out = [BEGIN, "", "### Top-level keys", ""]
     top = [

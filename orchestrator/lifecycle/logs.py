@@ -24,7 +24,8 @@ from orchestrator.manifest import FINISHED_RUN_STATUSES, CommandRecord
 FOLLOW_POLL_SECONDS = 0.25
 STREAMS = ("stdout", "stderr")
 
-Write = Callable[[bytes], None]
+Write = Callable[[str, bytes], None]
+"""Receives each chunk with its stream (``stdout`` or ``stderr``)."""
 Announce = Callable[[RunLocation, CommandRecord], None]
 
 
@@ -32,25 +33,27 @@ def stage_log(run: RunLocation, record: CommandRecord) -> Path:
     return run.commands_dir / f"{run.stage_file_stem(record.index, record.id)}.ndjson"
 
 
-def _read_from(kernel: Kernel, run: RunLocation, path: Path, offset: int) -> bytes:
-    """The log's bytes from ``offset`` on (empty when there is no log yet)."""
+def _read_from(kernel: Kernel, run: RunLocation, path: Path, offset: int) -> Iterator[bytes]:
+    """The log's bytes from ``offset`` on, in bounded chunks (none when there is no log yet):
+    a log of any size is never held in memory whole."""
     persistence = kernel.persistence
     try:
         if not run_logs.stores_logs(persistence):
             with open(path, "rb") as handle:
                 handle.seek(offset)
-                return handle.read()
-        data = bytearray()
+                while chunk := handle.read(run_logs.READ_CHUNK_BYTES):
+                    yield chunk
+            return
         skipped = 0
         for chunk in run_logs.read_log(persistence, run, path):
             if skipped < offset:
                 take = min(len(chunk), offset - skipped)
                 skipped += take
                 chunk = chunk[take:]
-            data += chunk
-        return bytes(data)
+            if chunk:
+                yield chunk
     except FileNotFoundError:
-        return b""
+        return
 
 
 @dataclass
@@ -64,14 +67,18 @@ class StageReader:
     offset: int = 0
     pending: bytearray = field(default_factory=bytearray)
 
-    def drain(self) -> Iterator[bytes]:
-        data = _read_from(self.kernel, self.run, stage_log(self.run, self.record), self.offset)
-        self.offset += len(data)
-        self.pending += data
-        end = self.pending.rfind(b"\n")
-        if end < 0:
-            return
-        lines, self.pending = bytes(self.pending[: end + 1]), self.pending[end + 1 :]
+    def drain(self) -> Iterator[tuple[str, bytes]]:
+        path = stage_log(self.run, self.record)
+        for data in _read_from(self.kernel, self.run, path, self.offset):
+            self.offset += len(data)
+            self.pending += data
+            end = self.pending.rfind(b"\n")
+            if end < 0:
+                continue
+            lines, self.pending = bytes(self.pending[: end + 1]), self.pending[end + 1 :]
+            yield from self._chunks_of(lines)
+
+    def _chunks_of(self, lines: bytes) -> Iterator[tuple[str, bytes]]:
         for line in lines.splitlines():
             try:
                 event = json.loads(line)
@@ -82,7 +89,7 @@ class StageReader:
                 and event.get("type") == "exec:chunk"
                 and event.get("stream") in self.streams
             ):
-                yield event_bytes(event)
+                yield event["stream"], event_bytes(event)
 
 
 def select_stages(commands: list[CommandRecord], stage: str | None) -> list[CommandRecord]:
@@ -147,11 +154,11 @@ def write_run_output(
             announce(run, record)
             reader = StageReader(kernel, run, record, streams)
             while True:
-                for data in reader.drain():
-                    write(data)
+                for stream_name, data in reader.drain():
+                    write(stream_name, data)
                 if not follow or _over(manifest.status, record):
-                    for data in reader.drain():  # what came before the end was read
-                        write(data)
+                    for stream_name, data in reader.drain():  # what came before the end
+                        write(stream_name, data)
                     break
                 time.sleep(FOLLOW_POLL_SECONDS)
                 manifest = load_manifest(kernel, run)

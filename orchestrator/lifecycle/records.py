@@ -60,7 +60,7 @@ def load_manifest(kernel: Kernel, run: RunLocation) -> Manifest:
         document = kernel.persistence.read_manifest(run)
     except RunNotFoundError:
         raise _without_manifest(kernel, run) from None
-    return manifest_from_document(document, str(kernel.persistence.manifest_ref(run)))
+    return manifest_from_document(document, str(run.manifest_path))
 
 
 def _created_seconds_ago(run_id: str) -> float | None:
@@ -87,7 +87,7 @@ def _without_manifest(kernel: Kernel, run: RunLocation) -> OrchestratorError:
     return CorruptRecordError(
         f"run {run.run_id} of task {run.task_id} has no manifest: its orchestrator was killed "
         f"before its first manifest was written, so nothing ran; remove the run "
-        f"({kernel.persistence.manifest_ref(run).parent}) or leave it"
+        f"({run.manifest_path.parent}) or leave it"
     )
 
 

@@ -164,7 +164,7 @@ def plan_resume(
             f"defines them, or start a new run with `{cli_command('start', manifest.pipeline_id)}`"
         )
     if changed:
-        merged = bool(getattr(kernel.command_runner, "merged_streams", False))
+        merged = kernel.command_runner.merged_streams
         adopt_pipeline(manifest, pipeline, command_records(run, pipeline, kernel.root, merged))
     _adopt_recorded_successes(kernel, run, manifest)
     first = next((c for c in manifest.commands if c.status != "succeeded"), None)

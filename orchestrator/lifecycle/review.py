@@ -60,6 +60,20 @@ def failure_details(
         return None, str(exc)
 
 
+def _artifact_lines(commands: list[dict[str, Any]]) -> list[str]:
+    """The ``## Artifacts`` section: each stage's copied files with size and SHA-256."""
+    rows = [
+        f"| {_cell(command['id'])} | {_code(artifact['path'])} | {artifact['bytes']:,} | "
+        f"`{artifact['sha256']}` | {_code(artifact['stored'])} |"
+        for command in commands
+        for artifact in command.get("artifacts") or []
+    ]
+    if not rows:
+        return []
+    header = ["", "## Artifacts", "", "| Stage | File | Bytes | SHA-256 | Kept at |"]
+    return [*header, "|---|---|---|---|---|", *rows]
+
+
 def render_review(kernel: Kernel, run: RunLocation, document: dict[str, Any]) -> str:
     """``review``: pipeline, status, times, stages, failures, manifest path, next step."""
     status = document["status"]
@@ -92,7 +106,7 @@ def render_review(kernel: Kernel, run: RunLocation, document: dict[str, Any]) ->
         for child in children:
             lines.append(
                 f"  - `{child['run_id']}` ({child['pipeline_id']}): {child['status']} "
-                f"(`codex-orchestrator review {child['run_id']}`)"
+                f"(`{cli_command('review', child['run_id'])}`)"
             )
     events = document.get("resume_events") or []
     if events:
@@ -122,6 +136,7 @@ def render_review(kernel: Kernel, run: RunLocation, document: dict[str, Any]) ->
             f"{seconds_text(command.get('duration_ms'))} | {_cell(exit_cell)} | "
             f"{_cell(command.get('summary'))} |"
         )
+    lines += _artifact_lines(commands)
     failures = [c for c in commands if c["status"] == "failed"]
     if failures:
         lines += ["", "## Failures"]

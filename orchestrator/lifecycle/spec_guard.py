@@ -22,6 +22,7 @@ from orchestrator.contracts import RunLocation
 from orchestrator.errors import CorruptRecordError, LinkOutsideError, RunNotFoundError
 from orchestrator.kernel import Kernel
 from orchestrator.lifecycle.records import load_manifest
+from orchestrator.suggestions import cli_command
 
 CHECKED_ITEM = re.compile(r"^(?P<indent>\s*)[-*+]\s+\[[xX]\]\s+(?P<text>.*)$")
 ANY_ITEM = re.compile(r"^(?P<indent>\s*)(?:[-*+]|\d+[.)])\s+(?P<rest>.*)$")
@@ -140,7 +141,7 @@ def _check_citation(
     except CorruptRecordError as exc:
         return finding("corrupt_manifest", f"cites a manifest that cannot be read: {exc}")
     if manifest.status == "succeeded":
-        return None
+        return _check_evidence(kernel, run, finding)
     state = {
         "in_progress": "is still in progress",
         "queued": "is still queued",
@@ -151,6 +152,29 @@ def _check_citation(
         f"cites run {manifest.run_id}, which {state}{detail}",
         run_id=manifest.run_id,
         status=manifest.status,
+    )
+
+
+def _check_evidence(kernel: Kernel, run: RunLocation, finding: Any) -> Finding | None:
+    """A cited succeeded run must also verify: its manifest unchanged since the run, its logs,
+    error files and artifacts as recorded (``verify``)."""
+    from orchestrator.lifecycle.verify import verify_run
+
+    try:
+        report = verify_run(kernel, run)
+    except CorruptRecordError as exc:
+        return finding("corrupt_manifest", f"cites a manifest that cannot be read: {exc}")
+    if report.intact:
+        return None
+    first = report.mismatches[0]
+    more = len(report.mismatches) - 1
+    extra = f" (+{more} more)" if more else ""
+    return finding(
+        "tampered_evidence",
+        f"cites run {run.run_id}, whose evidence does not verify: {first.check}: "
+        f"{first.message}{extra}; see `{cli_command('verify', run.run_id)}`",
+        run_id=run.run_id,
+        status=report.status,
     )
 
 

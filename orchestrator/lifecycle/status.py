@@ -137,7 +137,7 @@ def status_document(
     exit_code = run_exit_code(manifest.status) if finished else None
     document = run_summary(
         manifest,
-        kernel.persistence.manifest_ref(run),
+        run.manifest_path,
         kernel.root,
         exit_code,  # type: ignore[arg-type]
     )
@@ -155,6 +155,9 @@ def status_document(
             error_file=record.error_file,
             cwd=record.cwd,
             status_detail=record.status_detail,
+            log_sha256=record.log_sha256,
+            error_file_sha256=record.error_file_sha256,
+            artifacts=[artifact.model_dump(mode="json") for artifact in record.artifacts],
         )
     can_resume = resumable(manifest, act)
     document.update(
@@ -243,7 +246,7 @@ def child_runs(
                 "run_id": other.run_id,
                 "pipeline_id": other.pipeline_id,
                 "status": other.status,
-                "manifest": relative(kernel.persistence.manifest_ref(location), kernel.root),
+                "manifest": relative(location.manifest_path, kernel.root),
             }
     return sorted(children.values(), key=lambda child: child["run_id"])
 
@@ -394,6 +397,14 @@ def stale_text(document: dict[str, Any]) -> str:
     return f"STALE: {document['stale_reason']}" if document["stale"] else "live"
 
 
+def artifact_text(artifact: dict[str, Any]) -> str:
+    """``dist/a.whl (1,234 bytes, sha256 1f148121b804) -> <stored path>``"""
+    return (
+        f"{artifact['path']} ({artifact['bytes']:,} bytes, sha256 {artifact['sha256'][:12]}) "
+        f"-> {artifact['stored']}"
+    )
+
+
 def render_run(document: dict[str, Any]) -> list[str]:
     """``status RUN_ID`` as text lines."""
     detail = f" ({document['status_detail']})" if document.get("status_detail") else ""
@@ -435,6 +446,8 @@ def render_run(document: dict[str, Any]) -> list[str]:
             f"  {command['index']:>2}. {command['id']:<{width}}  {status:<16} "
             f"{seconds_text(command['duration_ms']):>9}  {exit_text:<8}{summary}".rstrip()
         )
+        for artifact in command.get("artifacts") or []:
+            lines.append(f"      artifact {artifact_text(artifact)}")
     for child in document.get("child_runs") or []:
         lines.append(f"child:     run {child['run_id']} ({child['pipeline_id']}) {child['status']}")
     events = document.get("resume_events") or []

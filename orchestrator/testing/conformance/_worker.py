@@ -56,7 +56,7 @@ def write_forever(implementation: Any, run: RunLocation) -> None:
                 "status": "in_progress",
                 "started_at": f"2025-01-01T00:00:{generation % 60:02d}.000Z",
                 "completed_at": None,
-                "manifest": str(implementation.manifest_ref(run)),
+                "manifest": str(run.manifest_path),
                 "generation": generation,
             },
         )

@@ -138,13 +138,13 @@ class PersistenceConformance(SlotConformance):
         run = new_run(context, task_id="task-7")
         persistence.create_run(run)
         persistence.write_manifest(run, manifest_bytes(manifest_document(run, 0)))
-        ref = persistence.manifest_ref(run)
+        ref = run.manifest_path
         assert ref.is_absolute()
         assert persistence.resolve_manifest_ref(ref) == run
         # As `start` prints it and checklists cite it: relative to the project root.
         assert persistence.resolve_manifest_ref(ref.relative_to(context.root)) == run
         missing = new_run(context, task_id="task-7")
-        assert persistence.resolve_manifest_ref(persistence.manifest_ref(missing)) is None
+        assert persistence.resolve_manifest_ref(missing.manifest_path) is None
         assert persistence.resolve_manifest_ref(context.root / "README.md") is None
         assert persistence.resolve_manifest_ref(Path("/etc/passwd")) is None
 

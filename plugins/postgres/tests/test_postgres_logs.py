@@ -23,23 +23,11 @@ FLOOD = (
     "    sys.stdout.buffer.write(block); sys.stderr.buffer.write(block[:100])\n"
     "    left -= len(block)\n"
 )
-READER = """
-import base64, hashlib, json, resource, sys
-from orchestrator.kernel import Kernel
-from orchestrator.run_logs import read_log
-kernel = Kernel.load()
-run = kernel.persistence.find_run(sys.argv[1], None)
-path = run.commands_dir / sys.argv[2]
-digest, size = hashlib.sha256(), 0
-for chunk in read_log(kernel.persistence, run, path):
-    for line in chunk.splitlines():
-        event = json.loads(line)
-        if event["type"] == "exec:chunk" and event["stream"] == "stdout":
-            raw = event.get("data_b64")
-            data = base64.b64decode(raw) if raw is not None else event["data"].encode()
-            digest.update(data); size += len(data)
-print(json.dumps({"sha256": digest.hexdigest(), "size": size,
-                  "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+MEASURED = """
+import resource, subprocess, sys
+with open(sys.argv[1], "wb") as out:
+    code = subprocess.run(sys.argv[2:], stdout=out, stdin=subprocess.DEVNULL).returncode
+print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 """
 
 
@@ -75,8 +63,11 @@ def test_a_flood_of_binary_output_is_kept_byte_for_byte_and_read_from_another_ch
 
     second = Project(tmp_path / "b")
     second.write_config(config(postgres_options) + pipeline)
-    reader = subprocess.run(
-        [sys.executable, "-c", READER, summary["run_id"], "01-flood.ndjson"],
+    # `logs` in the other checkout: the stage's stdout, byte for byte, from the database
+    output = tmp_path / "stdout.bin"
+    logs = second.command("logs", summary["run_id"], "flood", "--stream", "stdout")
+    measured = subprocess.run(
+        [sys.executable, "-c", MEASURED, str(output), *logs],
         cwd=second.root,
         env=second.env,
         capture_output=True,
@@ -84,13 +75,13 @@ def test_a_flood_of_binary_output_is_kept_byte_for_byte_and_read_from_another_ch
         timeout=600,
         check=False,
     )
-    assert reader.returncode == 0, reader.stderr
-    read = json.loads(reader.stdout)
+    code, peak_kb = (int(word) for word in measured.stdout.split())
+    assert code == 0, measured.stderr
     expected = expected_flood()
-    assert read["size"] == len(expected)
-    assert read["sha256"] == hashlib.sha256(expected).hexdigest()
+    assert output.stat().st_size == len(expected)
+    assert hashlib.sha256(output.read_bytes()).digest() == hashlib.sha256(expected).digest()
     # neither side held the log in memory (24 MiB of output, far more as JSON)
-    assert read["peak_kb"] < 120 * 1024, read
+    assert peak_kb < 120 * 1024, peak_kb
     end = [
         json.loads(line)
         for chunk in query(

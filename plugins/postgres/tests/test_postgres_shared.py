@@ -70,6 +70,14 @@ def test_a_run_started_in_one_checkout_is_reviewed_and_resumed_from_the_other(
     document = json.loads(status.stdout)
     assert document["status"] == "succeeded"
     assert [c["status"] for c in document["commands"]] == ["succeeded", "succeeded"]
+    other_task = first.start_json("p", "--task", "other-task", expect=1)
+    every = second.run("status", "--all", "--format", "json")
+    assert every.returncode == 0, every.stderr
+    newest = {entry["task_id"]: entry["run_id"] for entry in json.loads(every.stdout)}
+    assert newest == {"0101": run_id, "other-task": other_task["run_id"]}
+    logs = second.run("logs", run_id, "gate")
+    assert logs.returncode == 0, logs.stderr
+    assert "gate closed" in logs.stdout
     second.write("tasks/demo.md", f"- [x] gate opens (evidence: {failed['manifest']})\n")
     guard = second.run("spec-guard")
     assert guard.returncode == 0, guard.stdout + guard.stderr

@@ -76,6 +76,7 @@ def open_terminal(columns: int, rows: int) -> tuple[int, int]:
 class PtyRunner:
     options_model: ClassVar[type[CommandRunnerOptions]] = PtyOptions
     merged_streams: ClassVar[bool] = True
+    sandbox_state: ClassVar[str] = "none"
 
     def __init__(self, options: PtyOptions, context: SlotContext) -> None:
         self.options = options

@@ -21,6 +21,7 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -46,6 +47,7 @@ from orchestrator.plugin import (
     RunNotFoundError,
     SlotContext,
     now_iso,
+    tree_bytes,
 )
 
 log = logging.getLogger(__name__)
@@ -126,7 +128,9 @@ class SqlitePersistence:
 
     def _retrying(self, what: str) -> Retrying:
         def before_sleep(state: RetryCallState) -> None:
-            log.warning(
+            # contention that resolves itself is normal with many runs: only giving up (raised
+            # to the caller, which reports it) is worth a warning; --debug shows each retry
+            log.info(
                 "database %s busy during %s (attempt %d of %d); retrying",
                 self.database,
                 what,
@@ -394,6 +398,52 @@ class SqlitePersistence:
                 fcntl.flock(fd, fcntl.LOCK_UN)
         finally:
             os.close(fd)
+
+    # ------------------------------------------------------------------ evidence
+
+    def artifact_dir(self, run: RunLocation, stage_id: str) -> Path:
+        """Artifacts stay files, in the run folder beside the logs (not a blob table: they can be
+        gigabytes, which would bloat the database and its write-ahead log)."""
+        return run.run_dir / "artifacts" / stage_id
+
+    def remove_runs(self, task_id: str, runs: list[RunLocation]) -> list[tuple[str, int]]:
+        """``prune``: the runs' rows (manifest, stages, error files, history, metrics) in one
+        transaction, then their folders (logs, artifacts); (run id, bytes freed) for each."""
+        ids = [run.run_id for run in runs]
+        tables = ("runs", "stages", "error_files", "history", "metrics")
+        sizes = {
+            "runs": "length(manifest)",
+            "stages": "length(summary)",
+            "error_files": "length(document)",
+            "history": "length(entry)",
+            "metrics": "length(line)",
+        }
+
+        def delete(db: sqlite3.Connection) -> dict[str, int]:
+            freed: dict[str, int] = {}
+            for run_id in ids:
+                total = 0
+                for table in tables:
+                    row = db.execute(
+                        f"SELECT COALESCE(SUM({sizes[table]}), 0) FROM {table} "
+                        "WHERE task_id = ? AND run_id = ?",
+                        (task_id, run_id),
+                    ).fetchone()
+                    total += int(row[0] or 0)
+                    db.execute(
+                        f"DELETE FROM {table} WHERE task_id = ? AND run_id = ?",
+                        (task_id, run_id),
+                    )
+                freed[run_id] = total
+            return freed
+
+        freed = self._write("remove_runs", delete)
+        removed = []
+        for run in runs:
+            size = tree_bytes(run.run_dir)
+            shutil.rmtree(run.run_dir, ignore_errors=True)
+            removed.append((run.run_id, freed.get(run.run_id, 0) + size))
+        return removed
 
     # ------------------------------------------------------------------ task history
 

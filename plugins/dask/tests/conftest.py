@@ -1,0 +1,52 @@
+"""Real Dask clusters on 127.0.0.1 (``dask scheduler`` + ``dask worker`` processes).
+
+Without the ``CI`` variable a cluster that cannot start skips its tests, saying why; with it
+they fail with the reason and the processes' output.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from codex_orchestrator_dask.cluster import close_all
+from codex_orchestrator_dask.testing import ClusterUnavailable, LocalTestCluster, WorkerSpec
+
+
+def start_cluster(base: Path, **kwargs: object) -> LocalTestCluster:
+    cluster = LocalTestCluster(base, **kwargs)  # type: ignore[arg-type]
+    try:
+        return cluster.__enter__()
+    except ClusterUnavailable as exc:
+        message = f"a Dask cluster could not start on 127.0.0.1: {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTestCluster]:
+    """One scheduler with one worker (4 threads), Dask's default configuration."""
+    running = start_cluster(tmp_path_factory.mktemp("dask-cluster"))
+    try:
+        yield running
+    finally:
+        close_all()  # this process's clients first, so none is left retrying a dead scheduler
+        running.stop()
+
+
+@pytest.fixture
+def two_workers(tmp_path: Path) -> Iterator[LocalTestCluster]:
+    """A scheduler (default allowed-failures, i.e. it would re-run a lost worker's task) with
+    two workers; the second offers ``GPU=1``."""
+    running = start_cluster(
+        tmp_path / "dask-cluster",
+        workers=[WorkerSpec(name="plain"), WorkerSpec(name="gpu", resources="GPU=1")],
+    )
+    try:
+        yield running
+    finally:
+        close_all()  # this process's clients first, so none is left retrying a dead scheduler
+        running.stop()
