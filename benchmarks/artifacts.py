@@ -77,7 +77,7 @@ def main() -> int:
             seconds, peak, _ = run(["verify", run_id], root)
             rows["verify"].append((seconds, peak))
     print(f"artifact of {args.size_mb} MiB, {args.repeat} repeat(s); median (min-max)")
-    print(f"{'command':<34} {'wall s':>18} {'peak RSS MiB':>20}")
+    print(f"{'command':<40} {'wall s':>18} {'peak RSS MiB':>20}")
     labels = {
         "plain": "start (stage writes it, no artifacts)",
         "keep": "start (artifacts = [big.bin])",
@@ -87,7 +87,7 @@ def main() -> int:
         secs = [v[0] for v in values]
         peaks = [v[1] / 1024 for v in values]
         print(
-            f"{labels[name]:<34} {statistics.median(secs):>7.2f} ({min(secs):.2f}-{max(secs):.2f})"
+            f"{labels[name]:<40} {statistics.median(secs):>7.2f} ({min(secs):.2f}-{max(secs):.2f})"
             f" {statistics.median(peaks):>9.1f} ({min(peaks):.1f}-{max(peaks):.1f})"
         )
     return 0

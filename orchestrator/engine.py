@@ -92,7 +92,7 @@ def _new_location(kernel: Kernel, task_id: str) -> RunLocation:
 
 def _first_manifest(plan: RunPlan, location: RunLocation) -> Manifest:
     kernel = plan.kernel
-    manifest = new_manifest(
+    return new_manifest(
         location,
         plan.pipeline,
         plan.parent_run_id,
@@ -100,11 +100,8 @@ def _first_manifest(plan: RunPlan, location: RunLocation) -> Manifest:
         heartbeat=kernel.heartbeat_options,
         plugins=plugins_info(kernel),
         merged_streams=kernel.command_runner.merged_streams,
+        not_selected=plan.not_selected,
     )
-    for record in manifest.commands:
-        if record.id in plan.not_selected:
-            record.status, record.status_detail = "skipped", NOT_SELECTED
-    return manifest
 
 
 def _run_stages(plan: RunPlan, session: RunSession, controls: RunControls) -> None:

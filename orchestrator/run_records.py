@@ -92,10 +92,12 @@ def new_manifest(
     heartbeat: HeartbeatOptions,
     plugins: dict[str, PluginInfo],
     merged_streams: bool,
+    not_selected: frozenset[str] = frozenset(),
 ) -> Manifest:
-    """The manifest of a new run, as it is first written (``in_progress``, every stage pending)."""
+    """The manifest of a new run, as it is first written (``in_progress``, every stage pending
+    but those ``--only``/``--skip``/``--from`` left out: skipped, ``not-selected``)."""
     now = now_iso()
-    return Manifest(
+    manifest = Manifest(
         task_id=location.task_id,
         run_id=location.run_id,
         parent_run_id=parent_run_id,
@@ -114,6 +116,10 @@ def new_manifest(
         runner=RunnerProcess(**current_process_identity()),
         commands=command_records(location, pipeline, root, merged_streams),
     )
+    for record in manifest.commands:
+        if record.id in not_selected:
+            record.status, record.status_detail = "skipped", NOT_SELECTED
+    return manifest
 
 
 def reset_for_resume(manifest: Manifest, event: dict[str, Any]) -> dict[str, str]:

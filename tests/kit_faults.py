@@ -57,6 +57,9 @@ class CorrectRunner:
     def __init__(self, options: CommandRunnerOptions, context: SlotContext) -> None:
         pass
 
+    def close(self) -> None:
+        pass
+
     def run(self, request: CommandRequest, on_output: OutputCallback) -> CommandOutcome:
         argv = request.argv if request.argv is not None else ["/bin/sh", "-c", request.shell or ""]
         try:
@@ -148,6 +151,9 @@ class BufferingRunner:
     merged_streams: ClassVar[bool] = False
 
     def __init__(self, options: CommandRunnerOptions, context: SlotContext) -> None:
+        pass
+
+    def close(self) -> None:
         pass
 
     def run(self, request: CommandRequest, on_output: OutputCallback) -> CommandOutcome:
@@ -263,6 +269,9 @@ class PassThroughSanitizer:
     def __init__(self, options: IdSanitizerOptions, context: SlotContext) -> None:
         pass
 
+    def close(self) -> None:
+        pass
+
     def sanitize(self, value: str, kind: str) -> str:
         return value
 
@@ -273,6 +282,9 @@ class FragileHeartbeat:
     options_model: ClassVar = HeartbeatOptions
 
     def __init__(self, options: HeartbeatOptions, context: SlotContext) -> None:
+        pass
+
+    def close(self) -> None:
         pass
 
     def beat(self, run: RunLocation, at: datetime) -> None:

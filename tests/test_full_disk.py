@@ -89,3 +89,24 @@ def test_a_read_only_runs_folder_is_one_line_and_exit_2(project: Project) -> Non
         assert line.startswith("error: ") and str(project.runs_dir) in line, line
         assert "Read-only file system" in line and "internal error" not in line
     assert not (project.root / "ran").exists()
+
+
+def test_sqlite_on_a_full_disk_is_one_line_and_exit_2(project: Project) -> None:
+    project.write_config(
+        '[plugins]\npersistence = "sqlite"\n'
+        '[pipelines.p]\nstages = [{ id = "a", command = "touch ran" }]\n'
+    )
+    with tmpfs(project.runs_dir, "1m"):
+        with open(project.runs_dir / "filler", "wb") as filler:  # the disk is full already
+            try:
+                while True:
+                    filler.write(b"\0" * 65536)
+                    filler.flush()
+            except OSError:
+                pass
+        result = project.run("start", "p")
+        assert result.returncode == 2, (result.returncode, result.stderr)
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith("error: ") and "internal error" not in line, line
+        assert "full" in line or "No space" in line, line
+    assert not (project.root / "ran").exists()

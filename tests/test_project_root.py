@@ -208,3 +208,23 @@ def test_status_in_a_folder_without_config_suggests_init(tmp_path: Path) -> None
     assert result.returncode == 0
     assert "has no runs yet" in result.stdout
     assert "no config found in" in result.stderr and "codex-orchestrator init" in result.stderr
+
+
+def test_a_stage_cannot_start_its_own_pipeline_again(project: Project) -> None:
+    # `start` inside a stage of the default pipeline would start it again, and again
+    project.write_config(
+        f"""
+        default_pipeline = "outer"
+        [pipelines.outer]
+        stages = [
+          {{ id = "again", command = "{CLI} start 2> err.txt", allow_failure = true }},
+          {{ id = "part", command = "{CLI} start outer --only lint" }},
+          {{ id = "lint", command = "true" }},
+        ]
+        """
+    )
+    summary = project.start_json()  # "part" ran its own child: `--only` picks no recursion
+    assert [c["status"] for c in summary["commands"]] == ["failed", "succeeded", "succeeded"]
+    assert len(project.run_dirs()) == 2
+    (line,) = (project.root / "err.txt").read_text().strip().splitlines()
+    assert f"already running as run {summary['run_id']}" in line

@@ -158,3 +158,19 @@ def test_sqlite_prunes_rows_and_folders(project: Project, persistence: str) -> N
     assert runs == metrics == history == [(third["run_id"],)]
     assert not Path(project.root / first["artifact_root"]).exists()
     assert project.run("verify", third["run_id"]).returncode == 0
+
+
+def test_child_runs_go_and_stay_with_their_parent(project: Project) -> None:
+    project.write_config(
+        CONFIG + '[pipelines.parent]\nstages = [{ id = "sub", pipeline = "bad" }]\n'
+    )
+    old = project.start_json("parent", expect=1)
+    new = project.start_json("parent", expect=1)
+    project.start_json("ok")
+    old_child = project.manifest(old)["child_runs"][0]["run_id"]
+    new_child = project.manifest(new)["child_runs"][0]["run_id"]
+    result = project.run("prune", "--keep", "2")
+    assert result.returncode == 0, result.stderr
+    folders = {p.name for p in project.run_dirs()}
+    assert old["run_id"] not in folders and old_child not in folders
+    assert new["run_id"] in folders and new_child in folders

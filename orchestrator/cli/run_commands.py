@@ -60,6 +60,29 @@ def _parent_run(kernel: Any, task: str, parent_run: str | None) -> str | None:
     return parent
 
 
+def _refuse_recursion(kernel: Any, pipeline_id: str) -> None:
+    """Inside a stage of a run of this project: refuse to start a pipeline that is already
+    running further up the chain of enclosing runs (it would start itself again, forever)."""
+    from orchestrator.errors import OrchestratorError
+
+    run_id = kernel.enclosing_run_id
+    for _ in range(32):
+        if not run_id:
+            return
+        try:
+            location = kernel.persistence.find_run(run_id, None)
+            manifest = kernel.persistence.read_manifest(location)
+        except OrchestratorError:
+            return
+        if manifest.get("pipeline_id") == pipeline_id:
+            raise UsageError(
+                f"pipeline {pipeline_id!r} is already running as run {run_id}, and this "
+                "command runs inside one of its stages: starting it again would repeat itself "
+                "forever; name another pipeline, or --only the stages you need"
+            )
+        run_id = manifest.get("parent_run_id")
+
+
 def start(
     pipeline: str | None = None,
     /,
@@ -113,6 +136,8 @@ def start(
     task = task_id(kernel, common)
     pipeline_id = _pipeline_id(kernel, pipeline)
     parent = _parent_run(kernel, task, parent_run)
+    if kernel.enclosing_run_id and not (only or skip or from_ is not None):
+        _refuse_recursion(kernel, pipeline_id)
     resolved = resolve_pipeline(
         kernel.config.settings, pipeline_id, kernel.root, kernel.sanitizer, kernel.where
     )

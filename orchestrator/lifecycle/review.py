@@ -106,7 +106,7 @@ def render_review(kernel: Kernel, run: RunLocation, document: dict[str, Any]) ->
         for child in children:
             lines.append(
                 f"  - `{child['run_id']}` ({child['pipeline_id']}): {child['status']} "
-                f"(`codex-orchestrator review {child['run_id']}`)"
+                f"(`{cli_command('review', child['run_id'])}`)"
             )
     events = document.get("resume_events") or []
     if events:

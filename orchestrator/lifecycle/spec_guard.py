@@ -22,6 +22,7 @@ from orchestrator.contracts import RunLocation
 from orchestrator.errors import CorruptRecordError, LinkOutsideError, RunNotFoundError
 from orchestrator.kernel import Kernel
 from orchestrator.lifecycle.records import load_manifest
+from orchestrator.suggestions import cli_command
 
 CHECKED_ITEM = re.compile(r"^(?P<indent>\s*)[-*+]\s+\[[xX]\]\s+(?P<text>.*)$")
 ANY_ITEM = re.compile(r"^(?P<indent>\s*)(?:[-*+]|\d+[.)])\s+(?P<rest>.*)$")
@@ -171,7 +172,7 @@ def _check_evidence(kernel: Kernel, run: RunLocation, finding: Any) -> Finding |
     return finding(
         "tampered_evidence",
         f"cites run {run.run_id}, whose evidence does not verify: {first.check}: "
-        f"{first.message}{extra}; see `codex-orchestrator verify {run.run_id}`",
+        f"{first.message}{extra}; see `{cli_command('verify', run.run_id)}`",
         run_id=run.run_id,
         status=report.status,
     )

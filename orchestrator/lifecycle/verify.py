@@ -139,7 +139,6 @@ class _Checker:
             self.fail("history", "the task history has no entry for this run")
             return
         entry = entries[-1]
-        self._status("history", "the history entry", entry.get("status"), manifest.status)
         self.compare(
             "history",
             "manifest changed since the run ended (history entry)",
@@ -147,6 +146,7 @@ class _Checker:
             digest,
         )
         self.signature("signature", "the history entry", entry, digest)
+        self._status("history", "the history entry", entry.get("status"), manifest.status)
 
     def metrics(self, manifest: Manifest, digest: str) -> None:
         lines = [
@@ -159,7 +159,6 @@ class _Checker:
                 self.fail("metrics", "the manifest says metrics were recorded, but no line is")
             return
         line = lines[-1]  # a resumed run has a line per end; the newest seals the manifest
-        self._status("metrics", "the metrics line", line.get("status"), manifest.status)
         self.compare(
             "metrics",
             "manifest changed since the run ended (metrics line)",
@@ -167,6 +166,7 @@ class _Checker:
             digest,
         )
         self.signature("signature", "the metrics line", line, digest)
+        self._status("metrics", "the metrics line", line.get("status"), manifest.status)
 
     def event_log(self, manifest: Manifest) -> None:
         from orchestrator import run_logs
