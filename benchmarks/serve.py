@@ -60,6 +60,16 @@ def build(base: Path, tasks: int, runs: int) -> OurProject:
     return project
 
 
+def _reuse(base: Path) -> OurProject:
+    """The project an earlier ``--workdir`` run built (OurProject's constructor starts anew)."""
+    from orchestrator.testing import Project
+
+    project = object.__new__(OurProject)
+    project.project = Project(base)
+    project.pycache = base.parent / "pycache"
+    return project
+
+
 def _stat(pid: int) -> tuple[float, int]:
     """CPU seconds used so far, and resident memory in KiB."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -79,12 +89,17 @@ def _get(url: str) -> tuple[float, int]:
     return time.perf_counter() - began, len(body)
 
 
-def _timed(url: str, repeat: int) -> dict[str, Any]:
+def _timed(url: str, repeat: int, pid: int) -> dict[str, Any]:
+    """Wall time of the first request and the median of the next ones, and the server's CPU
+    time per request (steady on a busy machine, where wall times are not)."""
     first, size = _get(url)
+    cpu0, _ = _stat(pid)
     later = [_get(url)[0] for _ in range(repeat)]
+    cpu1, _ = _stat(pid)
     return {
         "first_s": round(first, 3),
         "median_s": round(statistics.median(later), 3),
+        "server_cpu_s_per_request": round((cpu1 - cpu0) / repeat, 3),
         "bytes": size,
     }
 
@@ -148,11 +163,20 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=10_000)
     parser.add_argument("--tasks", type=int, default=50)
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of each idle stretch")
+    parser.add_argument(
+        "--workdir", type=Path, help="build the project here and keep it (reused when present)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as folder:
         began = time.perf_counter()
-        project = build(Path(folder), args.tasks, args.runs)
-        print(f"built {args.tasks} tasks, {args.runs} runs in {time.perf_counter() - began:.1f} s")
+        kept = args.workdir / "serve-bench" if args.workdir else None
+        if kept is not None and (kept / "project").is_dir():
+            project = _reuse(kept)
+            print(f"reusing the project in {kept}")
+        else:
+            project = build(args.workdir or Path(folder), args.tasks, args.runs)
+            spent = time.perf_counter() - began
+            print(f"built {args.tasks} tasks, {args.runs} runs in {spent:.1f} s")
         server = subprocess.Popen(
             project.command("serve", "--port", "0"),
             cwd=project.root,
@@ -170,12 +194,14 @@ def main() -> int:
                 raise SystemExit(f"error: serve did not start: {line.strip()}")
             url = found.group(0)
             results: dict[str, Any] = {"load_average_at_start": os.getloadavg()[0]}
-            results["task_list"] = _timed(url, 5)
-            results["task_list_api"] = _timed(url + "api/tasks", 3)
-            results["big_task_runs_page"] = _timed(url + f"tasks/{BIG_TASK}", 3)
-            results["big_task_runs_api_limit_50"] = _timed(url + f"api/tasks/{BIG_TASK}/runs", 3)
+            results["task_list"] = _timed(url, 5, server.pid)
+            results["task_list_api"] = _timed(url + "api/tasks", 3, server.pid)
+            results["big_task_runs_page"] = _timed(url + f"tasks/{BIG_TASK}", 3, server.pid)
+            results["big_task_runs_api_limit_50"] = _timed(
+                url + f"api/tasks/{BIG_TASK}/runs", 3, server.pid
+            )
             newest = sorted(p.name for p in project.run_dirs(BIG_TASK))[-1]
-            results["run_page"] = _timed(url + f"runs/{newest}?task={BIG_TASK}", 3)
+            results["run_page"] = _timed(url + f"runs/{newest}?task={BIG_TASK}", 3, server.pid)
             results["browser"] = _browser_first_paint(url)
             time.sleep(2)
             cpu0, _ = _stat(server.pid)

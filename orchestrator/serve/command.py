@@ -6,11 +6,13 @@ known to be good, and its absence is one line on standard error (exit 2).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 from cyclopts import Parameter
@@ -35,6 +37,30 @@ def _web_stack_installed() -> bool:
     except ImportError:
         return False
     return True
+
+
+def _under_system_allocator() -> None:
+    """Run this command again under glibc's malloc (``PYTHONMALLOC=malloc``), once.
+
+    A long-lived server parses big histories again and again; CPython's own allocator keeps the
+    arenas those parses leave partly used, glibc's gives the pages back when the heap is trimmed
+    (:mod:`orchestrator.serve.memory`). Measured on 50 tasks and 10,000 runs after the same
+    pages: 72 MB idle with CPython's allocator, 58 MB with glibc's (docs/performance.md). Only
+    the console script or ``python -m orchestrator`` is run again, never a host program that
+    called ``main()``; a tracer or profiler keeps its process.
+    """
+    if os.environ.get("PYTHONMALLOC") or not sys.platform.startswith("linux"):
+        return
+    if sys.gettrace() is not None or sys.getprofile() is not None:
+        return
+    launcher = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    argv = list(getattr(sys, "orig_argv", []))
+    if launcher not in ("codex-orchestrator", "__main__.py") or not argv:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with contextlib.suppress(OSError):  # cannot exec: serve as we are
+        os.execve(sys.executable, argv, {**os.environ, "PYTHONMALLOC": "malloc"})
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -98,6 +124,7 @@ def serve(
         raise UsageError("--host must not be empty; 127.0.0.1 serves this machine alone")
     if not _web_stack_installed():
         raise UsageError(MISSING_EXTRA)
+    _under_system_allocator()
     kernel = load_kernel(common)
     default_task = task_id(kernel, common)
     token = token if token is not None else os.environ.get(TOKEN_ENV) or None

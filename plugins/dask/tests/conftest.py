@@ -50,3 +50,14 @@ def two_workers(tmp_path: Path) -> Iterator[LocalTestCluster]:
     finally:
         close_all()  # this process's clients first, so none is left retrying a dead scheduler
         running.stop()
+
+
+@pytest.fixture
+def no_workers(tmp_path: Path) -> Iterator[LocalTestCluster]:
+    """A scheduler with no worker at all (stages queue until one comes)."""
+    running = start_cluster(tmp_path / "dask-empty", workers=[])
+    try:
+        yield running
+    finally:
+        close_all()
+        running.stop()

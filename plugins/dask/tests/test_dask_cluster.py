@@ -218,3 +218,15 @@ def test_ctrl_c_cancels_a_stage_on_the_local_cluster_cleanly(tmp_path: Path) -> 
     assert "Traceback" not in err and "KilledWorker" not in out + err, err
     sleep_pid = int(pid_file.read_text())
     wait_for(lambda: not process_running(sleep_pid), "the stage's command to end")
+
+
+def test_a_stage_no_worker_takes_fails_after_the_queue_timeout(
+    tmp_path: Path, no_workers: LocalTestCluster
+) -> None:
+    project = dask_project(tmp_path, scheduler=no_workers.address, queue_timeout_seconds=1)
+    project.write_pipeline('stages = [{ id = "a", command = "true" }]')
+    result = project.run("start", "p", "--format", "json", timeout=patience() * 2)
+    assert result.returncode == 1, result.stderr
+    stage = project.manifest(json.loads(result.stdout))["commands"][0]
+    assert stage["status"] == "failed"
+    assert "no Dask worker took the stage within 1 s" in stage["summary"], stage["summary"]

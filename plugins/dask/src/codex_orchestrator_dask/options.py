@@ -21,6 +21,11 @@ class DaskOptions(CommandRunnerOptions):
     connect_timeout_seconds: float = Field(
         10, gt=0, le=600, description="how long to try reaching the scheduler"
     )
+    queue_timeout_seconds: float = Field(
+        0,
+        ge=0,
+        description="fail a stage no worker has taken after this long; 0 = wait for one",
+    )
     chunk_bytes: int = Field(
         8192,
         ge=1024,

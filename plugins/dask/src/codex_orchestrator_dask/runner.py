@@ -140,6 +140,7 @@ class _StageTask:
         self.sent_hurry = False
         self.next_worker_check = 0.0
         self.worker_lost = False
+        self.queue_timed_out = False
 
     def _spec(self) -> dict[str, Any]:
         request = self.request
@@ -188,6 +189,8 @@ class _StageTask:
 
     def _follow(self, future: Any) -> CommandOutcome:
         ended_at: float | None = None
+        waited = self.options.queue_timeout_seconds
+        queue_deadline = time.monotonic() + waited if waited > 0 else None
         while True:
             try:
                 message = self.events.get(timeout=POLL_SECONDS)
@@ -201,6 +204,14 @@ class _StageTask:
             self._pass_on_cancel(future)
             status = future.status
             if status == "pending":
+                if (
+                    self.worker is None
+                    and queue_deadline is not None
+                    and time.monotonic() >= queue_deadline
+                ):
+                    future.cancel()
+                    self.queue_timed_out = True
+                    continue  # a begin event may still be on its way: settled below
                 if self._worker_gone():
                     future.cancel()  # whatever Dask would do next, the stage does not run again
                     return self._lost_worker("the scheduler no longer lists it")
@@ -309,6 +320,17 @@ class _StageTask:
         )
 
     def _never_ran(self) -> CommandOutcome:
+        if self.queue_timed_out:
+            return CommandOutcome(
+                exit_code=None,
+                timed_out=True,
+                error=(
+                    "no Dask worker took the stage within "
+                    f"{self.options.queue_timeout_seconds:g} s ([command_runner] "
+                    "queue_timeout_seconds); are workers running and do they offer the stage's "
+                    "resources?"
+                ),
+            )
         if self.request.cancel.is_set():
             return CommandOutcome(exit_code=None, cancelled=True, error="cancelled before it ran")
         return CommandOutcome(
