@@ -130,6 +130,7 @@ class Store:
             max_size=self.options.pool_max_size,
             kwargs={"autocommit": True},
             configure=self._configure,
+            check=ConnectionPool.check_connection,  # one dropped by the server is replaced
             timeout=self.options.connect_timeout_seconds,
             name=f"codex-orchestrator-{self.schema}",
             open=True,
