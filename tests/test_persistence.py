@@ -48,11 +48,19 @@ def test_sigkill_at_random_moments_never_leaves_a_record_that_does_not_parse(
         "--set",
         "heartbeat.manifest_throttle_seconds=0",
     )
-    for _ in range(8):
+    for attempt in range(8):
+        before = len(project.manifest_paths())
         process = project.popen(
             "start", "p", *fast, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        time.sleep(rng.uniform(0.3, 2.0))  # from loading the config to the final flush
+        if attempt % 2:  # anchored on the run's first manifest, however slow the machine
+            deadline = time.monotonic() + 120
+            while len(project.manifest_paths()) == before and process.poll() is None:
+                assert time.monotonic() < deadline, "the run never wrote its first manifest"
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 1.5))  # somewhere among the stages and the flushes
+        else:
+            time.sleep(rng.uniform(0.3, 2.0))  # from loading the config on, run or no run yet
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
         assert_records_parse(project)
@@ -210,7 +218,11 @@ def test_a_manifest_that_cannot_be_written_is_never_reported_as_a_success(
     project: Project,
 ) -> None:
     # the stage puts a folder where the manifest goes: every later manifest write fails
-    script = 'm="$CODEX_ORCHESTRATOR_MANIFEST_PATH"; rm -f "$m"; mkdir "$m"; echo done'
+    # (until it sticks: the writer may rename a fresh manifest in between the rm and the mkdir)
+    script = (
+        'm="$CODEX_ORCHESTRATOR_MANIFEST_PATH"; '
+        'until [ -d "$m" ]; do rm -f "$m"; mkdir "$m" 2>/dev/null; done; echo done'
+    )
     project.write_config(
         f'[pipelines.p]\nstages = [{{ id = "a", command = {json.dumps(script)} }}, '
         '{ id = "b", command = "true" }]\n'
