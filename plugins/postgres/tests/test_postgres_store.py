@@ -36,6 +36,8 @@ def test_one_line_of_config_moves_every_run_record_into_the_database(
     review = project.run("review", summary["run_id"])
     assert review.returncode == 0, review.stderr
     assert "check failed" in review.stdout
+    verify = project.run("verify", summary["run_id"])  # digests of logs kept as rows
+    assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
 def test_options_are_validated_by_the_plugin(
