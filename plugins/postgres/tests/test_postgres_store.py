@@ -128,3 +128,18 @@ def test_status_json_reads_every_run_from_the_database(
         second["run_id"],
         first["run_id"],
     ]
+
+
+def test_prune_removes_every_row_of_old_runs_and_keeps_the_rest(
+    tmp_path: Path, postgres_options: dict[str, Any]
+) -> None:
+    project = project_with(tmp_path, postgres_options)
+    old = project.start_json("p", expect=1)
+    new = project.start_json("p", expect=1)
+    result = project.run("prune", "--keep", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for table in ("runs", "stages", "error_files", "history", "metrics", "heartbeats", "logs"):
+        rows = query(postgres_options, f"SELECT DISTINCT run_id FROM {table}")
+        assert rows == [(new["run_id"],)], (table, rows, old["run_id"])
+    status = project.run("status", new["run_id"], "--format", "json")
+    assert status.returncode == 0, status.stderr

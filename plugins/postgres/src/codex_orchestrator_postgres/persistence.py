@@ -246,6 +246,37 @@ class PostgresPersistence:
         finally:
             connection.close()  # the server frees the lock with the session
 
+    def remove_runs(self, task_id: str, runs: list[RunLocation]) -> list[tuple[str, int]]:
+        """``prune``: every row of these runs (manifest, stages, error files, history, metrics,
+        heartbeat, logs) in one transaction, then their scratch folders here; (run id, bytes
+        freed) for each. Rows of other runs are not touched, so runs that start meanwhile stay."""
+        import shutil
+
+        sizes = {
+            "runs": "octet_length(manifest)",
+            "stages": "octet_length(summary)",
+            "error_files": "octet_length(document)",
+            "history": "octet_length(entry)",
+            "metrics": "octet_length(line)",
+            "heartbeats": "16",
+            "logs": "octet_length(data)",
+        }
+        freed: dict[str, int] = {}
+        with self.store.connection() as db, db.transaction():
+            for run in runs:
+                total = 0
+                for table, size in sizes.items():
+                    row = db.execute(
+                        f"WITH gone AS (DELETE FROM {table} WHERE task_id = %s AND run_id = %s"
+                        f" RETURNING {size} AS size) SELECT coalesce(sum(size), 0) FROM gone",
+                        (task_id, run.run_id),
+                    ).fetchone()
+                    total += int(row[0] or 0) if row else 0
+                freed[run.run_id] = total
+        for run in runs:
+            shutil.rmtree(run.run_dir, ignore_errors=True)
+        return [(run.run_id, freed.get(run.run_id, 0)) for run in runs]
+
     # ------------------------------------------------------------------ logs
 
     def open_log(self, run: RunLocation, name: str) -> PostgresLogSink:
