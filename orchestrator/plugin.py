@@ -108,6 +108,8 @@ __all__ = [  # literal, so that type checkers take these as the module's exports
     "CommandRunnerOptions",
     "ConfigError",
     "CorruptRecordError",
+    "Delivery",
+    "DeliveryError",
     "GroupLimits",
     "Heartbeat",
     "HeartbeatOptions",
@@ -128,6 +130,7 @@ __all__ = [  # literal, so that type checkers take these as the module's exports
     "RunnerContractError",
     "SlotContext",
     "SlotOptions",
+    "TransientDeliveryError",
     "__version__",
     "append_line",
     "atomic_write_bytes",
@@ -136,6 +139,7 @@ __all__ = [  # literal, so that type checkers take these as the module's exports
     "check_http_url",
     "command_argv",
     "cut_torn_tail",
+    "deliver",
     "dump_json",
     "end_group",
     "envelope",
@@ -148,13 +152,16 @@ __all__ = [  # literal, so that type checkers take these as the module's exports
     "not_started",
     "now_iso",
     "parse_iso",
+    "post_json",
     "redact_text",
     "redact_url",
     "redacted",
     "remove_stale_temps",
+    "send_run",
     "signal_group",
     "signal_name",
     "spawn",
+    "tree_bytes",
     "utcnow",
     "validate_outcome",
     "without_credentials",
@@ -219,8 +226,16 @@ if TYPE_CHECKING:  # the same names for type checkers and editors (a test keeps 
         fsync_dir,
         make_dirs,
         remove_stale_temps,
+        tree_bytes,
     )
     from orchestrator.hookspecs import hookimpl
+    from orchestrator.http_delivery import (
+        Delivery,
+        DeliveryError,
+        TransientDeliveryError,
+        deliver,
+        post_json,
+    )
     from orchestrator.http_targets import check_http_url, redacted, without_credentials
     from orchestrator.manifest import CommandRecord
     from orchestrator.process_group import (
@@ -236,3 +251,4 @@ if TYPE_CHECKING:  # the same names for type checkers and editors (a test keeps 
     )
     from orchestrator.redaction import redact_text, redact_url
     from orchestrator.run_context import RunView
+    from orchestrator.sync import send_run
