@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -91,7 +92,7 @@ def test_a_run_of_another_host_is_stale_by_heartbeat_age_alone(
         config(postgres_options)
         + "[heartbeat]\ninterval_seconds = 1\nstale_after_seconds = 60\n"
         + '[pipelines.p]\nstages = [{ id = "wait", command = '
-        + '"echo $CODEX_ORCHESTRATOR_RUN_ID > run-id; sleep 600" }]\n'
+        + '"echo $$ > stage-pid; echo $CODEX_ORCHESTRATOR_RUN_ID > run-id; sleep 600" }]\n'
     )
     process = project.popen("start", "p", start_new_session=True)
     try:
@@ -106,6 +107,9 @@ def test_a_run_of_another_host_is_stale_by_heartbeat_age_alone(
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.communicate(timeout=60)
+        # the stage runs in a session of its own: end it too, nothing outlives the test
+        with contextlib.suppress(OSError, ValueError):
+            os.killpg(int((project.root / "stage-pid").read_text()), signal.SIGKILL)
 
     def status() -> dict[str, Any]:
         result = project.run("status", run_id, "--format", "json")
