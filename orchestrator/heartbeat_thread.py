@@ -17,7 +17,19 @@ log = logging.getLogger(__name__)
 
 
 def peak_rss_kb() -> int | None:
-    """This process's peak resident memory in KiB (its own, not its children's)."""
+    """This process's peak resident memory in KiB (its own, not its children's).
+
+    On Linux, ``VmHWM`` of this address space: ``getrusage``'s ``ru_maxrss`` survives ``exec``,
+    so an orchestrator started by a large process (a test runner grown to 300 MB, an IDE) would
+    report its parent's peak as its own.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
     try:
         import resource
     except ImportError:  # pragma: no cover - not on POSIX
