@@ -4,10 +4,9 @@ authors' suites."""
 
 from __future__ import annotations
 
-from importlib.metadata import entry_points
+import sys
 
-if not any(
-    ep.value == "orchestrator.testing.pytest_plugin" for ep in entry_points(group="pytest11")
-):
-    # an editable install made before the entry point existed: load the plugin by hand
+if "orchestrator.testing.pytest_plugin" not in sys.modules:
+    # pytest loads entry-point plugins before conftests: not loaded means an install made
+    # before the entry point existed, so load it by hand
     pytest_plugins = ["orchestrator.testing.pytest_plugin"]
