@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.contracts import CommandRequest, RunLocation, SlotContext
+from orchestrator.heartbeat_thread import peak_rss_kb
 from orchestrator.testing.conformance._support import (
     TORN_WRITE_LIMIT,
     build,
@@ -141,12 +142,12 @@ def run_command_rss(implementation: Any, spec: dict[str, Any]) -> None:
         counted["bytes"] += len(data)
         counted["chunks"] += 1
 
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    baseline = peak_rss_kb()  # VmHWM: ru_maxrss would carry the spawning test runner's peak
     request = CommandRequest(
         argv=spec["argv"], shell=None, cwd=Path(spec["cwd"]), env=spec["env"], timeout_seconds=0
     )
     outcome = implementation.run(request, on_output)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = peak_rss_kb()
     _say(
         json.dumps(
             {**counted, "exit_code": outcome.exit_code, "baseline_kb": baseline, "peak_kb": peak}
