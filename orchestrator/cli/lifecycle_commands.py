@@ -338,11 +338,11 @@ def logs(
         try:
             run = locate_run(kernel, run_id, _explicit_task(kernel, common))
         except (RunNotFoundError, IdentifierError):
-            # `logs test`: a stage of the newest run, when no run has that id
+            # `logs test` or `logs 2`: a stage of the newest run, when no run has that id
             if stage is not None:
                 raise
             run = newest()
-            if not any(c.id == run_id for c in load_manifest(kernel, run).commands):
+            if not any(run_id in (c.id, str(c.index)) for c in load_manifest(kernel, run).commands):
                 raise
             run_id, stage = run.run_id, run_id
     out = sys.stdout.buffer
