@@ -113,6 +113,12 @@ def test_a_stage_id_alone_means_that_stage_of_the_newest_run(project: Project) -
     result = logs(project, "second")
     assert result.returncode == 0, result.stderr
     assert result.stdout == b"two\n"
+    # the stage's number works alone too, as `--help` says ("its id or its number")
+    by_number = logs(project, "2")
+    assert by_number.returncode == 0, by_number.stderr
+    assert by_number.stdout == b"two\n"
+    unknown = logs(project, "7")
+    assert unknown.returncode == 2 and b"unknown run 7" in unknown.stderr
 
 
 def test_logs_format_json_is_one_document_and_keeps_every_byte(project: Project) -> None:

@@ -383,3 +383,20 @@ def test_a_runner_that_cannot_load_fails_a_resume_before_the_run_is_touched(
     assert "no-such-runner" in result.stderr and "Traceback" not in result.stderr
     assert project.manifest(first) == before  # no resume event, status still failed
     assert lines(project.root / "gate.count") == ["run"]
+
+
+def test_resume_without_a_run_names_the_newest_and_runs_nothing(project: Project) -> None:
+    project.write_config(GATE_CONFIG)
+    empty = project.run("resume")
+    assert empty.returncode == 2, empty.stderr
+    assert empty.stderr.strip().splitlines() == [
+        "error: resume needs a run id, and task 0101 has no runs"
+    ]
+    failed = _failed_gate_run(project)
+    before = project.manifest(failed)
+    result = project.run("resume")
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert f"`codex-orchestrator resume {failed['run_id']}`" in line and "(failed)" in line
+    assert project.manifest(failed) == before  # nothing was resumed
+    assert lines(project.root / "gate.count") == ["run"]

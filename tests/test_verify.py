@@ -118,9 +118,16 @@ def test_missing_evidence_is_a_mismatch_and_an_unknown_run_is_usage(project: Pro
     manifest = project.manifest(summary)
     (project.root / manifest["commands"][0]["log_path"]).unlink()
     (project.root / manifest["commands"][1]["error_file"]).unlink()
+    stored = project.root / manifest["commands"][0]["artifacts"][0]["stored"]
+    stored.unlink()
     result = _verify(project, summary["run_id"], expect=1)
     assert "stage:build:log: log" in result.stdout and "is missing" in result.stdout
     assert "stage:check:error-file: error file" in result.stdout
+    assert "stage:build:artifact:dist/app.whl: artifact" in result.stdout
+    # an artifact swapped for a link is not followed: it cannot be read
+    stored.symlink_to(project.root / "codex.orchestrator.toml")
+    linked = _verify(project, summary["run_id"], expect=1)
+    assert "cannot be read: it is a symbolic link" in linked.stdout
 
     unknown = _verify(project, "2025-01-01T00-00-00-000Z-00000000", expect=2)
     assert unknown.stdout == "" and len(unknown.stderr.splitlines()) == 1

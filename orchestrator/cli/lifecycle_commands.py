@@ -76,15 +76,14 @@ def status(
             print("\n".join(render_all(rows)))
         return 0
     if run_id is None and watch:  # follow the task's newest run
-        from orchestrator.lifecycle.status import task_runs
+        from orchestrator.lifecycle.status import newest_run_id
 
         task = task_id(kernel, common)
-        newest = task_runs(kernel, task)
-        if not newest:
+        run_id = newest_run_id(kernel, task)
+        if run_id is None:
             raise UsageError(
                 f"task {task} has no runs to watch; start one with `codex-orchestrator start`"
             )
-        run_id = newest[0]["run_id"]
         return _watch(kernel, locate_run(kernel, run_id, task), common)
     if run_id is None:
         task = task_id(kernel, common)
@@ -177,7 +176,7 @@ def _watch(kernel: Any, run: Any, common: Common) -> int:
 
 
 def resume(
-    run_id: str,
+    run_id: str | None = None,
     /,
     *,
     force: Annotated[
@@ -205,7 +204,8 @@ def resume(
     Parameters
     ----------
     run_id
-        The run to resume (looked up across tasks unless --task is given).
+        The run to resume (looked up across tasks unless --task is given). Required: without
+        it, resume names the task's newest run and runs nothing.
     """
     from orchestrator.cli.run_output import run_with_output
     from orchestrator.lifecycle.records import load_manifest, locate_run
@@ -215,6 +215,8 @@ def resume(
     common = common or StreamCommon()
     kernel = load_kernel(common, runs=True)
     kernel.load_slots()  # a broken plugin fails here, before the run is read or locked
+    if run_id is None:
+        raise UsageError(_which_run_to_resume(kernel, task_id(kernel, common)))
     run = locate_run(kernel, run_id, _explicit_task(kernel, common))
     manifest = load_manifest(kernel, run)
     plan = plan_resume(
@@ -235,6 +237,29 @@ def resume(
     return run_with_output(run_plan, RunControls(approve=approve), common.format)
 
 
+def _which_run_to_resume(kernel: Any, task: str) -> str:
+    """The one line `resume` without a run prints: it never guesses which run to continue, but
+    names the newest one and the command to paste."""
+    import shlex
+
+    from orchestrator.lifecycle.status import task_runs
+
+    listing = task_runs(kernel, task)
+    if not listing:
+        return f"resume needs a run id, and task {task} has no runs"
+    newest = listing[0]
+    run_id, status = newest["run_id"], newest.get("status")
+    if status == "succeeded":
+        return (
+            f"resume needs a run id; task {task}'s newest run {run_id} succeeded, "
+            "so there is nothing to resume (`codex-orchestrator status` lists the others)"
+        )
+    return (
+        f"resume needs a run id; task {task}'s newest run is {run_id} ({status}): "
+        f"`codex-orchestrator resume {shlex.quote(run_id)}`"
+    )
+
+
 def review(run_id: str | None = None, /, *, common: Common | None = None) -> int:
     """Print a reviewer's hand-off of a run in Markdown.
 
@@ -245,18 +270,18 @@ def review(run_id: str | None = None, /, *, common: Common | None = None) -> int
     """
     from orchestrator.lifecycle.records import locate_run, newest_top_level_run
     from orchestrator.lifecycle.review import render_review
-    from orchestrator.lifecycle.status import run_status, task_runs
+    from orchestrator.lifecycle.status import newest_run_id, run_status
 
     common = common or Common()
     kernel = load_kernel(common)
     if run_id is None:
         task = task_id(kernel, common)
-        listing = task_runs(kernel, task)
-        if not listing:
+        newest_id = newest_run_id(kernel, task)
+        if newest_id is None:
             raise UsageError(
                 f"task {task} has no runs to review; start one with `codex-orchestrator start`"
             )
-        newest = locate_run(kernel, listing[0]["run_id"], task)
+        newest = locate_run(kernel, newest_id, task)
         run = newest_top_level_run(kernel, task, newest)
     else:
         run = locate_run(kernel, run_id, _explicit_task(kernel, common))
@@ -318,19 +343,19 @@ def logs(
     from orchestrator.errors import IdentifierError, RunNotFoundError
     from orchestrator.lifecycle.logs import write_run_output
     from orchestrator.lifecycle.records import load_manifest, locate_run
-    from orchestrator.lifecycle.status import task_runs
+    from orchestrator.lifecycle.status import newest_run_id
 
     common = common or Common()
     kernel = load_kernel(common)
 
     def newest() -> Any:
         task = task_id(kernel, common)
-        listing = task_runs(kernel, task)
-        if not listing:
+        newest_id = newest_run_id(kernel, task)
+        if newest_id is None:
             raise UsageError(
                 f"task {task} has no runs to show; start one with `codex-orchestrator start`"
             )
-        return locate_run(kernel, listing[0]["run_id"], task)
+        return locate_run(kernel, newest_id, task)
 
     if run_id is None:
         run = newest()
@@ -338,11 +363,11 @@ def logs(
         try:
             run = locate_run(kernel, run_id, _explicit_task(kernel, common))
         except (RunNotFoundError, IdentifierError):
-            # `logs test`: a stage of the newest run, when no run has that id
+            # `logs test` or `logs 2`: a stage of the newest run, when no run has that id
             if stage is not None:
                 raise
             run = newest()
-            if not any(c.id == run_id for c in load_manifest(kernel, run).commands):
+            if not any(run_id in (c.id, str(c.index)) for c in load_manifest(kernel, run).commands):
                 raise
             run_id, stage = run.run_id, run_id
     out = sys.stdout.buffer

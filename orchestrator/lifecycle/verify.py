@@ -19,9 +19,10 @@ database-backed store is verified the same way.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from orchestrator.contracts import RunLocation
 from orchestrator.digests import document_sha256, file_sha256, stored_log_sha256
@@ -30,6 +31,8 @@ from orchestrator.kernel import Kernel
 from orchestrator.lifecycle.records import manifest_from_document
 from orchestrator.manifest import FINISHED_RUN_STATUSES, CommandRecord, Manifest
 from orchestrator.run_report import relative
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -228,17 +231,25 @@ class _Checker:
         expected = relative(path, self.kernel.root)
         if record.log_path != expected:
             self.fail(check, f"log_path is {record.log_path}, the run layout says {expected}")
+        actual = self.read_file(
+            check,
+            f"log {expected}",
+            lambda: stored_log_sha256(self.kernel.persistence, self.run, path),
+        )
+        if actual is not None:
+            self.compare(check, f"log {expected}", record.log_sha256, actual)
+
+    def read_file(self, check: str, what: str, read: Callable[[], T]) -> T | None:
+        """``read()``, or None after failing ``check`` because ``what`` is missing or unreadable."""
         try:
-            actual = stored_log_sha256(self.kernel.persistence, self.run, path)
+            return read()
         except FileNotFoundError:
             self.report.checked += 1
-            self.fail(check, f"log {expected} is missing")
-            return
+            self.fail(check, f"{what} is missing")
         except OSError as exc:
             self.report.checked += 1
-            self.fail(check, f"log {expected} cannot be read: {exc}")
-            return
-        self.compare(check, f"log {expected}", record.log_sha256, actual)
+            self.fail(check, f"{what} cannot be read: {exc}")
+        return None
 
     def error_file(self, record: CommandRecord, stem: str) -> None:
         check = f"stage:{record.id}:error-file"
@@ -278,18 +289,16 @@ class _Checker:
             self.fail(check, f"artifact path {artifact.path!r} leads outside its folder")
             return
         path = artifact_folder(self.kernel.persistence, self.run, record.id) / relative_path
-        try:
+
+        def read() -> tuple[str, int]:
             if path.is_symlink():
                 raise OSError("it is a symbolic link")
-            actual, size = file_sha256(path)
-        except FileNotFoundError:
-            self.report.checked += 1
-            self.fail(check, f"artifact {artifact.stored} is missing")
+            return file_sha256(path)
+
+        digest = self.read_file(check, f"artifact {artifact.stored}", read)
+        if digest is None:
             return
-        except OSError as exc:
-            self.report.checked += 1
-            self.fail(check, f"artifact {artifact.stored} cannot be read: {exc}")
-            return
+        actual, size = digest
         self.compare(check, f"artifact {artifact.stored}", artifact.sha256, actual)
         if size != artifact.bytes:
             self.fail(
