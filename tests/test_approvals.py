@@ -8,9 +8,13 @@ import pty
 import subprocess
 from typing import Any
 
+import pytest
 from stream_support import WAIT_SECONDS
 
 from orchestrator.testing import Project
+
+# what these commands decide and print: the CLI runs in-process (orchestrator.testing)
+pytestmark = pytest.mark.in_process
 
 CONFIG = """
 [pipelines.deploy]
@@ -102,6 +106,7 @@ def run_in_terminal(project: Project, answer: str) -> tuple[int, dict[str, Any],
     return process.returncode, json.loads(stdout), seen + rest
 
 
+@pytest.mark.subprocess
 def test_in_a_terminal_the_user_is_asked_once(project: Project) -> None:
     configure(project)
     code, summary, stderr = run_in_terminal(project, "n")

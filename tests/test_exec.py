@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 
+import pytest
 from stream_support import (
     WAIT_SECONDS,
     chunk_text,
@@ -19,9 +20,13 @@ from stream_support import (
 
 from orchestrator.testing import Project
 
+# what these commands decide and print: the CLI runs in-process (orchestrator.testing)
+pytestmark = pytest.mark.in_process
+
 PY = sys.executable
 
 
+@pytest.mark.subprocess
 def test_jsonl_streams_output_while_the_command_runs(project: Project) -> None:
     # The command prints, then waits until the test has seen that output on the stream.
     script = (
@@ -137,6 +142,7 @@ def test_timeout_stops_the_command_with_exit_124(project: Project) -> None:
     assert record["error_file"]
 
 
+@pytest.mark.subprocess
 def test_sigint_cancels_the_command_and_exits_130(project: Project) -> None:
     process = project.popen("exec", "--format", "jsonl", "--", "sh", "-c", "echo ready; sleep 30")
     events = []
@@ -274,6 +280,7 @@ def test_start_streams_jsonl_for_every_stage(project: Project) -> None:
     assert json.loads(again.stdout)["status"] == "succeeded"
 
 
+@pytest.mark.subprocess
 def test_a_reader_that_leaves_does_not_change_the_outcome(project: Project) -> None:
     process = project.popen(
         "exec",

@@ -7,7 +7,12 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from orchestrator.testing import Project
+
+# what these commands decide and print: the CLI runs in-process (orchestrator.testing)
+pytestmark = pytest.mark.in_process
 
 PY = sys.executable
 # stdout: text, a multibyte character split across writes, bytes that are not UTF-8
@@ -67,6 +72,7 @@ def test_logs_without_arguments_shows_every_stage_of_the_newest_run(project: Pro
     assert [h.split()[-2] for h in headers] == ["noisy", "second"]
 
 
+@pytest.mark.subprocess
 def test_logs_follows_a_live_run_until_it_ends(project: Project) -> None:
     project.write_config(
         """

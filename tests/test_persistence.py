@@ -13,6 +13,9 @@ import pytest
 
 from orchestrator.testing import Project
 
+# what these commands decide and print: the CLI runs in-process (orchestrator.testing)
+pytestmark = pytest.mark.in_process
+
 MANY_STAGES = 40
 
 
@@ -36,6 +39,7 @@ def assert_records_parse(project: Project) -> int:
     return len(manifests)
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_sigkill_at_random_moments_never_leaves_a_record_that_does_not_parse(
     project: Project,

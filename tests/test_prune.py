@@ -12,6 +12,9 @@ import pytest
 
 from orchestrator.testing import Project
 
+# what these commands decide and print: the CLI runs in-process (orchestrator.testing)
+pytestmark = pytest.mark.in_process
+
 CONFIG = """
 [pipelines.ok]
 stages = [{ id = "a", command = "echo fine" }]
@@ -88,6 +91,7 @@ def test_older_than_and_json_and_usage_errors(project: Project) -> None:
         assert message in bad.stderr and len(bad.stderr.splitlines()) == 1
 
 
+@pytest.mark.subprocess
 def test_a_live_run_is_never_pruned(project: Project) -> None:
     project.write_config(CONFIG)
     _runs(project, "ok")
@@ -107,6 +111,7 @@ def test_a_live_run_is_never_pruned(project: Project) -> None:
         slow.communicate(timeout=60)
 
 
+@pytest.mark.subprocess
 def test_runs_started_while_prune_works_are_never_lost(project: Project) -> None:
     project.write_config(CONFIG)
     old = _runs(project, *["bad"] * 6)

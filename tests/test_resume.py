@@ -24,6 +24,9 @@ from lifecycle_support import (
 
 from orchestrator.testing import Project
 
+# what these commands decide and print: the CLI runs in-process (orchestrator.testing)
+pytestmark = pytest.mark.in_process
+
 GATE_CONFIG = """
 [pipelines.p]
 stages = [
@@ -125,6 +128,7 @@ def test_a_changed_pipeline_needs_force(project: Project) -> None:
     assert project.validate_manifests() == 1
 
 
+@pytest.mark.subprocess
 def test_racing_resumes_exactly_one_proceeds(project: Project) -> None:
     project.write_config(
         """
@@ -151,6 +155,7 @@ def test_racing_resumes_exactly_one_proceeds(project: Project) -> None:
     assert len(project.manifest(first)["resume_events"]) == 1
 
 
+@pytest.mark.subprocess
 def test_a_cancelled_run_resumes(project: Project) -> None:
     project.write_config(
         f"""
@@ -174,6 +179,7 @@ def test_a_cancelled_run_resumes(project: Project) -> None:
     assert read_manifest(folder)["resume_events"][0]["reason"] == "run was cancelled"  # type: ignore[index]
 
 
+@pytest.mark.subprocess
 def test_a_sigkilled_orchestrator_is_stale_and_resumes_from_the_killed_stage(
     project: Project,
 ) -> None:
@@ -261,6 +267,7 @@ def test_a_resume_that_read_the_run_before_another_resume_finished_is_refused(
     assert len(project.manifest(first)["resume_events"]) == 1
 
 
+@pytest.mark.subprocess
 def test_the_lifecycle_works_the_same_with_sqlite_persistence(project: Project) -> None:
     """Only CLI output is read here: with sqlite no manifest.json exists on disk."""
     pytest.importorskip("codex_orchestrator_sqlite")

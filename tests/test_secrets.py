@@ -11,6 +11,9 @@ from stream_support import Receiver, closed_port_url
 
 from orchestrator.testing import Project
 
+# what these commands decide and print: the CLI runs in-process (orchestrator.testing)
+pytestmark = pytest.mark.in_process
+
 SECRETS = ("tok3n", "SEKRET", "hidd3n", "envs3cret", "pathsecret")
 
 
@@ -35,6 +38,7 @@ def receiver() -> Iterator[Receiver]:
     server.stop()
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     "target",
     [

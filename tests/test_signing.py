@@ -17,6 +17,9 @@ serialization = pytest.importorskip(
 )
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 
+# what these commands decide and print: the CLI runs in-process (orchestrator.testing)
+pytestmark = pytest.mark.in_process
+
 PIPELINE = '[pipelines.bad]\nstages = [{ id = "a", command = "exit 1" }]\n'
 
 

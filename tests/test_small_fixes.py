@@ -6,7 +6,12 @@ import json
 import signal
 import time
 
+import pytest
+
 from orchestrator.testing import Project
+
+# what these commands decide and print: the CLI runs in-process (orchestrator.testing)
+pytestmark = pytest.mark.in_process
 
 
 def test_allow_failure_must_be_a_boolean(project: Project) -> None:
@@ -58,6 +63,7 @@ def test_plan_json_shows_the_effective_timeout(project: Project) -> None:
     assert [stage["timeout_seconds"] for stage in stages] == [600, 5]
 
 
+@pytest.mark.subprocess
 def test_a_cancelled_stage_says_it_was_cancelled(project: Project) -> None:
     project.write_config(
         '[pipelines.p]\nstages = [{ id = "long", command = "echo started; sleep 1000" }]\n'

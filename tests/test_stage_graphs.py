@@ -12,6 +12,9 @@ from lifecycle_support import lines, wait_for
 from orchestrator.testing import Project
 from orchestrator.testing.project import group_running, process_running
 
+# what these commands decide and print: the CLI runs in-process (orchestrator.testing)
+pytestmark = pytest.mark.in_process
+
 # waits inside stages end after 60 s at most, so a broken scheduler fails a test, never hangs it
 WAIT = "i=0; until [ -f {file} ] || [ $i -ge 3000 ]; do sleep 0.02; i=$((i+1)); done"
 
@@ -265,6 +268,7 @@ def pids(project: Project, prefix: str) -> tuple[int, int]:
     return leader, child
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize(
     "signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["INT", "TERM", "HUP"]
 )

@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+import pytest
+
 from orchestrator.testing import Project
+
+# what these commands decide and print: the CLI runs in-process (orchestrator.testing)
+pytestmark = pytest.mark.in_process
 
 
 def test_start_runs_stages_in_order_and_records_the_run(project: Project) -> None:

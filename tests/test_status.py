@@ -6,6 +6,7 @@ import json
 import signal
 import time
 
+import pytest
 from lifecycle_support import (
     BLOCKING_STAGE,
     WAIT_SECONDS,
@@ -17,6 +18,9 @@ from lifecycle_support import (
 )
 
 from orchestrator.testing import Project
+
+# what these commands decide and print: the CLI runs in-process (orchestrator.testing)
+pytestmark = pytest.mark.in_process
 
 FAILING = """
 [pipelines.p]
@@ -155,6 +159,7 @@ def test_bad_run_ids_and_usage(project: Project) -> None:
     assert "no runs yet" in project.run("status").stdout
 
 
+@pytest.mark.subprocess
 def test_a_live_run_is_not_stale_cannot_be_resumed_and_can_be_watched(project: Project) -> None:
     project.write_config(LIVE)
     orchestrator = start_in_background(project, "p")
@@ -194,6 +199,7 @@ def test_a_live_run_is_not_stale_cannot_be_resumed_and_can_be_watched(project: P
         orchestrator.wait()
 
 
+@pytest.mark.subprocess
 def test_a_silent_orchestrator_goes_stale_but_keeps_its_run_locked(project: Project) -> None:
     project.write_config(LIVE)
     orchestrator = start_in_background(project, "p")
@@ -227,6 +233,7 @@ def test_a_silent_orchestrator_goes_stale_but_keeps_its_run_locked(project: Proj
         orchestrator.wait()
 
 
+@pytest.mark.subprocess
 def test_watch_redraws_in_place_on_a_terminal(project: Project) -> None:
     import os
     import pty

@@ -13,6 +13,9 @@ import pytest
 
 from orchestrator.testing import Project
 
+# what these commands decide and print: the CLI runs in-process (orchestrator.testing)
+pytestmark = pytest.mark.in_process
+
 TOKEN = "s3cr3t-sync-token"
 
 

@@ -6,7 +6,12 @@ import json
 import os
 import subprocess
 
+import pytest
+
 from orchestrator.testing import Project
+
+# what these commands decide and print: the CLI runs in-process (orchestrator.testing)
+pytestmark = pytest.mark.in_process
 
 ONE_STAGE = '[pipelines.p]\nstages = [{ id = "a", command = "true" }]\n'
 
@@ -61,6 +66,7 @@ def test_a_long_history_is_not_rewritten_for_every_run(project: Project) -> None
     assert len(listed(project)) == 5003
 
 
+@pytest.mark.subprocess
 def test_concurrent_runs_all_land_in_the_snapshot(project: Project) -> None:
     project.write_config(ONE_STAGE)
     processes = [
@@ -78,6 +84,7 @@ def test_concurrent_runs_all_land_in_the_snapshot(project: Project) -> None:
     assert not journal.exists() or os.path.getsize(journal) == 0
 
 
+@pytest.mark.subprocess
 def test_a_listing_with_a_live_run_reads_the_history_once(project: Project) -> None:
     """Listing a task whose run is still going reads that run's manifest (to tell whether it
     went stale) without listing the task again for its children: no recursion, no warning."""

@@ -12,6 +12,9 @@ import pytest
 
 from orchestrator.testing import Project
 
+# what these commands decide and print: the CLI runs in-process (orchestrator.testing)
+pytestmark = pytest.mark.in_process
+
 CONFIG = """
 [[pipelines.p.stages]]
 id = "build"
