@@ -47,8 +47,10 @@ def pipelines_toml(pipelines: Mapping[str, Sequence[str]]) -> str:
 class OurProject:
     """A project folder with the given pipelines, and the commands that act on it."""
 
-    def __init__(self, base: Path, pipelines: Mapping[str, Sequence[str]]) -> None:
-        if base.exists():
+    def __init__(
+        self, base: Path, pipelines: Mapping[str, Sequence[str]], *, fresh: bool = True
+    ) -> None:
+        if fresh and base.exists():
             shutil.rmtree(base)
         self.project = Project(base)
         self.project.write_config(pipelines_toml(pipelines))

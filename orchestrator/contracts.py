@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-PLUGIN_API_VERSION = 2
+PLUGIN_API_VERSION = 3
 """The version of the plugin API (slot contracts, hooks, options models, helpers). It grows by
 one with every change to that API, additions included; docs/plugins.md keeps the changelog. A
 plugin that needs version N declares ``requires_plugin_api = N`` (a class attribute of a slot

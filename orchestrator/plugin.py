@@ -66,6 +66,14 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
         "signal_group",
         "signal_name",
     ),
+    # the shared supervision loop: a runner supplies how its command starts, it does the rest
+    "orchestrator.supervision": (
+        "supervise",
+        "StartedCommand",
+        "CommandOutput",
+        "StartCommand",
+        "pipe_outputs",
+    ),
     # durable files: a reader never sees half a record
     "orchestrator.fsutil": (
         "atomic_write_bytes",
@@ -102,6 +110,7 @@ __all__ = [  # literal, so that type checkers take these as the module's exports
     "EXIT_USAGE",
     "PLUGIN_API_VERSION",
     "CommandOutcome",
+    "CommandOutput",
     "CommandRecord",
     "CommandRequest",
     "CommandRunner",
@@ -130,6 +139,8 @@ __all__ = [  # literal, so that type checkers take these as the module's exports
     "RunnerContractError",
     "SlotContext",
     "SlotOptions",
+    "StartCommand",
+    "StartedCommand",
     "TransientDeliveryError",
     "__version__",
     "append_line",
@@ -152,6 +163,7 @@ __all__ = [  # literal, so that type checkers take these as the module's exports
     "not_started",
     "now_iso",
     "parse_iso",
+    "pipe_outputs",
     "post_json",
     "redact_text",
     "redact_url",
@@ -161,6 +173,7 @@ __all__ = [  # literal, so that type checkers take these as the module's exports
     "signal_group",
     "signal_name",
     "spawn",
+    "supervise",
     "tree_bytes",
     "utcnow",
     "validate_outcome",
@@ -251,4 +264,11 @@ if TYPE_CHECKING:  # the same names for type checkers and editors (a test keeps 
     )
     from orchestrator.redaction import redact_text, redact_url
     from orchestrator.run_context import RunView
+    from orchestrator.supervision import (
+        CommandOutput,
+        StartCommand,
+        StartedCommand,
+        pipe_outputs,
+        supervise,
+    )
     from orchestrator.sync import send_run

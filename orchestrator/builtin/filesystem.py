@@ -23,6 +23,7 @@ from pydantic import Field
 if TYPE_CHECKING:
     from tenacity import RetryCallState
 
+from orchestrator.builtin.history_newest import NewestFirst
 from orchestrator.builtin.task_history import TaskHistory
 from orchestrator.plugin import (
     CorruptRecordError,
@@ -275,6 +276,21 @@ class FilesystemPersistence:
 
     def read_state(self, task_id: str) -> dict[str, Any] | None:
         return self._history(task_id).read()
+
+    def newest_runs(self, task_id: str) -> NewestFirst:
+        """The task's history entries newest first, read from the end of ``state.json`` only as
+        far as the caller goes (``history_newest.py``), with run folders created since the last
+        fold that have no entry yet."""
+        history = self._history(task_id)
+        folder = self.context.runs_dir / task_id / "cli"
+
+        def folders() -> list[str]:
+            try:
+                return [name for name in os.listdir(folder) if not name.startswith(".")]
+            except FileNotFoundError:
+                return []
+
+        return NewestFirst(history.snapshot, history.journal, folders)
 
     def record_run(self, task_id: str, entry: dict[str, Any]) -> None:
         """Append the entry to the task's journal and fold it into ``state.json`` when a fold

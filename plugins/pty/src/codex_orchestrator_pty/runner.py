@@ -7,21 +7,18 @@ bytes a tool writes reach the log unchanged (no ``\\n`` -> ``\\r\\n``). Standard
 ``/dev/null`` and the terminal is not the stage's controlling terminal: a tool that opens
 ``/dev/tty`` to ask a question gets an error instead of hanging the run.
 
-Bounds, timeouts, cancellation and clean-up are the kernel's policy
-(:mod:`orchestrator.process_group`): the stage leads a process group of its own, which gets
-SIGTERM then SIGKILL on timeout or cancel, and anything left in it when the stage's main process
-ends is ended the same way.
+What is particular to this runner is how the command starts (under a new terminal, whose
+primary side is where all its output arrives). Reading, bounds, timeouts, cancellation, clean-up
+and the exit status are the shared supervision loop (:func:`orchestrator.plugin.supervise`): the
+stage leads a process group of its own, which gets SIGTERM then SIGKILL on timeout or cancel, and
+anything left in it when the stage's main process ends is ended the same way.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import fcntl
 import os
-import selectors
 import struct
-import subprocess
 import termios
 from typing import ClassVar
 
@@ -29,19 +26,17 @@ from pydantic import Field
 
 from orchestrator.plugin import (
     CommandOutcome,
+    CommandOutput,
     CommandRequest,
     CommandRunnerOptions,
-    GroupLimits,
     OutputCallback,
     SlotContext,
-    end_group,
-    not_started,
-    signal_name,
+    StartedCommand,
     spawn,
+    supervise,
 )
 
 READ_SIZE = 1 << 16
-POLL_SECONDS = 0.1
 STREAM = "stdout"
 
 
@@ -94,84 +89,19 @@ class PtyRunner:
 
     def run(self, request: CommandRequest, on_output: OutputCallback) -> CommandOutcome:
         primary, secondary = open_terminal(self.options.columns, self.options.rows)
-        try:
-            process = spawn(
-                request, stdout=secondary, stderr=secondary, env=self._environment(request.env)
+
+        def start() -> StartedCommand:
+            try:
+                process = spawn(
+                    request, stdout=secondary, stderr=secondary, env=self._environment(request.env)
+                )
+            except BaseException:
+                os.close(primary)
+                raise
+            finally:
+                os.close(secondary)  # only the stage holds the terminal now: EOF when it lets go
+            return StartedCommand(
+                process, [CommandOutput(primary, STREAM, lambda: os.close(primary), READ_SIZE)]
             )
-        except OSError as exc:
-            os.close(primary)
-            return not_started(request, exc)
-        finally:
-            os.close(secondary)  # only the stage holds the terminal now: EOF when it lets go
-        try:
-            return _supervise(process, primary, request, on_output)
-        finally:
-            os.close(primary)
 
-
-def _read_terminal(fd: int) -> bytes | None:
-    """The next bytes from the terminal: ``b""`` for nothing yet, None at end of output."""
-    try:
-        data = os.read(fd, READ_SIZE)
-    except BlockingIOError:
-        return b""
-    except OSError as exc:
-        if exc.errno == errno.EIO:  # Linux: every holder of the secondary side closed it
-            return None
-        raise
-    return data or None
-
-
-def _supervise(
-    process: subprocess.Popen[bytes],
-    primary: int,
-    request: CommandRequest,
-    on_output: OutputCallback,
-) -> CommandOutcome:
-    limits = GroupLimits.for_request(process.pid, request)
-    os.set_blocking(primary, False)
-    selector = selectors.DefaultSelector()
-    selector.register(primary, selectors.EVENT_READ, "output")
-    pidfd = None
-    with contextlib.suppress(AttributeError, OSError):
-        pidfd = os.pidfd_open(process.pid)
-        selector.register(pidfd, selectors.EVENT_READ, "exit")
-    output_open = True
-    leader_done = False
-    try:
-        while output_open or not leader_done:
-            limits.check()
-            for key, _ in selector.select(limits.wait_seconds(POLL_SECONDS)):
-                if key.data == "exit":
-                    selector.unregister(key.fd)
-                    leader_done = True
-                    continue
-                data = _read_terminal(primary)
-                if data is None:
-                    selector.unregister(primary)
-                    output_open = False
-                elif data:
-                    on_output(STREAM, data)
-            if pidfd is None and not leader_done:
-                leader_done = process.poll() is not None
-            if leader_done and output_open and limits.kill_at is None:
-                # The main process is gone but something it started still holds the terminal.
-                limits.begin_ending()
-            if output_open and limits.only_escaped_processes_remain(leader_done):
-                break  # a process that left the group holds the terminal: stop waiting for it
-        returncode = process.wait()
-    finally:
-        selector.close()
-        if pidfd is not None:
-            os.close(pidfd)
-        end_group(process.pid, limits.leftover_grace)
-        if process.returncode is None:
-            process.kill()
-            process.wait()
-    return CommandOutcome(
-        exit_code=None if returncode < 0 else returncode,
-        signal=signal_name(-returncode) if returncode < 0 else None,
-        timed_out=limits.timed_out,
-        cancelled=limits.cancelled,
-        pid=process.pid,
-    )
+        return supervise(request, on_output, start)
