@@ -21,9 +21,6 @@ import pytest
 
 from orchestrator.testing.conformance._support import processes_carrying
 
-# its module-scoped fixture is expensive: under xdist, one worker runs the whole module
-pytestmark = pytest.mark.xdist_group("test_conformance_kit")
-
 HERE = Path(__file__).parent
 CORPUS_VARIABLE = "ORCHESTRATOR_KIT_CORPUS"
 

@@ -19,9 +19,6 @@ import pytest
 
 from orchestrator.testing import Project
 
-# its module-scoped fixture is expensive: under xdist, one worker runs the whole module
-pytestmark = pytest.mark.xdist_group("test_observer_events")
-
 PLUGIN_PYPROJECT = """
 [build-system]
 requires = ["setuptools>=61"]

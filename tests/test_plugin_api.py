@@ -15,9 +15,6 @@ import pytest
 from orchestrator.testing import Project
 from orchestrator.testing.packages import pip_install, write_package
 
-# its module-scoped fixture is expensive: under xdist, one worker runs the whole module
-pytestmark = pytest.mark.xdist_group("test_plugin_api")
-
 NEGATIVE_RUNNER = """
     import subprocess
     from typing import ClassVar

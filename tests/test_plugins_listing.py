@@ -16,9 +16,6 @@ from orchestrator.observers import AUTOLOAD_SWITCH
 from orchestrator.testing import Project
 from orchestrator.testing.packages import pip_install, write_package
 
-# its module-scoped fixture is expensive: under xdist, one worker runs the whole module
-pytestmark = pytest.mark.xdist_group("test_plugins_listing")
-
 OBSERVER = """
     import os
     from orchestrator.hookspecs import hookimpl

@@ -19,9 +19,6 @@ import pytest
 from orchestrator.testing import Project
 from tests.serve_support import SeededProject, seeded_project, serving, wait_for
 
-# its module-scoped fixture is expensive: under xdist, one worker runs the whole module
-pytestmark = pytest.mark.xdist_group("test_serve_browser")
-
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 CHROMIUM_FLAGS = (

@@ -19,9 +19,6 @@ from orchestrator.testing.conformance._support import patience, wait_for
 from orchestrator.testing.conformance.command_runner import logged_output
 from orchestrator.testing.project import process_running
 
-# its module-scoped fixture is expensive: under xdist, one worker runs the whole module
-pytestmark = pytest.mark.xdist_group("test_dask_cluster")
-
 
 def dask_project(base: Path, **options: Any) -> SlotProject:
     return SlotProject(base, "command_runner", "dask", options=options)

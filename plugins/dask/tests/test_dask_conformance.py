@@ -10,9 +10,6 @@ from codex_orchestrator_dask.testing import LocalTestCluster
 
 from orchestrator.testing.conformance import CommandRunnerConformance
 
-# its module-scoped fixture is expensive: under xdist, one worker runs the whole module
-pytestmark = pytest.mark.xdist_group("test_dask_conformance")
-
 
 class TestDaskRunner(CommandRunnerConformance):
     @pytest.fixture
