@@ -84,8 +84,16 @@ def _screenshot(driver: Any, name: str) -> None:
 
 
 def _text(driver: Any, css: str) -> str:
+    """The element's text; found again when the page replaced it between the find and the read
+    (a live page re-renders its parts as the run changes)."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
+    for _ in range(20):
+        try:
+            return str(driver.find_element(By.CSS_SELECTOR, css).text)
+        except StaleElementReferenceException:
+            continue
     return str(driver.find_element(By.CSS_SELECTOR, css).text)
 
 
