@@ -304,19 +304,20 @@ class FilesystemPersistence:
         folder = self.context.runs_dir / task_id / "cli"
 
         def folders() -> list[str]:
-            """The run folders, when one may lack an entry: only if the folder of runs
-            changed since the history was last written (its mtime is not older than the
-            snapshot's and the journal's). A run appends its entry after creating its folder,
-            so otherwise every folder there was recorded, or healed by the last fold; listing a
-            task of 100,000 runs costs tens of ms, so a view of the newest run skips it."""
+            """The run folders, when one may lack an entry: only if there is no snapshot or
+            the folder of runs changed since the history was last written (its mtime is not
+            older than the snapshot's and the journal's). A run appends its entry after
+            creating its folder, so otherwise every folder there was recorded, or healed by the
+            last fold (one killed between the two waits for the next fold); listing a task of
+            100,000 runs costs tens of ms, so a view of the newest run skips it."""
             try:
                 changed_at = os.stat(folder).st_mtime_ns
             except FileNotFoundError:
                 return []
-            written_at = 0
-            for path in (history.snapshot, history.journal):
-                with contextlib.suppress(FileNotFoundError):
-                    written_at = max(written_at, os.stat(path).st_mtime_ns)
+            written_at = 0  # no snapshot (lost, or never folded): list them
+            with contextlib.suppress(FileNotFoundError):
+                written_at = os.stat(history.snapshot).st_mtime_ns
+                written_at = max(written_at, os.stat(history.journal).st_mtime_ns)
             if changed_at < written_at:
                 return []
             return [name for name in os.listdir(folder) if not name.startswith(".")]
