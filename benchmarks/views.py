@@ -3,7 +3,7 @@
 
     python benchmarks/views.py [--tasks 50] [--runs-per-task 1000] [--long-task 100000]
                                [--log-mb 200] [--repeats 5] [--workdir DIR]
-                               [--only all long log] [--before OTHER-CLI]
+                               [--only all long log] [--before SOURCE-DIR]
 
 Each figure is measured in the same run as its baseline, the two interleaved:
 
@@ -48,8 +48,9 @@ Side = tuple[list[str], OurProject]
 
 
 BEFORE: list[str] = []
-"""``--before CLI``: another installation's command (e.g. main before a change), run on the same
-data, interleaved with ours, so a before/after ratio comes from one run at one load."""
+"""``--before DIR``: the command that runs another version's source tree (e.g. main before a
+change) on the same data, interleaved with ours, so a before/after ratio comes from one run at
+one load."""
 
 
 def _interleaved(commands: dict[str, tuple[Side, Side]], repeats: int) -> dict[str, dict[str, Any]]:
@@ -59,8 +60,8 @@ def _interleaved(commands: dict[str, tuple[Side, Side]], repeats: int) -> dict[s
         for name, (heavy, light) in commands.items():
             sides = [("ours", heavy), ("baseline", light)]
             if BEFORE:
-                cli_now = heavy[0][: len(_cli())]
-                sides.append(("before", ([*BEFORE, *heavy[0][len(cli_now) :]], heavy[1])))
+                arguments = heavy[0][len(_cli()) :]
+                sides.append(("before", ([*BEFORE, *arguments], heavy[1])))
             for label, (cmd, project) in sides:
                 measured = run_measured(cmd, cwd=project.root, env=project.env, timeout_s=600)
                 if measured.rc != 0:
@@ -203,10 +204,15 @@ def main() -> int:
     parser.add_argument("--only", nargs="+", choices=["all", "long", "log"])
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--before", help="another installation's codex-orchestrator to compare")
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="a source tree of another version (e.g. `git archive OLD orchestrator | tar -x -C "
+        "DIR`) whose orchestrator package is run on the same data, interleaved with ours",
+    )
     args = parser.parse_args()
     if args.before:
-        BEFORE.append(args.before)
+        BEFORE.extend(["env", f"PYTHONPATH={args.before}", sys.executable, "-m", "orchestrator"])
     work = args.workdir or Path(tempfile.mkdtemp(prefix="views-"))
     work.mkdir(parents=True, exist_ok=True)
     chosen = set(args.only or ["all", "long", "log"])

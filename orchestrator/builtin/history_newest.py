@@ -298,12 +298,13 @@ class NewestFirst:
 
 
 def _minus_tolerance(started_at: str) -> str:
-    """``started_at`` less :data:`FOLDER_TOLERANCE_MINUTES`, as an ISO time."""
-    from datetime import timedelta
-
-    from orchestrator.clock import iso, parse_iso
+    """``started_at`` less :data:`FOLDER_TOLERANCE_MINUTES`, as an ISO time (as the history
+    writes them: ``2025-10-31T22:56:34.431Z``)."""
+    from datetime import UTC, datetime, timedelta
 
     try:
-        return iso(parse_iso(started_at) - timedelta(minutes=FOLDER_TOLERANCE_MINUTES))
+        at = datetime.fromisoformat(started_at.replace("Z", "+00:00")).astimezone(UTC)
     except ValueError:
         return ""
+    earlier = at - timedelta(minutes=FOLDER_TOLERANCE_MINUTES)
+    return earlier.strftime("%Y-%m-%dT%H:%M:%S.") + f"{earlier.microsecond // 1000:03d}Z"
