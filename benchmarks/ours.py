@@ -9,6 +9,7 @@ orchestrator`` when that script is missing.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from collections.abc import Mapping, Sequence
@@ -20,7 +21,16 @@ from orchestrator.testing import Project
 TASK = "bench"
 
 
+SOURCE_TREE_VARIABLE = "BENCH_SOURCE_TREE"
+"""Set to a source tree (``git archive COMMIT orchestrator | tar -x -C DIR``) to benchmark that
+tree's ``orchestrator`` instead of the installed one: a frozen copy, so editing the working tree
+while a long benchmark runs changes nothing it measures."""
+
+
 def cli() -> list[str]:
+    source = os.environ.get(SOURCE_TREE_VARIABLE)
+    if source:
+        return ["env", f"PYTHONPATH={source}", sys.executable, "-m", "orchestrator"]
     script = Path(sys.executable).with_name("codex-orchestrator")
     return [str(script)] if script.exists() else [sys.executable, "-m", "orchestrator"]
 
@@ -47,8 +57,10 @@ def pipelines_toml(pipelines: Mapping[str, Sequence[str]]) -> str:
 class OurProject:
     """A project folder with the given pipelines, and the commands that act on it."""
 
-    def __init__(self, base: Path, pipelines: Mapping[str, Sequence[str]]) -> None:
-        if base.exists():
+    def __init__(
+        self, base: Path, pipelines: Mapping[str, Sequence[str]], *, fresh: bool = True
+    ) -> None:
+        if fresh and base.exists():
             shutil.rmtree(base)
         self.project = Project(base)
         self.project.write_config(pipelines_toml(pipelines))

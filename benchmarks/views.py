@@ -3,6 +3,7 @@
 
     python benchmarks/views.py [--tasks 50] [--runs-per-task 1000] [--long-task 100000]
                                [--log-mb 200] [--repeats 5] [--workdir DIR]
+                               [--only all long log] [--before SOURCE-DIR]
 
 Each figure is measured in the same run as its baseline, the two interleaved:
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -45,28 +47,48 @@ Side = tuple[list[str], OurProject]
 """A command and the project it runs in."""
 
 
+BEFORE: list[str] = []
+"""``--before DIR``: the command that runs another version's source tree (e.g. main before a
+change) on the same data, interleaved with ours, so a before/after ratio comes from one run at
+one load."""
+
+
 def _interleaved(commands: dict[str, tuple[Side, Side]], repeats: int) -> dict[str, dict[str, Any]]:
-    big: dict[str, list[float]] = {name: [] for name in commands}
-    small: dict[str, list[float]] = {name: [] for name in commands}
+    samples: dict[str, dict[str, list[float]]] = {name: {} for name in commands}
     failures: dict[str, str] = {}
     for _ in range(repeats):
         for name, (heavy, light) in commands.items():
-            for side, (cmd, project) in ((big, heavy), (small, light)):
+            sides = [("ours", heavy), ("baseline", light)]
+            if BEFORE:
+                arguments = heavy[0][len(_cli()) :]
+                sides.append(("before", ([*BEFORE, *arguments], heavy[1])))
+            for label, (cmd, project) in sides:
                 measured = run_measured(cmd, cwd=project.root, env=project.env, timeout_s=600)
                 if measured.rc != 0:
-                    failures[name] = measured.stderr.strip()[-300:]
-                side[name].append(measured.wall_s)
+                    failures[f"{name} ({label})"] = measured.stderr.strip()[-300:]
+                samples[name].setdefault(label, []).append(measured.wall_s)
     results = {}
     for name in commands:
-        ours, base = _median_s(big[name]), _median_s(small[name])
+        ours, base = _median_s(samples[name]["ours"]), _median_s(samples[name]["baseline"])
         results[name] = {
             "ours_s": ours,
             "baseline_s": base,
             "ratio": round(ours / base, 3) if base else None,
-            "mean_s": round(statistics.fmean(big[name]), 4),
-            "error": failures.get(name),
+            "mean_s": round(statistics.fmean(samples[name]["ours"]), 4),
+            "error": {k: v for k, v in failures.items() if k.startswith(name)} or None,
         }
+        if "before" in samples[name]:
+            before = _median_s(samples[name]["before"])
+            results[name]["before_s"] = before
+            results[name]["before_ratio"] = round(before / base, 3) if base else None
+        results[name]["load"] = os.getloadavg()[0]
     return results
+
+
+def _cli() -> list[str]:
+    from ours import cli
+
+    return cli()
 
 
 def _template(project: OurProject, task: str) -> str:
@@ -78,14 +100,17 @@ def _template(project: OurProject, task: str) -> str:
 
 
 def across_tasks(work: Path, tasks: int, runs: int, repeats: int) -> dict[str, Any]:
-    many = OurProject(work / "many", {"one": ["true"]})
-    few = OurProject(work / "few", {"one": ["true"]})
+    marker = work / f"all-{tasks}x{runs}.made"
+    many = OurProject(work / "many", {"one": ["true"]}, fresh=not marker.exists())
+    few = OurProject(work / "few", {"one": ["true"]}, fresh=not marker.exists())
     made = time.perf_counter()
-    for number in range(tasks):
-        name = f"t{number:03d}"
-        template = _template(many, name)
-        history.clone_history(many, name, template, runs - 1)
-        _template(few, name)
+    if not marker.exists():  # --workdir kept: the histories of an earlier run are reused
+        for number in range(tasks):
+            name = f"t{number:03d}"
+            template = _template(many, name)
+            history.clone_history(many, name, template, runs - 1)
+            _template(few, name)
+        marker.touch()
     generation = time.perf_counter() - made
     command = ["status", "--all", "--format", "json"]
     sides = ((many.command(*command), many), (few.command(*command), few))
@@ -96,12 +121,17 @@ def across_tasks(work: Path, tasks: int, runs: int, repeats: int) -> dict[str, A
 
 
 def long_task(work: Path, runs: int, repeats: int) -> dict[str, Any]:
-    project = OurProject(work / "long", {"one": ["echo hello"]})
-    newest = _template(project, "long")
+    marker = work / f"long-{runs}.made"
+    project = OurProject(work / "long", {"one": ["echo hello"]}, fresh=not marker.exists())
     made = time.perf_counter()
-    history.clone_history(project, "long", newest, runs - 1)
+    if not marker.exists():  # --workdir kept: the history of an earlier run is reused
+        newest = _template(project, "long")
+        history.clone_history(project, "long", newest, runs - 1)
+        lone = _template(project, "lone")
+        marker.write_text(json.dumps({"newest": newest, "lone": lone}))
+    ids = json.loads(marker.read_text())
+    newest, lone = ids["newest"], ids["lone"]
     generation = time.perf_counter() - made
-    lone = _template(project, "lone")
 
     def both(*args: str) -> tuple[Side, Side]:
         return (
@@ -174,7 +204,15 @@ def main() -> int:
     parser.add_argument("--only", nargs="+", choices=["all", "long", "log"])
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="a source tree of another version (e.g. `git archive OLD orchestrator | tar -x -C "
+        "DIR`) whose orchestrator package is run on the same data, interleaved with ours",
+    )
     args = parser.parse_args()
+    if args.before:
+        BEFORE.extend(["env", f"PYTHONPATH={args.before}", sys.executable, "-m", "orchestrator"])
     work = args.workdir or Path(tempfile.mkdtemp(prefix="views-"))
     work.mkdir(parents=True, exist_ok=True)
     chosen = set(args.only or ["all", "long", "log"])

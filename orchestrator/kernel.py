@@ -125,12 +125,11 @@ class Kernel:
         tables = self.config.settings.observers
         if not tables:
             return
-        from importlib import metadata
-
+        from orchestrator import entry_point_cache
         from orchestrator.contracts import OBSERVER_GROUP
         from orchestrator.observers import options_model_of
 
-        for entry_point in metadata.entry_points(group=OBSERVER_GROUP):
+        for entry_point in entry_point_cache.select(OBSERVER_GROUP):
             if entry_point.name not in tables:
                 continue
             try:

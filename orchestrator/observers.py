@@ -188,16 +188,14 @@ def load_observers(
     validate_options: OptionsValidator | None = None,
 ) -> Observers:
     """Register every observer entry point that is not disabled, each in isolation."""
-    from importlib import metadata
+    from orchestrator import entry_point_cache
 
     environ = dict(os.environ) if environ is None else environ
     autoload = environ.get(AUTOLOAD_SWITCH, "").strip().lower() not in {"1", "true", "yes", "on"}
     blocked = set(disabled)
     observers = Observers(new_manager(), on_error=on_error)
-    for entry_point in sorted(metadata.entry_points(group=OBSERVER_GROUP), key=lambda e: e.name):
-        dist = getattr(entry_point, "dist", None)
-        dist_name = dist.metadata["Name"] if dist is not None else None
-        version = dist.version if dist is not None else None
+    for entry_point in sorted(entry_point_cache.select(OBSERVER_GROUP), key=lambda e: e.name):
+        dist_name, version = entry_point.distribution, entry_point.version
         if entry_point.name in blocked:
             observers.infos.append(ObserverInfo(entry_point.name, dist_name, version, "disabled"))
             continue

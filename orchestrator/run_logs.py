@@ -10,8 +10,14 @@ and then logs go through it instead (the :class:`LogStore` protocol):
   ``commands/NN-<stage>.ndjson``, relative to the run folder). Writes append whole lines, in
   order; a log opened again (a resumed run) continues where it ended. ``write`` may raise
   ``OSError``; the kernel then keeps the first error and drops later lines.
-- ``read_log(run, name) -> Iterable[bytes]``: the log's bytes in order, in chunks of bounded
-  size (never the whole log at once); raise ``FileNotFoundError`` when there is no such log.
+- ``read_log(run, name, offset=0) -> Iterable[bytes]``: the log's bytes from byte ``offset``
+  on, in order, in chunks of bounded size (never the whole log at once); raise
+  ``FileNotFoundError`` when there is no such log. A reader that follows a live log (``logs
+  --follow``, the status page) asks for what came after the bytes it has, so each poll costs
+  what is new, not the whole log again.
+- ``log_size(run, name) -> int`` (optional even then): how many bytes the log holds now
+  (``FileNotFoundError`` when there is none); the status page starts a stage's output at its
+  tail. Without it the log is read through once to count them.
 
 Both are optional, and neither changes what a log holds: readers (``logs``, tests, tools) get
 the same bytes from :func:`read_log` whichever store holds them.
@@ -20,7 +26,7 @@ the same bytes from :func:`read_log` whichever store holds them.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -44,7 +50,7 @@ class LogStore(Protocol):
 
     def open_log(self, run: RunLocation, name: str) -> LogSink: ...
 
-    def read_log(self, run: RunLocation, name: str) -> Iterable[bytes]: ...
+    def read_log(self, run: RunLocation, name: str, offset: int = 0) -> Iterable[bytes]: ...
 
 
 class FileLogSink:
@@ -125,17 +131,44 @@ def open_log(persistence: Any, run: RunLocation, path: Path) -> LogSink:
     return FileLogSink(path)
 
 
-def read_log(persistence: Any, run: RunLocation, path: Path) -> Iterator[bytes]:
-    """The bytes of the log at ``path``, in order, in bounded chunks.
+def read_log(
+    persistence: Any, run: RunLocation, path: Path, offset: int = 0
+) -> Generator[bytes, None, None]:
+    """The bytes of the log at ``path`` from byte ``offset`` on, in order, in bounded chunks.
 
     Raises ``FileNotFoundError`` when the run has no such log.
     """
     if stores_logs(persistence):
-        yield from persistence.read_log(run, log_name(run, path))
+        yield from persistence.read_log(run, log_name(run, path), offset)
         return
     with open(path, "rb") as handle:
+        handle.seek(offset)
         while chunk := handle.read(READ_CHUNK_BYTES):
             yield chunk
+
+
+def read_span(persistence: Any, run: RunLocation, path: Path, offset: int, limit: int) -> bytes:
+    """At most ``limit`` bytes of the log at ``path`` from byte ``offset`` on."""
+    data = bytearray()
+    chunks = read_log(persistence, run, path, offset)
+    try:
+        for chunk in chunks:
+            data += chunk[: limit - len(data)]
+            if len(data) >= limit:
+                break
+    finally:
+        chunks.close()  # the file or the store's cursor is released now, not when collected
+    return bytes(data)
+
+
+def log_size(persistence: Any, run: RunLocation, path: Path) -> int:
+    """How many bytes the log at ``path`` holds now; ``FileNotFoundError`` when there is none."""
+    if not stores_logs(persistence):
+        return os.stat(path).st_size
+    name = log_name(run, path)
+    if hasattr(persistence, "log_size"):
+        return int(persistence.log_size(run, name))
+    return sum(len(chunk) for chunk in persistence.read_log(run, name))
 
 
 def read_lines(persistence: Any, run: RunLocation, path: Path) -> Iterator[bytes]:

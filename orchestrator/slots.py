@@ -7,12 +7,12 @@ third party's.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
+from orchestrator import entry_point_cache
 from orchestrator.contracts import BASE_OPTIONS, PLUGIN_API_VERSION, SLOT_GROUPS, SlotContext
 from orchestrator.errors import PluginLoadError
 
@@ -38,24 +38,17 @@ class LoadedSlot:
     info: ImplementationInfo
 
 
-@functools.lru_cache(maxsize=1)
-def _entry_points() -> Any:
-    """Every installed entry point, with its distribution (read once per process: ~2 ms)."""
-    from importlib import metadata
-
-    return metadata.entry_points()
-
-
 def _distribution_of(entry_point: Any) -> tuple[str | None, str | None]:
     dist = getattr(entry_point, "dist", None)
-    if dist is None:
-        # stevedore's cached entry points carry no distribution: find the same entry point in
-        # importlib.metadata (cheap) instead of scanning every installed file (tens of ms)
-        matches = _entry_points().select(group=entry_point.group, name=entry_point.name)
-        dist = next((ep.dist for ep in matches if ep.value == entry_point.value), None)
     if dist is not None:
         meta = dist.metadata
         return meta["Name"], meta["Version"]
+    # stevedore's cached entry points carry no distribution: the same entry point in the
+    # cached scan (entry_point_cache.py) has it, without opening every installed distribution
+    for cached in entry_point_cache.select(entry_point.group):
+        same = (cached.name, cached.value) == (entry_point.name, entry_point.value)
+        if same and cached.distribution is not None:
+            return cached.distribution, cached.version
     from importlib import metadata
 
     module = entry_point.value.split(":", 1)[0].split(".", 1)[0]
@@ -68,7 +61,7 @@ def _distribution_of(entry_point: Any) -> tuple[str | None, str | None]:
 
 
 def installed_names(group: str) -> list[str]:
-    return sorted({ep.name for ep in _entry_points().select(group=group)})
+    return sorted({ep.name for ep in entry_point_cache.select(group)})
 
 
 def load_class(slot: str, name: str) -> tuple[type[Any], ImplementationInfo]:
@@ -160,8 +153,8 @@ def list_installed(slot: str) -> list[ImplementationInfo]:
     """Every implementation installed for ``slot``; one that cannot load carries its error."""
     group = SLOT_GROUPS[slot]
     found: dict[str, ImplementationInfo] = {}
-    for entry_point in _entry_points().select(group=group):
-        distribution, version = _distribution_of(entry_point)
+    for entry_point in entry_point_cache.select(group):
+        distribution, version = entry_point.distribution, entry_point.version
         error = None
         try:
             entry_point.load()

@@ -10,6 +10,9 @@ import pytest
 
 from orchestrator.testing import Project
 
+# what these commands decide and print: the CLI runs in-process (orchestrator.testing)
+pytestmark = pytest.mark.in_process
+
 ONE_STAGE = '[pipelines.p]\nstages = [{ id = "a", command = "true" }]\n'
 
 

@@ -6,9 +6,13 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from lifecycle_support import status_json
 
 from orchestrator.testing import Project
+
+# what these commands decide and print: the CLI runs in-process (orchestrator.testing)
+pytestmark = pytest.mark.in_process
 
 CONFIG = '[pipelines.p]\nstages = [{ id = "a", command = "test -e fixed" }]\n'
 A_YEAR_AHEAD = (datetime.now(UTC) + timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%S.000Z")

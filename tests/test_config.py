@@ -9,6 +9,9 @@ import pytest
 
 from orchestrator.testing import Project
 
+# what these commands decide and print: the CLI runs in-process (orchestrator.testing)
+pytestmark = pytest.mark.in_process
+
 PIPELINE = '[pipelines.p]\nstages = [{ id = "a", command = "true" }]\n'
 
 

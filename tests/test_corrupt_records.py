@@ -13,6 +13,9 @@ from lifecycle_support import status_json
 
 from orchestrator.testing import Project
 
+# what these commands decide and print: the CLI runs in-process (orchestrator.testing)
+pytestmark = pytest.mark.in_process
+
 CONFIG = """
 [pipelines.p]
 stages = [{ id = "a", command = "echo fine" }]

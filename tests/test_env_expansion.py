@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from orchestrator.testing import Project
+
+# what these commands decide and print: the CLI runs in-process (orchestrator.testing)
+pytestmark = pytest.mark.in_process
 
 
 def test_env_values_reference_the_inherited_environment(project: Project) -> None:

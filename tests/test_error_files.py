@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 import sys
 
+import pytest
+
 from orchestrator.testing import Project
+
+# what these commands decide and print: the CLI runs in-process (orchestrator.testing)
+pytestmark = pytest.mark.in_process
 
 PY = sys.executable
 ERROR_FILE_LIMIT = 10 * 1024

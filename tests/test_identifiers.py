@@ -17,6 +17,9 @@ from orchestrator.identifiers import check_id
 from orchestrator.slots import build
 from orchestrator.testing import Project
 
+# what these commands decide and print: the CLI runs in-process (orchestrator.testing)
+pytestmark = pytest.mark.in_process
+
 
 @pytest.fixture(scope="module")
 def strict() -> IdSanitizer:
@@ -182,7 +185,11 @@ def test_task_id_from_the_environment_is_named_in_the_error(project: Project) ->
         ("../../etc", "must not contain /"),
         ("tab\there", "must not contain control characters"),
         ("CON", "must not be a Windows device name (CON, PRN, AUX, NUL, COM1-9, LPT1-9)"),
-        (os.fsdecode(b"caf\xe9"), "must be valid UTF-8 text"),  # Latin-1 bytes in argv
+        pytest.param(  # Latin-1 bytes in a real process's argv and on its stderr
+            os.fsdecode(b"caf\xe9"),
+            "must be valid UTF-8 text",
+            marks=pytest.mark.subprocess,
+        ),
     ],
     ids=["traversal", "control", "device", "not-utf8"],
 )

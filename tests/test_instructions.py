@@ -6,7 +6,12 @@ import hashlib
 import json
 from typing import Any
 
+import pytest
+
 from orchestrator.testing import Project
+
+# what these commands decide and print: the CLI runs in-process (orchestrator.testing)
+pytestmark = pytest.mark.in_process
 
 SHOW = (
     'echo "path=${CODEX_ORCHESTRATOR_INSTRUCTIONS_PATH-unset}"; '

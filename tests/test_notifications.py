@@ -10,6 +10,9 @@ from stream_support import Receiver, closed_port_url, validate_event
 
 from orchestrator.testing import Project
 
+# what these commands decide and print: the CLI runs in-process (orchestrator.testing)
+pytestmark = pytest.mark.in_process
+
 FAST_RETRIES = [
     "--set",
     "notifications.timeout_seconds=5",

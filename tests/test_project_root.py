@@ -8,7 +8,12 @@ import shlex
 import sys
 from pathlib import Path
 
+import pytest
+
 from orchestrator.testing import Project
+
+# what these commands decide and print: the CLI runs in-process (orchestrator.testing)
+pytestmark = pytest.mark.in_process
 
 CLI = f"{shlex.quote(sys.executable)} -m orchestrator"
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import json
 import subprocess
 
+import pytest
+
 from orchestrator.testing import Project
+
+# what these commands decide and print: the CLI runs in-process (orchestrator.testing)
+pytestmark = pytest.mark.in_process
 
 CONFIG = """
 [pipelines.p]

@@ -11,6 +11,9 @@ import pytest
 from orchestrator.schema_gen import SCHEMAS, render
 from orchestrator.testing import Project
 
+# what these commands decide and print: the CLI runs in-process (orchestrator.testing)
+pytestmark = pytest.mark.in_process
+
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
 

@@ -84,9 +84,17 @@ def _screenshot(driver: Any, name: str) -> None:
 
 
 def _text(driver: Any, css: str) -> str:
+    """The element's text; found again when a live update replaced it between the look-up
+    and the read (the page swaps its live parts in place)."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
-    return str(driver.find_element(By.CSS_SELECTOR, css).text)
+    for _ in range(50):
+        try:
+            return str(driver.find_element(By.CSS_SELECTOR, css).text)
+        except StaleElementReferenceException:
+            continue
+    raise AssertionError(f"{css} was replaced 50 times in a row while being read")
 
 
 def _row_state(driver: Any, task: str) -> str | None:

@@ -156,9 +156,12 @@ class TaskHistory:
         self.wait_seconds = wait_seconds
 
     def read(self) -> dict[str, Any] | None:
-        """The snapshot with the journal merged in; None when the task has no history."""
-        document = _parse_snapshot(self.snapshot)
+        """The snapshot with the journal merged in; None when the task has no history.
+
+        The journal is read first: a fold between the two reads then leaves its entries in the
+        new snapshot as well, never in neither."""
         pending = _parse_journal(self.journal)
+        document = _parse_snapshot(self.snapshot)
         if document is None and not pending:
             return None
         document = dict(document or {"task_id": self.task_id})

@@ -23,16 +23,16 @@ def _looks_like_path(target: str) -> bool:
 def _target_run(kernel: Kernel, target: str | None, common: Common) -> RunLocation:
     """A run id, a manifest path, or (None) the task's newest top-level run."""
     from orchestrator.lifecycle.records import locate_run, newest_top_level_run
-    from orchestrator.lifecycle.status import task_runs
+    from orchestrator.lifecycle.status import newest_run_id
 
     if target is None:
         task = task_id(kernel, common)
-        listing = task_runs(kernel, task)
-        if not listing:
+        newest_id = newest_run_id(kernel, task)
+        if newest_id is None:
             raise UsageError(
                 f"task {task} has no runs to verify; start one with `codex-orchestrator start`"
             )
-        return newest_top_level_run(kernel, task, locate_run(kernel, listing[0]["run_id"], task))
+        return newest_top_level_run(kernel, task, locate_run(kernel, newest_id, task))
     if _looks_like_path(target):
         given = Path(target).expanduser()
         candidates = [given] if given.is_absolute() else [Path.cwd() / given, kernel.root / given]

@@ -76,15 +76,14 @@ def status(
             print("\n".join(render_all(rows)))
         return 0
     if run_id is None and watch:  # follow the task's newest run
-        from orchestrator.lifecycle.status import task_runs
+        from orchestrator.lifecycle.status import newest_run_id
 
         task = task_id(kernel, common)
-        newest = task_runs(kernel, task)
-        if not newest:
+        run_id = newest_run_id(kernel, task)
+        if run_id is None:
             raise UsageError(
                 f"task {task} has no runs to watch; start one with `codex-orchestrator start`"
             )
-        run_id = newest[0]["run_id"]
         return _watch(kernel, locate_run(kernel, run_id, task), common)
     if run_id is None:
         task = task_id(kernel, common)
@@ -271,18 +270,18 @@ def review(run_id: str | None = None, /, *, common: Common | None = None) -> int
     """
     from orchestrator.lifecycle.records import locate_run, newest_top_level_run
     from orchestrator.lifecycle.review import render_review
-    from orchestrator.lifecycle.status import run_status, task_runs
+    from orchestrator.lifecycle.status import newest_run_id, run_status
 
     common = common or Common()
     kernel = load_kernel(common)
     if run_id is None:
         task = task_id(kernel, common)
-        listing = task_runs(kernel, task)
-        if not listing:
+        newest_id = newest_run_id(kernel, task)
+        if newest_id is None:
             raise UsageError(
                 f"task {task} has no runs to review; start one with `codex-orchestrator start`"
             )
-        newest = locate_run(kernel, listing[0]["run_id"], task)
+        newest = locate_run(kernel, newest_id, task)
         run = newest_top_level_run(kernel, task, newest)
     else:
         run = locate_run(kernel, run_id, _explicit_task(kernel, common))
@@ -344,19 +343,19 @@ def logs(
     from orchestrator.errors import IdentifierError, RunNotFoundError
     from orchestrator.lifecycle.logs import write_run_output
     from orchestrator.lifecycle.records import load_manifest, locate_run
-    from orchestrator.lifecycle.status import task_runs
+    from orchestrator.lifecycle.status import newest_run_id
 
     common = common or Common()
     kernel = load_kernel(common)
 
     def newest() -> Any:
         task = task_id(kernel, common)
-        listing = task_runs(kernel, task)
-        if not listing:
+        newest_id = newest_run_id(kernel, task)
+        if newest_id is None:
             raise UsageError(
                 f"task {task} has no runs to show; start one with `codex-orchestrator start`"
             )
-        return locate_run(kernel, listing[0]["run_id"], task)
+        return locate_run(kernel, newest_id, task)
 
     if run_id is None:
         run = newest()

@@ -129,6 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from orchestrator.errors import OrchestratorError
 
     guard_standard_streams()  # a reader that leaves (`| head`) never changes a run
+    from orchestrator.entry_point_cache import refresh
+
+    refresh()  # the cached entry-point scan, before pydantic would make its own
     tokens = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in tokens
     app = build_app()

@@ -35,23 +35,9 @@ def stage_log(run: RunLocation, record: CommandRecord) -> Path:
 
 def _read_from(kernel: Kernel, run: RunLocation, path: Path, offset: int) -> Iterator[bytes]:
     """The log's bytes from ``offset`` on, in bounded chunks (none when there is no log yet):
-    a log of any size is never held in memory whole."""
-    persistence = kernel.persistence
+    a log of any size is never held in memory whole, and a poll reads only what is new."""
     try:
-        if not run_logs.stores_logs(persistence):
-            with open(path, "rb") as handle:
-                handle.seek(offset)
-                while chunk := handle.read(run_logs.READ_CHUNK_BYTES):
-                    yield chunk
-            return
-        skipped = 0
-        for chunk in run_logs.read_log(persistence, run, path):
-            if skipped < offset:
-                take = min(len(chunk), offset - skipped)
-                skipped += take
-                chunk = chunk[take:]
-            if chunk:
-                yield chunk
+        yield from run_logs.read_log(kernel.persistence, run, path, offset)
     except FileNotFoundError:
         return
 

@@ -120,18 +120,12 @@ def _reason(manifest: Manifest, act: Activity, extra: str | None) -> str:
 def _adopt_recorded_successes(kernel: Kernel, run: RunLocation, manifest: Manifest) -> None:
     """Stages the task history records as succeeded while the manifest could not say so (its
     writes failed: a full or read-only disk) count as succeeded: never run twice."""
-    try:
-        history = kernel.persistence.read_state(run.task_id) or {}
+    from orchestrator.lifecycle.status import history_entry_of
+
+    try:  # newest first: a resumed run is usually recent, so little of the history is read
+        entry = history_entry_of(kernel, run.task_id, run.run_id, manifest.started_at)
     except Exception:  # an unreadable history records nothing
         return
-    entry = next(
-        (
-            e
-            for e in history.get("runs") or []
-            if isinstance(e, dict) and e.get("run_id") == run.run_id
-        ),
-        None,
-    )
     recorded = entry.get("stages_succeeded") if entry else None
     if not isinstance(recorded, list):
         return

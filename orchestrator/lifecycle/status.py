@@ -8,10 +8,11 @@ gone on this host (exited, reaped or a zombie, or its pid now belongs to another
 
 from __future__ import annotations
 
-import bisect
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import islice
 from typing import Any
 
 from orchestrator.clock import iso, parse_iso, utcnow
@@ -194,26 +195,138 @@ def run_status(
 
 
 class TaskIndex:
-    """A task's runs once: the listing (oldest first, for range look-ups by start time) and
-    the stored run locations."""
+    """A task's runs newest first, read only as far as a caller goes.
+
+    With a store that reads its history newest first (``newest_runs``: the built-in filesystem
+    store reads the end of ``state.json``), the newest run of a task of 100,000 runs costs what
+    it costs on a task of one; other stores give the full listing (``task_runs``) at once. The
+    entries are those of ``task_runs``, in its order."""
 
     def __init__(self, kernel: Kernel, task_id: str) -> None:
-        self.listing = task_runs(kernel, task_id)[::-1]
-        self.starts = [entry.get("started_at") or "" for entry in self.listing]
         self._kernel = kernel
         self._task_id = task_id
-        self._stored: dict[str, RunLocation] | None = None
+        self._history: Any = None
+        reader = getattr(kernel.persistence, "newest_runs", None)
+        if callable(reader):
+            try:
+                self._history = reader(task_id)
+            except CorruptRecordError as exc:
+                log.warning("%s; listing the runs from their manifests instead", exc)
+        self._source = self._read_lazily() if self._history is not None else None
+        self._given: list[dict[str, Any]] = []
+        self._done = False
+        self._stored: dict[str, RunLocation | None] = {}
+
+    def newest_first(self) -> Iterator[dict[str, Any]]:
+        """The listing entries, newest first (runs started in the future last); each pass
+        starts again from the newest, reading no entry twice."""
+        if self._source is None:
+            self._given = task_runs(self._kernel, self._task_id)
+            self._source, self._done = iter(()), True
+        index = 0
+        while True:
+            if index < len(self._given):
+                yield self._given[index]
+                index += 1
+                continue
+            if self._done:
+                return
+            entry = next(self._source, None)
+            if entry is None:
+                self._done = True
+                return
+            self._given.append(entry)
+
+    def total(self) -> int:
+        """How many runs the full listing has."""
+        if self._history is None or self._done:
+            return sum(1 for _ in self.newest_first())
+        try:
+            return int(self._history.count())
+        except CorruptRecordError:
+            return sum(1 for _ in self.newest_first())
+
+    def _read_lazily(self) -> Iterator[dict[str, Any]]:
+        horizon = iso(utcnow() + timedelta(seconds=FUTURE_START_TOLERANCE_SECONDS))
+        skewed: list[dict[str, Any]] = []
+        given: set[str] = set()
+        try:
+            for raw in self._history:
+                entry = self._entry(raw)
+                started = entry.get("started_at")
+                if isinstance(started, str) and started > horizon:
+                    entry["clock_skew"] = _skew_text(started)
+                    skewed.append(entry)
+                    continue
+                given.add(entry["run_id"])
+                yield entry
+        except CorruptRecordError as exc:
+            log.warning("%s; listing the runs from their manifests instead", exc)
+            for entry in task_runs(self._kernel, self._task_id):
+                if entry["run_id"] not in given:
+                    yield entry
+            return
+        skewed.sort(key=lambda entry: entry["run_id"], reverse=True)
+        yield from skewed
+
+    def _entry(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """``task_runs``' entry for a history entry: the manifest is read only for a run still
+        marked queued or in progress (is it stale?) and for a folder with no entry yet."""
+        entry = _from_state(self._task_id, raw)
+        unrecorded = "started_at" not in raw
+        if unrecorded or entry.get("status") in LIVE_STATUSES:
+            run = self.location(entry["run_id"])
+            if run is not None:
+                entry = _listing_entry(self._kernel, run, entry)
+        return entry
 
     def started_between(self, begun: str, ended: str | None) -> list[dict[str, Any]]:
-        low = bisect.bisect_left(self.starts, begun)
-        high = bisect.bisect_right(self.starts, ended) if ended else len(self.starts)
-        return self.listing[low:high]
+        """The runs started from ``begun`` to ``ended`` (None: until now), newest first."""
+        found = []
+        for entry in self.newest_first():
+            started = entry.get("started_at")
+            if not isinstance(started, str) or not started or entry.get("clock_skew"):
+                continue
+            if started < begun:
+                if self._history is not None:
+                    break
+                continue
+            if ended is None or started <= ended:
+                found.append(entry)
+        return found
 
     def location(self, run_id: str) -> RunLocation | None:
-        if self._stored is None:
-            runs = self._kernel.persistence.list_runs(self._task_id)
-            self._stored = {run.run_id: run for run in runs}
-        return self._stored.get(run_id)
+        if run_id not in self._stored:
+            try:
+                self._stored[run_id] = self._kernel.persistence.find_run(run_id, self._task_id)
+            except RunNotFoundError:
+                self._stored[run_id] = None
+        return self._stored[run_id]
+
+
+def newest_run_id(kernel: Kernel, task_id: str) -> str | None:
+    """The id of the task's newest run (what ``task_runs`` lists first), or None."""
+    first = next(TaskIndex(kernel, task_id).newest_first(), None)
+    return None if first is None else str(first["run_id"])
+
+
+def history_entry_of(kernel: Kernel, task_id: str, run_id: str, started_at: str) -> Any:
+    """The task history's entry for a run that started at ``started_at``, or None; with a
+    store that reads newest first, only the runs started since then are read."""
+    reader = getattr(kernel.persistence, "newest_runs", None)
+    if callable(reader):
+        for entry in reader(task_id):
+            if entry.get("run_id") == run_id:
+                return entry
+            started = entry.get("started_at")
+            if isinstance(started, str) and started and started < started_at:
+                return None
+        return None
+    history = kernel.persistence.read_state(task_id) or {}
+    return next(
+        (e for e in history.get("runs") or [] if isinstance(e, dict) and e.get("run_id") == run_id),
+        None,
+    )
 
 
 def child_runs(
@@ -221,8 +334,8 @@ def child_runs(
 ) -> list[dict[str, Any]]:
     """The run's children: its subpipelines' runs (in its manifest) and every run of the task
     that names it as ``parent_run_id`` (a ``codex-orchestrator`` started inside one of its
-    stages, or ``start --parent-run``). Only runs started while it ran are read, found by a
-    binary search of the task's listing, so a listing of many runs stays linear."""
+    stages, or ``start --parent-run``). Only runs started while it ran are read: the task's
+    listing is walked newest first down to its start, so a listing of many runs stays linear."""
     children = {child.run_id: child.model_dump(mode="json") for child in manifest.child_runs}
     try:
         index = index if index is not None else TaskIndex(kernel, run.task_id)
@@ -308,12 +421,16 @@ def task_runs(kernel: Kernel, task_id: str) -> list[dict[str, Any]]:
     for entry in listing:
         started = entry.get("started_at")
         if isinstance(started, str) and started > horizon:
-            entry["clock_skew"] = (
-                f"started in the future ({started}): the clock of the machine that ran it "
-                "runs ahead; listed as the oldest, never taken as the newest"
-            )
+            entry["clock_skew"] = _skew_text(started)
     listing.sort(key=_newest_first_key, reverse=True)
     return listing
+
+
+def _skew_text(started: str) -> str:
+    return (
+        f"started in the future ({started}): the clock of the machine that ran it "
+        "runs ahead; listed as the oldest, never taken as the newest"
+    )
 
 
 def _newest_first_key(entry: dict[str, Any]) -> tuple[str, str]:
@@ -337,8 +454,7 @@ def detailed_runs(
     so the cost follows ``limit``, not the size of the history.
     """
     index = TaskIndex(kernel, task_id)
-    newest_first = index.listing[::-1]
-    shown = newest_first if limit <= 0 else newest_first[:limit]
+    shown = list(index.newest_first() if limit <= 0 else islice(index.newest_first(), limit))
     records = []
     for entry in shown:
         run = index.location(entry["run_id"])
@@ -346,7 +462,8 @@ def detailed_runs(
         if entry.get("clock_skew"):
             record["clock_skew"] = entry["clock_skew"]
         records.append(record)
-    return records, len(newest_first)
+    total = len(shown) if limit <= 0 or len(shown) < limit else index.total()
+    return records, total
 
 
 def _full_entry(
@@ -507,25 +624,26 @@ def all_tasks_newest(kernel: Kernel) -> list[dict[str, Any]]:
         except IdentifierError as exc:
             log.warning("stored task left out: %s", exc)
             continue
-        listing = task_runs(kernel, task)
-        if not listing:
+        index = TaskIndex(kernel, task)
+        if next(index.newest_first(), None) is None:
             continue
-        entry = dict(_top_level(kernel, task, listing))
+        entry = dict(_top_level(kernel, task, index))
         entry["duration_ms"] = _duration_ms(entry.get("started_at"), entry.get("completed_at"))
         rows.append(entry)
     return rows
 
 
-def _top_level(kernel: Kernel, task: str, listing: list[dict[str, Any]]) -> dict[str, Any]:
+def _top_level(kernel: Kernel, task: str, index: TaskIndex) -> dict[str, Any]:
     """The newest run that is no other run's child (a child starts after its parent)."""
     from orchestrator.lifecycle.records import newest_top_level_run
 
+    first = next(index.newest_first())
     try:
-        newest = kernel.persistence.find_run(listing[0]["run_id"], task)
+        newest = kernel.persistence.find_run(first["run_id"], task)
         top = newest_top_level_run(kernel, task, newest)
     except (CorruptRecordError, RunNotFoundError):
-        return listing[0]
-    return next((entry for entry in listing if entry["run_id"] == top.run_id), listing[0])
+        return first
+    return next((entry for entry in index.newest_first() if entry["run_id"] == top.run_id), first)
 
 
 def _duration_ms(started: str | None, completed: str | None) -> int | None:

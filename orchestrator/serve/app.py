@@ -48,7 +48,7 @@ from orchestrator.lifecycle.status import (
 from orchestrator.serve.changes import ChangeHub, Prober, Topic
 from orchestrator.serve.git_panel import GitPanel
 from orchestrator.serve.memory import TrimWhenIdle
-from orchestrator.serve.output import log_file, read_from, read_tail
+from orchestrator.serve.output import StageLog, read_from, read_tail, stage_log
 from orchestrator.serve.overview import (
     can_list_tasks,
     known_tasks,
@@ -306,8 +306,8 @@ def stage_page(request: Request) -> Response:
             error = state.kernel.persistence.read_error_file(run, name)
         except CorruptRecordError as exc:
             error = {"reason": f"unreadable error file: {exc}"}
-    path = log_file(state.kernel.root, state.kernel.context.runs_dir, record.log_path)
-    output = read_tail(path) if path is not None else None
+    log = _stage_log(state, run, record)
+    output = read_tail(log) if log is not None else None
     return _render(
         request,
         "stage.html",
@@ -403,13 +403,19 @@ async def events_run(request: Request) -> Response:
     return _event_response(_change_stream(state, ("run", run.task_id, run.run_id)))
 
 
-def _stage_snapshot(state: ServeState, run: RunLocation, stage_id: str) -> tuple[Path | None, bool]:
+def _stage_log(state: ServeState, run: RunLocation, record: Any) -> StageLog | None:
+    kernel = state.kernel
+    return stage_log(kernel.persistence, run, record, kernel.root, kernel.context.runs_dir)
+
+
+def _stage_snapshot(
+    state: ServeState, run: RunLocation, stage_id: str
+) -> tuple[StageLog | None, bool]:
     """The stage's log and whether more output may still come (the stage runs or waits)."""
     manifest, act, document = _run_status(state, run)
     _, record = _stage_of(document, manifest, stage_id)
-    path = log_file(state.kernel.root, state.kernel.context.runs_dir, record.log_path)
     live = manifest.status in ("queued", "in_progress") and not act.stale
-    return path, live and record.status in ("pending", "running")
+    return _stage_log(state, run, record), live and record.status in ("pending", "running")
 
 
 async def _output_stream(
@@ -419,9 +425,9 @@ async def _output_stream(
 
     yield b"retry: 2000\n\n"
     while not state.stopping.is_set():
-        path, live = await to_thread.run_sync(_stage_snapshot, state, run, stage_id)
-        while path is not None:
-            read = await to_thread.run_sync(read_from, path, offset)
+        log, live = await to_thread.run_sync(_stage_snapshot, state, run, stage_id)
+        while log is not None:
+            read = await to_thread.run_sync(read_from, log, offset)
             if read.offset == offset:
                 break
             offset = read.offset

@@ -1,9 +1,11 @@
 """A stage's output as the page shows it: the tail of its log, then what is appended to it.
 
-A stage's log (``commands/NN-<stage>.ndjson``, named by the manifest's ``log_path``) is one
-JSON object a line; its ``exec:chunk`` lines carry the output (``data``, or ``data_b64`` for
-bytes that are not UTF-8). Reading starts at a byte offset and stops at the last complete line,
-so a line the engine is still writing is read whole on the next call.
+A stage's log (``commands/NN-<stage>.ndjson``) is one JSON object a line; its ``exec:chunk``
+lines carry the output (``data``, or ``data_b64`` for bytes that are not UTF-8). The log is read
+through the persistence slot (:mod:`orchestrator.run_logs`): a file in the run folder, or rows of
+a store shared by many machines, so a page served anywhere shows what a run elsewhere printed.
+Reading starts at a byte offset and stops at the last complete line, so a line the engine is
+still writing is read whole on the next call.
 """
 
 from __future__ import annotations
@@ -11,9 +13,13 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from orchestrator import run_logs
+from orchestrator.contracts import RunLocation
+from orchestrator.manifest import CommandRecord
 
 TAIL_CHARACTERS = 64 * 1024
 """How much of a stage's output a page shows at first (the newest characters)."""
@@ -42,17 +48,33 @@ class OutputRead:
         }
 
 
-def log_file(root: Path, runs_dir: Path, log_path: str | None) -> Path | None:
-    """The stage's log on disk, or None when there is none or it would lead out of ``runs_dir``
-    (the manifest names it relative to the project root; a link leading elsewhere is refused)."""
-    if not log_path:
+@dataclass(frozen=True)
+class StageLog:
+    """Where a stage's log is read from: the persistence slot, the run, the log's path."""
+
+    persistence: Any
+    run: RunLocation
+    path: Path
+
+
+def stage_log(
+    persistence: Any, run: RunLocation, record: CommandRecord, root: Path, runs_dir: Path
+) -> StageLog | None:
+    """The stage's log, or None when the stage has none. A log the store keeps is named by the
+    run's layout, as ``logs`` names it; a file must lie inside ``runs_dir`` (the manifest names
+    it relative to the project root; a link leading elsewhere is refused)."""
+    from orchestrator.lifecycle import logs
+
+    if not record.log_path:
         return None
-    path = (root / log_path).resolve()
+    if run_logs.stores_logs(persistence):
+        return StageLog(persistence, run, logs.stage_log(run, record))
+    path = (root / record.log_path).resolve()
     try:
         path.relative_to(runs_dir.resolve())
     except ValueError:
         return None
-    return path if path.is_file() else None
+    return StageLog(persistence, run, path) if path.is_file() else None
 
 
 def _text_of(event: dict[str, object]) -> str | None:
@@ -88,25 +110,29 @@ def _pieces(lines: list[bytes]) -> list[OutputPiece]:
     return pieces
 
 
-def read_from(path: Path, offset: int, limit: int = READ_LIMIT_BYTES) -> OutputRead:
-    """The output in complete log lines from ``offset`` on (at most ``limit`` bytes of log)."""
-    with path.open("rb") as handle:
-        handle.seek(offset)
-        data = handle.read(limit)
+def read_from(log: StageLog, offset: int, limit: int = READ_LIMIT_BYTES) -> OutputRead:
+    """The output in complete log lines from ``offset`` on (at most ``limit`` bytes of log);
+    nothing while the log does not exist yet."""
+    try:
+        data = run_logs.read_span(log.persistence, log.run, log.path, offset, limit)
+    except FileNotFoundError:
+        return OutputRead([], offset)
     end = data.rfind(b"\n")
     if end < 0:
         return OutputRead([], offset)
     return OutputRead(_pieces(data[: end + 1].splitlines()), offset + end + 1)
 
 
-def read_tail(path: Path, characters: int = TAIL_CHARACTERS) -> OutputRead:
-    """The newest ``characters`` of output, and the offset to follow the log from."""
-    size = os.stat(path).st_size
-    # a chunk's JSON line is longer than its text: read more log than the text wanted
-    start = max(0, size - 4 * characters - 4096)
-    with path.open("rb") as handle:
-        handle.seek(start)
-        data = handle.read(size - start)
+def read_tail(log: StageLog, characters: int = TAIL_CHARACTERS) -> OutputRead | None:
+    """The newest ``characters`` of output, and the offset to follow the log from; None while
+    the log does not exist yet."""
+    try:
+        size = run_logs.log_size(log.persistence, log.run, log.path)
+        # a chunk's JSON line is longer than its text: read more log than the text wanted
+        start = max(0, size - 4 * characters - 4096)
+        data = run_logs.read_span(log.persistence, log.run, log.path, start, size - start)
+    except FileNotFoundError:
+        return None
     if start > 0:
         cut = data.find(b"\n")
         data = data[cut + 1 :] if cut >= 0 else b""

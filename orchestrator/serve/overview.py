@@ -56,12 +56,11 @@ def _newest(kernel: Kernel, task_id: str, run_id: str) -> RunLocation:
 def task_overview(kernel: Kernel, task_id: str) -> dict[str, Any]:
     """One element of ``GET /api/tasks``: the task, its state, how many runs it has, and its
     newest top-level run as ``status RUN_ID --format json`` prints it (null when none)."""
-    index = TaskIndex(kernel, task_id)  # the task's history, read once
-    listing = index.listing  # oldest first
+    index = TaskIndex(kernel, task_id)  # the task's history, read newest first, once
+    entry = next(index.newest_first(), None)
     newest: dict[str, Any] | None = None
     manifest: Manifest | None = None
-    if listing:
-        entry = listing[-1]
+    if entry is not None:
         try:
             run = _newest(kernel, task_id, entry["run_id"])
             manifest, _, newest = run_status(kernel, run, index)
@@ -70,7 +69,7 @@ def task_overview(kernel: Kernel, task_id: str) -> dict[str, Any]:
     return {
         "task_id": task_id,
         "state": task_state(newest, manifest),
-        "run_count": len(listing),
+        "run_count": index.total(),
         "newest_run": newest,
         "approvals": [a.model_dump(mode="json") for a in manifest.approvals] if manifest else [],
     }

@@ -297,6 +297,42 @@ class PersistenceConformance(SlotConformance):
         assert document is not None, "the error file written before the crash is gone"
         assert len(document["payload"]) == document["size"], "a torn error file was read"
 
+    def test_a_store_that_keeps_logs_reads_them_from_any_offset(
+        self, persistence: Persistence, context: SlotContext
+    ) -> None:
+        """Only for a store with ``open_log``/``read_log`` (logs kept outside the run folder):
+        a log written in several sessions reads back whole, and from every byte offset a
+        follower may ask for (inside a write, at its edges, at and past the end) it gives
+        exactly the bytes after it; a missing log is FileNotFoundError."""
+        from orchestrator import run_logs
+
+        if not run_logs.stores_logs(persistence):
+            pytest.skip("this store keeps logs as files in the run folder (the kernel's default)")
+        run = new_run(context)
+        persistence.create_run(run)
+        path = run.commands_dir / "01-build.ndjson"
+        writes = [b'{"n":1}\n', b'{"text":"' + b"x" * 5000 + b'"}\n', '{"é":3}\n'.encode()]
+        for data in writes:  # one session each: a resumed run reopens its log
+            sink = run_logs.open_log(persistence, run, path)
+            sink.write(data)
+            sink.close()
+        whole = b"".join(writes)
+        edges = {0, len(whole) - 1, len(whole), len(whole) + 7}
+        at = 0
+        for data in writes:
+            edges |= {at, at + 1, at + len(data) // 2, at + len(data) - 1}
+            at += len(data)
+        for offset in sorted(edges):
+            read = b"".join(run_logs.read_log(persistence, run, path, offset))
+            assert read == whole[offset:], f"read_log from byte {offset}"
+        assert run_logs.log_size(persistence, run, path) == len(whole)
+        missing = run.commands_dir / "02-none.ndjson"
+        for offset in (0, 10):
+            with pytest.raises(FileNotFoundError):
+                b"".join(run_logs.read_log(persistence, run, missing, offset))
+        with pytest.raises(FileNotFoundError):
+            run_logs.log_size(persistence, run, missing)
+
     def test_a_history_line_cut_mid_write_does_not_swallow_the_next(
         self, persistence: Persistence, context: SlotContext, worker_spec: dict[str, Any]
     ) -> None:

@@ -7,7 +7,9 @@ other machines within a fraction of a second while a flood costs one round trip 
 (about ``log_flush_bytes`` plus one line) however fast a stage prints. A log opened again (a
 resumed run) continues after its last row.
 
-Reading: rows come back in order a few at a time (keyset pages), never the whole log at once.
+Reading: rows come back in order a few at a time (keyset pages), never the whole log at once. A
+read from a byte offset (a reader following a live log) first finds the row holding that byte
+from the rows' lengths alone, so it fetches only what comes after it.
 """
 
 from __future__ import annotations
@@ -99,22 +101,56 @@ class PostgresLogSink:
         self._buffer.clear()
 
 
-def read_log(store: Store, run: RunLocation, name: str) -> Iterator[bytes]:
-    """The log's bytes in order, a few rows per query; FileNotFoundError when there is none."""
-    after = 0
+def read_log(store: Store, run: RunLocation, name: str, offset: int = 0) -> Iterator[bytes]:
+    """The log's bytes from ``offset`` on, a few rows per query; FileNotFoundError when there is
+    no such log."""
+    key = (run.task_id, run.run_id, name)
+    after, skip = 0, 0
+    if offset > 0:
+        with store.connection() as db:
+            # the first row whose end lies past the offset, found from the rows' lengths
+            # (octet_length reads a stored value's header, not the value)
+            row = db.execute(
+                "SELECT sequence, total - size FROM ("
+                " SELECT sequence, octet_length(data) AS size,"
+                " sum(octet_length(data)) OVER (ORDER BY sequence) AS total FROM logs"
+                " WHERE task_id = %s AND run_id = %s AND name = %s) AS rows"
+                " WHERE total > %s ORDER BY sequence LIMIT 1",
+                (*key, offset),
+            ).fetchone()
+        if row is None:
+            log_size(store, run, name)  # FileNotFoundError when there is no such log
+            return
+        after, skip = int(row[0]) - 1, offset - int(row[1])
     found = False
     while True:
         with store.connection() as db:
             rows = db.execute(
                 "SELECT sequence, data FROM logs WHERE task_id = %s AND run_id = %s"
                 " AND name = %s AND sequence > %s ORDER BY sequence LIMIT %s",
-                (run.task_id, run.run_id, name, after, READ_PAGE_ROWS),
+                (*key, after, READ_PAGE_ROWS),
             ).fetchall()
         if not rows:
             break
         found = True
         for sequence, data in rows:
             after = sequence
-            yield bytes(data)
+            chunk = bytes(data)
+            if skip:
+                chunk, skip = chunk[skip:], 0
+            yield chunk
     if not found:
         raise FileNotFoundError(f"run {run.run_id} has no log {name} in PostgreSQL")
+
+
+def log_size(store: Store, run: RunLocation, name: str) -> int:
+    """The bytes the log holds now; FileNotFoundError when there is no such log."""
+    with store.connection() as db:
+        row = db.execute(
+            "SELECT count(*), coalesce(sum(octet_length(data)), 0) FROM logs"
+            " WHERE task_id = %s AND run_id = %s AND name = %s",
+            (run.task_id, run.run_id, name),
+        ).fetchone()
+    if row is None or not row[0]:
+        raise FileNotFoundError(f"run {run.run_id} has no log {name} in PostgreSQL")
+    return int(row[1])

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
-from codex_orchestrator_postgres.logs import PostgresLogSink, read_log
+from codex_orchestrator_postgres.logs import PostgresLogSink, log_size, read_log
 from codex_orchestrator_postgres.options import PostgresOptions
 from codex_orchestrator_postgres.store import Store, lock_key, store_for
 from orchestrator.plugin import (
@@ -277,8 +277,11 @@ class PostgresPersistence:
             self.store, run, name, self.options.log_flush_bytes, self.options.log_flush_ms
         )
 
-    def read_log(self, run: RunLocation, name: str) -> Iterable[bytes]:
-        return read_log(self.store, run, name)
+    def read_log(self, run: RunLocation, name: str, offset: int = 0) -> Iterable[bytes]:
+        return read_log(self.store, run, name, offset)
+
+    def log_size(self, run: RunLocation, name: str) -> int:
+        return log_size(self.store, run, name)
 
     def wait_for_change(self, run: RunLocation, timeout: float) -> bool:
         """True as soon as the run's manifest is written (LISTEN/NOTIFY), else after ``timeout``."""

@@ -1,0 +1,157 @@
+"""The installed entry points of the groups this tool reads, cached between commands.
+
+``importlib.metadata.entry_points()`` opens every installed distribution's metadata; a command
+did that three times (the slots, the observers, and pydantic's own plugin scan), about 8 ms of
+each start-up in an environment of ~100 distributions. The scan is now made once and kept in
+``<cache>/codex-orchestrator/entry-points-<key>.json``.
+
+The key is a digest of the interpreter, ``sys.path``, and for every ``*.dist-info`` and
+``*.egg-info`` folder on it, its name and its ``entry_points.txt``'s size and mtime: installing,
+removing, upgrading or reinstalling any distribution, or editing an entry point file, gives
+another key, so a stale cache is never read. Reading the folders costs one ``listdir`` per
+``sys.path`` entry and one ``stat`` per distribution. A cache that cannot be read or written is
+simply not used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+GROUP_PREFIXES = ("codex_orchestrator.", "pydantic")
+"""The groups kept: this tool's slots and observers, and pydantic's plugins."""
+METADATA_SUFFIXES = (".dist-info", ".egg-info")
+KEEP_FILES = 8
+"""Cache files kept (one per set of installed distributions: several environments may share
+one home)."""
+
+
+@dataclass(frozen=True)
+class CachedEntryPoint:
+    name: str
+    value: str
+    group: str
+    distribution: str | None
+    version: str | None
+
+    def entry_point(self) -> metadata.EntryPoint:
+        return metadata.EntryPoint(self.name, self.value, self.group)
+
+    def load(self) -> Any:
+        return self.entry_point().load()
+
+
+def cache_key(path: list[str] | None = None) -> str:
+    """A digest of everything that decides which entry points are installed."""
+    digest = hashlib.sha256(sys.executable.encode())
+    for entry in sys.path if path is None else path:
+        digest.update(b"\0" + entry.encode(errors="surrogateescape"))
+        try:
+            names = sorted(os.listdir(entry or "."))
+        except OSError:
+            continue
+        for name in names:
+            if not name.endswith(METADATA_SUFFIXES):
+                continue
+            try:
+                found = os.stat(os.path.join(entry or ".", name, "entry_points.txt"))
+                stamp = f"{found.st_size}:{found.st_mtime_ns}"
+            except OSError:
+                stamp = "-"
+            digest.update(f"\0{name}\0{stamp}".encode(errors="surrogateescape"))
+    return digest.hexdigest()[:32]
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "codex-orchestrator"
+
+
+def _scan() -> list[CachedEntryPoint]:
+    """What ``importlib.metadata.entry_points()`` gives for :data:`GROUP_PREFIXES`: each
+    distribution once (the first found on ``sys.path``), with its name and version."""
+    found = []
+    seen: set[str] = set()
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        normalized = re.sub(r"[-_.]+", "-", str(name)).lower()
+        if normalized in seen:
+            continue
+        seen.add(normalized)
+        for entry_point in dist.entry_points:
+            if entry_point.group.startswith(GROUP_PREFIXES):
+                found.append(
+                    CachedEntryPoint(
+                        entry_point.name, entry_point.value, entry_point.group, name, dist.version
+                    )
+                )
+    return found
+
+
+def _read(path: Path) -> list[CachedEntryPoint] | None:
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+        return [CachedEntryPoint(*row) for row in rows]
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _write(path: Path, found: list[CachedEntryPoint]) -> None:
+    rows = [[e.name, e.value, e.group, e.distribution, e.version] for e in found]
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.{os.getpid()}")
+        temporary.write_text(json.dumps(rows), encoding="utf-8")
+        os.replace(temporary, path)  # atomic: a concurrent reader sees all of it or none
+        kept = sorted(
+            path.parent.glob("entry-points-*.json"), key=lambda f: f.stat().st_mtime, reverse=True
+        )
+        for old in kept[KEEP_FILES:]:  # keys of earlier installs (several venvs may share it)
+            with contextlib.suppress(OSError):
+                old.unlink()
+
+
+_current: tuple[CachedEntryPoint, ...] | None = None
+
+
+def refresh() -> tuple[CachedEntryPoint, ...]:
+    """Read (or scan and keep) the installed entry points of :data:`GROUP_PREFIXES`; the CLI
+    calls it once per command, so a command run in-process after an install sees it."""
+    global _current
+    path = cache_dir() / f"entry-points-{cache_key()}.json"
+    found = _read(path)
+    if found is None:
+        found = _scan()
+        _write(path, found)
+    _spare_pydantic_its_scan(found)
+    _current = tuple(found)
+    return _current
+
+
+def installed() -> tuple[CachedEntryPoint, ...]:
+    """The entry points as of this command's :func:`refresh` (made now if none was)."""
+    return _current if _current is not None else refresh()
+
+
+def select(group: str) -> list[CachedEntryPoint]:
+    return [entry for entry in installed() if entry.group == group]
+
+
+def _spare_pydantic_its_scan(found: list[CachedEntryPoint]) -> None:
+    """pydantic scans every distribution for its ``pydantic`` plugin group on the first
+    validation; when none is installed, tell its loader so (what its scan would find)."""
+    if any(entry.group == "pydantic" for entry in found):
+        return
+    with contextlib.suppress(Exception):  # another pydantic: it scans for itself
+        from pydantic.plugin import _loader
+
+        if getattr(_loader, "_plugins", 0) is None:
+            _loader._plugins = {}
