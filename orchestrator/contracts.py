@@ -365,6 +365,9 @@ class Persistence(Protocol):
         Remove finished runs for ``prune``: their records (folders or rows), history entries and
         metrics lines; return ``(run_id, bytes freed)`` for each run removed. Without it,
         ``prune`` says the store cannot prune.
+    ``newest_runs(task_id) -> Iterable[dict]`` (with ``count() -> int``)
+        The task's history entries newest first, read only as far as the caller iterates (the
+        views of a task's newest run); without it, ``read_state`` is read whole.
     """
 
     options_model: ClassVar[type[PersistenceOptions]]
