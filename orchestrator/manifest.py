@@ -233,5 +233,7 @@ def parse_manifest(data: bytes | dict[str, Any], where: str) -> dict[str, Any]:
 
 def read_manifest_document(persistence: Any, run: Any) -> dict[str, Any]:
     """The stored manifest of ``run`` as a document (``RunNotFoundError`` when there is none,
-    ``CorruptRecordError`` when it is unreadable)."""
-    return parse_manifest(persistence.read_manifest(run), str(run.manifest_path))
+    ``CorruptRecordError`` when it is unreadable). The error names the path users cite and the
+    run, since a store that keeps records in a database has no file at that path."""
+    where = f"{run.manifest_path} (run {run.run_id} of task {run.task_id})"
+    return parse_manifest(persistence.read_manifest(run), where)
