@@ -125,7 +125,10 @@ class NewestFirst:
     """
 
     def __init__(
-        self, snapshot: Path, journal: Path, folders: Callable[[], list[str]] | None = None
+        self,
+        snapshot: Path,
+        journal: Path,
+        folders: Callable[[bool], list[str]] | None = None,
     ) -> None:
         self.snapshot = snapshot
         pending: dict[str, Entry] = {}
@@ -133,6 +136,9 @@ class NewestFirst:
             pending[entry["run_id"]] = _well_formed(entry)
         self._journal = sorted(pending.values(), key=_sort_key, reverse=True)
         self._folders = folders
+        self._damaged = False
+        """The snapshot is not in the sorted layout (hand-edited, or cut): it may have lost
+        entries, so the folders are always listed."""
         self._tail = self._snapshot_entries()
         self._read: list[Entry] = []
         """Snapshot entries parsed so far, newest first."""
@@ -157,6 +163,7 @@ class NewestFirst:
                 given.add(entry["run_id"])
                 yield entry
         except _LayoutError:
+            self._damaged = True
             log.info("state snapshot %s: not in the sorted layout; parsed whole", self.snapshot)
             document = _parse_snapshot(self.snapshot) or {}
             runs = [
@@ -210,7 +217,7 @@ class NewestFirst:
         known = {entry["run_id"] for entry in self._journal}
         found = []
         older = []
-        for run_id in self._folders():
+        for run_id in self._folders(self._damaged):
             started = id_started_at(run_id)
             if run_id in known or not started:
                 continue
