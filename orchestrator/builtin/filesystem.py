@@ -298,15 +298,13 @@ class FilesystemPersistence:
         history = self._history(task_id)
         folder = self.context.runs_dir / task_id / "cli"
 
-        def folders(damaged: bool) -> list[str]:
-            """The run folders, when one may lack an entry: only if there is no snapshot, the
-            snapshot is damaged (not in the layout its writer gives it: edited or cut, so it
-            may have lost entries), or the folder of runs changed since the history was last
-            written (its mtime is not older than the snapshot's and the journal's). A run
-            appends its entry after creating its folder, so otherwise every folder there was
-            recorded, or healed by the last fold (one killed between the two waits for the next
-            fold); listing a task of 100,000 runs costs tens of ms, so a view of the newest run
-            skips it."""
+        def folders(everything: bool) -> list[str]:
+            """The run folders, when one may lack an entry: ``everything`` (a snapshot read
+            whole), no snapshot, or a folder of runs changed since the history was last written
+            (its mtime not older than the snapshot's and the journal's). A run appends its entry
+            after creating its folder, so otherwise every folder there was recorded, or healed
+            by the last fold (one killed between the two waits for the next fold); listing a
+            task of 100,000 runs costs tens of ms, so a view of the newest run skips it."""
             try:
                 changed_at = os.stat(folder).st_mtime_ns
             except FileNotFoundError:
@@ -315,7 +313,7 @@ class FilesystemPersistence:
             with contextlib.suppress(FileNotFoundError):
                 written_at = os.stat(history.snapshot).st_mtime_ns
                 written_at = max(written_at, os.stat(history.journal).st_mtime_ns)
-            if changed_at < written_at and not damaged:
+            if changed_at < written_at and not everything:
                 return []
             return [name for name in os.listdir(folder) if not name.startswith(".")]
 

@@ -115,7 +115,8 @@ class NewestFirst:
     """A task's history entries newest first (the order of a full read, reversed), read only as
     far as the caller goes; ``count()`` the number of runs a full read would list.
 
-    ``folders`` lists the run ids stored for the task (their folders); those newer than the
+    ``folders(everything)`` lists the run ids stored for the task (their folders; without
+    ``everything`` the store may list none when none can lack an entry); those newer than the
     snapshot's newest run (less :data:`FOLDER_TOLERANCE_MINUTES`) and in neither the journal nor the
     snapshot are runs created since the last fold with no entry yet: they are given as
     ``{"run_id": ...}`` alone, placed by the time their id carries. An older folder with no
@@ -125,10 +126,7 @@ class NewestFirst:
     """
 
     def __init__(
-        self,
-        snapshot: Path,
-        journal: Path,
-        folders: Callable[[bool], list[str]] | None = None,
+        self, snapshot: Path, journal: Path, folders: Callable[[bool], list[str]] | None = None
     ) -> None:
         self.snapshot = snapshot
         pending: dict[str, Entry] = {}
@@ -136,15 +134,15 @@ class NewestFirst:
             pending[entry["run_id"]] = _well_formed(entry)
         self._journal = sorted(pending.values(), key=_sort_key, reverse=True)
         self._folders = folders
-        self._damaged = False
-        """The snapshot is not in the sorted layout (hand-edited, or cut): it may have lost
-        entries, so the folders are always listed."""
         self._tail = self._snapshot_entries()
         self._read: list[Entry] = []
         """Snapshot entries parsed so far, newest first."""
         self._read_ids: set[str] = set()
         self._exhausted = False
         self._unrecorded_cache: list[Entry] | None = None
+        self._whole = False
+        """The snapshot was not in the sorted layout (hand-edited, damaged, older): every run
+        folder is then looked at, as a full read does."""
         self._older: list[str] = []
         """Run ids of folders older than the snapshot's newest run (less the tolerance), not in the
         journal, newest first: given where the snapshot holds no entry for them."""
@@ -163,8 +161,8 @@ class NewestFirst:
                 given.add(entry["run_id"])
                 yield entry
         except _LayoutError:
-            self._damaged = True
             log.info("state snapshot %s: not in the sorted layout; parsed whole", self.snapshot)
+            self._whole = True
             document = _parse_snapshot(self.snapshot) or {}
             runs = [
                 _well_formed(e)
@@ -217,7 +215,7 @@ class NewestFirst:
         known = {entry["run_id"] for entry in self._journal}
         found = []
         older = []
-        for run_id in self._folders(self._damaged):
+        for run_id in self._folders(self._whole):
             started = id_started_at(run_id)
             if run_id in known or not started:
                 continue
