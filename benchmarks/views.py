@@ -9,9 +9,9 @@ Each figure is measured in the same run as its baseline, the two interleaved:
 
 * ``status --all`` on ``--tasks`` tasks of ``--runs-per-task`` runs each (goal: under 0.5 s),
   against the same command on as many tasks of one run each;
-* ``start``, ``status``, ``status RUN_ID``, ``logs`` and ``review`` on a task of
-  ``--long-task`` runs, against the same commands on a task of one run (goal: within 1.1x for
-  ``start``, 1.5x for the rest);
+* ``start``, ``status``, ``status RUN_ID``, ``logs``, ``review`` and ``resume`` (of a run
+  whose stage fails, so it can be resumed again) on a task of ``--long-task`` runs, against
+  the same commands on a task of one run (goal: within 1.1x for ``start``, 1.5x for the rest);
 * ``logs RUN_ID`` of a stage that printed ``--log-mb`` MB (80-byte lines), written to
   /dev/null, against ``cat`` of the stage's log file (the bytes ``logs`` decodes), and the
   output rate of each.
@@ -64,7 +64,7 @@ def _interleaved(commands: dict[str, tuple[Side, Side]], repeats: int) -> dict[s
                 sides.append(("before", ([*BEFORE, *arguments], heavy[1])))
             for label, (cmd, project) in sides:
                 measured = run_measured(cmd, cwd=project.root, env=project.env, timeout_s=600)
-                if measured.rc != 0:
+                if measured.rc != EXPECTED_EXIT.get(name, 0):
                     failures[f"{name} ({label})"] = measured.stderr.strip()[-300:]
                 samples[name].setdefault(label, []).append(measured.wall_s)
     results = {}
@@ -120,9 +120,23 @@ def across_tasks(work: Path, tasks: int, runs: int, repeats: int) -> dict[str, A
     return {"tasks": tasks, "runs_per_task": runs, "generation_s": round(generation, 1), **row}
 
 
+def _failed_run(project: OurProject, task: str) -> str:
+    """A run of ``task`` whose one stage fails: ``resume`` can run it again and again."""
+    measured = run_measured(project.start("fails", task=task), cwd=project.root, env=project.env)
+    summary = parse_summary(measured.stdout)
+    if not summary or measured.rc != 1:
+        raise RuntimeError(f"the failing run did not fail: {measured.stderr.strip()[-500:]}")
+    return str(summary["run_id"])
+
+
+EXPECTED_EXIT = {"resume (a failed run; it fails again)": 1}
+"""Commands whose run fails by design (exit 1): only another exit code is an error."""
+
+
 def long_task(work: Path, runs: int, repeats: int) -> dict[str, Any]:
     marker = work / f"long-{runs}.made"
-    project = OurProject(work / "long", {"one": ["echo hello"]}, fresh=not marker.exists())
+    pipelines = {"one": ["echo hello"], "fails": ["false"]}
+    project = OurProject(work / "long", pipelines, fresh=not marker.exists())
     made = time.perf_counter()
     if not marker.exists():  # --workdir kept: the history of an earlier run is reused
         newest = _template(project, "long")
@@ -132,6 +146,7 @@ def long_task(work: Path, runs: int, repeats: int) -> dict[str, Any]:
     ids = json.loads(marker.read_text())
     newest, lone = ids["newest"], ids["lone"]
     generation = time.perf_counter() - made
+    failed = {task: _failed_run(project, task) for task in ("long", "lone")}
 
     def both(*args: str) -> tuple[Side, Side]:
         return (
@@ -151,6 +166,10 @@ def long_task(work: Path, runs: int, repeats: int) -> dict[str, Any]:
         ),
         "logs (newest run)": both("logs"),
         "review (newest run)": both("review"),
+        "resume (a failed run; it fails again)": (
+            (project.command("resume", failed["long"], "--task", "long"), project),
+            (project.command("resume", failed["lone"], "--task", "lone"), project),
+        ),
     }
     goals = {"start": 1.1}
     results = _interleaved(commands, repeats)

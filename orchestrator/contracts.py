@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-PLUGIN_API_VERSION = 3
+PLUGIN_API_VERSION = 4
 """The version of the plugin API (slot contracts, hooks, options models, helpers). It grows by
 one with every change to that API, additions included; docs/plugins.md keeps the changelog. A
 plugin that needs version N declares ``requires_plugin_api = N`` (a class attribute of a slot
@@ -350,8 +350,10 @@ class Heartbeat(Protocol):
 class Persistence(Protocol):
     """Stores run records: manifests, error files, the task's state snapshot and metrics.
 
-    Documents cross this boundary as JSON-ready ``dict`` values. Every write must be atomic: a
-    reader never sees a half-written record, even if the process is killed at any instant.
+    Documents cross this boundary as JSON-ready ``dict`` values, except the manifest, which goes
+    in and comes out as the UTF-8 JSON bytes the kernel serialized (the kernel parses it, in
+    one place). Every write must be atomic: a reader never sees a half-written record, even if
+    the process is killed at any instant.
 
     Optional methods (the kernel has a default when an implementation lacks them;
     docs/evidence.md):
@@ -363,6 +365,9 @@ class Persistence(Protocol):
         Remove finished runs for ``prune``: their records (folders or rows), history entries and
         metrics lines; return ``(run_id, bytes freed)`` for each run removed. Without it,
         ``prune`` says the store cannot prune.
+    ``newest_runs(task_id) -> Iterable[dict]`` (with ``count() -> int``)
+        The task's history entries newest first, read only as far as the caller iterates (the
+        views of a task's newest run); without it, ``read_state`` is read whole.
     """
 
     options_model: ClassVar[type[PersistenceOptions]]
@@ -373,8 +378,9 @@ class Persistence(Protocol):
     def write_manifest(self, run: RunLocation, manifest: bytes) -> None:
         """Store the manifest, given as UTF-8 JSON text (serialized once, by the kernel)."""
 
-    def read_manifest(self, run: RunLocation) -> dict[str, Any]:
-        """Raise ``RunNotFoundError`` when absent, ``CorruptRecordError`` when unreadable."""
+    def read_manifest(self, run: RunLocation) -> bytes:
+        """The bytes the newest ``write_manifest`` stored, as given. Raise ``RunNotFoundError``
+        when absent, ``CorruptRecordError`` when they cannot be read."""
 
     def resolve_manifest_ref(self, ref: Path) -> RunLocation | None:
         """The run a cited manifest path names, or None when no such run is stored."""

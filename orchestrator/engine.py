@@ -26,7 +26,7 @@ from orchestrator.errors import (
 )
 from orchestrator.identifiers import check_id
 from orchestrator.kernel import Kernel
-from orchestrator.manifest import CommandRecord, Manifest
+from orchestrator.manifest import CommandRecord, Manifest, read_manifest_document
 from orchestrator.pipeline import ResolvedStage, resolve_pipeline, with_defaults
 from orchestrator.run_plan import ResumeTarget, RunControls, RunPlan
 from orchestrator.run_records import new_manifest, plugins_info
@@ -242,7 +242,7 @@ def _run_child(
         persistence = kernel.persistence
         try:
             location = persistence.find_run(earlier, plan.task_id)
-            manifest = Manifest.model_validate(persistence.read_manifest(location))
+            manifest = Manifest.model_validate(read_manifest_document(persistence, location))
         except Exception as exc:  # gone or unreadable: run the stage afresh
             session.warn(f"child run {earlier} of stage {record.id} cannot be continued ({exc})")
         else:

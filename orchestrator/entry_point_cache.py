@@ -53,14 +53,14 @@ def cache_key(path: list[str] | None = None) -> str:
     """A digest of everything that decides which entry points are installed."""
     digest = hashlib.sha256(sys.executable.encode())
     for entry in sys.path if path is None else path:
-        digest.update(b"\0" + entry.encode(errors="surrogateescape"))
         try:
-            names = sorted(os.listdir(entry or "."))
+            names = sorted(n for n in os.listdir(entry or ".") if n.endswith(METADATA_SUFFIXES))
         except OSError:
             continue
+        if not names:  # a folder with no distribution (the project, for `python -m`) adds none
+            continue
+        digest.update(b"\0" + entry.encode(errors="surrogateescape"))
         for name in names:
-            if not name.endswith(METADATA_SUFFIXES):
-                continue
             try:
                 found = os.stat(os.path.join(entry or ".", name, "entry_points.txt"))
                 stamp = f"{found.st_size}:{found.st_mtime_ns}"

@@ -200,3 +200,40 @@ class Manifest(_Model):
         default_factory=dict, description="values observers recorded with run.annotate()"
     )
     commands: list[CommandRecord] = Field(default_factory=list)
+
+
+def parse_manifest(data: bytes | dict[str, Any], where: str) -> dict[str, Any]:
+    """The manifest document in ``data``, the bytes ``Persistence.read_manifest`` returned (what
+    ``write_manifest`` was given); ``CorruptRecordError`` naming ``where`` when they are not a
+    UTF-8 JSON object. The one place a stored manifest is parsed. A ``dict`` (what a store
+    written for plugin API 3 or older returns) is taken as it is.
+    """
+    import json
+
+    from orchestrator.errors import CorruptRecordError
+
+    if isinstance(data, dict):
+        return data
+    try:
+        text = bytes(data).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CorruptRecordError(f"manifest {where} is not UTF-8 text ({exc.reason})") from None
+    except TypeError:
+        raise CorruptRecordError(
+            f"manifest {where}: the store returned {type(data).__name__}, not bytes"
+        ) from None
+    try:
+        document = json.loads(text)
+    except ValueError as exc:
+        raise CorruptRecordError(f"manifest {where} does not parse: {exc}") from None
+    if not isinstance(document, dict):
+        raise CorruptRecordError(f"manifest {where} is not a JSON object")
+    return document
+
+
+def read_manifest_document(persistence: Any, run: Any) -> dict[str, Any]:
+    """The stored manifest of ``run`` as a document (``RunNotFoundError`` when there is none,
+    ``CorruptRecordError`` when it is unreadable). The error names the path users cite and the
+    run, since a store that keeps records in a database has no file at that path."""
+    where = f"{run.manifest_path} (run {run.run_id} of task {run.task_id})"
+    return parse_manifest(persistence.read_manifest(run), where)

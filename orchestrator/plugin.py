@@ -44,7 +44,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     ),
     "orchestrator.hookspecs": ("hookimpl",),
     "orchestrator.run_context": ("RunView",),
-    "orchestrator.manifest": ("CommandRecord",),
+    "orchestrator.manifest": ("CommandRecord", "parse_manifest"),
     "orchestrator.errors": (
         "OrchestratorError",
         "ConfigError",
@@ -163,6 +163,7 @@ __all__ = [  # literal, so that type checkers take these as the module's exports
     "not_started",
     "now_iso",
     "parse_iso",
+    "parse_manifest",
     "pipe_outputs",
     "post_json",
     "redact_text",
@@ -250,7 +251,7 @@ if TYPE_CHECKING:  # the same names for type checkers and editors (a test keeps 
         post_json,
     )
     from orchestrator.http_targets import check_http_url, redacted, without_credentials
-    from orchestrator.manifest import CommandRecord
+    from orchestrator.manifest import CommandRecord, parse_manifest
     from orchestrator.process_group import (
         GroupLimits,
         ProcessLimits,

@@ -36,6 +36,7 @@ from orchestrator.manifest import (
     CommandRecord,
     Manifest,
     StageProcess,
+    read_manifest_document,
 )
 from orchestrator.manifest_writer import ManifestWriter
 from orchestrator.pipeline import ResolvedStage
@@ -162,7 +163,7 @@ class RunSession:
         Two racing ``resume`` calls both read the run before either takes the lock; the one that
         gets the lock second must see that the first already resumed it, and stop.
         """
-        stored = self.kernel.persistence.read_manifest(self.location)
+        stored = read_manifest_document(self.kernel.persistence, self.location)
         if stored.get("updated_at") != self.manifest.updated_at or stored.get("status") != (
             self.manifest.status
         ):
@@ -204,7 +205,9 @@ class RunSession:
                     continue
                 try:
                     location = persistence.find_run(child.run_id, self.location.task_id)
-                    pending.append(Manifest.model_validate(persistence.read_manifest(location)))
+                    pending.append(
+                        Manifest.model_validate(read_manifest_document(persistence, location))
+                    )
                 except Exception:  # unreadable or gone: its run id is still swept
                     run_ids.append(child.run_id)
         return run_ids, sessions

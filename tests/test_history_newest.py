@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 import subprocess
 import sys
@@ -166,6 +167,11 @@ def test_views_name_a_run_created_since_the_last_fold_without_an_entry(project: 
     document = json.loads(snapshot.read_text())
     document["runs"] = [r for r in document["runs"] if r["run_id"] != newer["run_id"]]
     snapshot.write_text(json.dumps(document, indent=2) + "\n")
+    # as if the history was last written before the newer run's folder was made
+    made = (project.runs_dir / "0101" / "cli").stat().st_mtime_ns
+    for written in (snapshot, snapshot.with_suffix(".journal")):
+        if written.exists():
+            os.utime(written, ns=(made - 10**9, made - 10**9))
 
     everything = json.loads(project.run("status", "--all", "--format", "json").stdout)
     assert [row["run_id"] for row in everything] == [newer["run_id"]]

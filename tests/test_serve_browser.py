@@ -84,17 +84,17 @@ def _screenshot(driver: Any, name: str) -> None:
 
 
 def _text(driver: Any, css: str) -> str:
-    """The element's text; found again when the page replaced it between the find and the read
-    (a live page re-renders its parts as the run changes)."""
+    """The element's text; found again when a live update replaced it between the look-up
+    and the read (the page swaps its live parts in place)."""
     from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
-    for _ in range(20):
+    for _ in range(50):
         try:
             return str(driver.find_element(By.CSS_SELECTOR, css).text)
         except StaleElementReferenceException:
             continue
-    return str(driver.find_element(By.CSS_SELECTOR, css).text)
+    raise AssertionError(f"{css} was replaced 50 times in a row while being read")
 
 
 def _row_state(driver: Any, task: str) -> str | None:

@@ -115,14 +115,18 @@ class NewestFirst:
     """A task's history entries newest first (the order of a full read, reversed), read only as
     far as the caller goes; ``count()`` the number of runs a full read would list.
 
-    ``folders`` lists the run ids stored for the task (their folders); those newer than the
+    ``folders(everything)`` lists the run ids stored for the task (their folders; without
+    ``everything`` the store may list none when none can lack an entry); those newer than the
     snapshot's newest run (less :data:`FOLDER_TOLERANCE_MINUTES`) and in neither the journal nor the
     snapshot are runs created since the last fold with no entry yet: they are given as
-    ``{"run_id": ...}`` alone, placed by the time their id carries.
+    ``{"run_id": ...}`` alone, placed by the time their id carries. An older folder with no
+    entry (a run killed before it recorded one, found after later runs were folded) is given
+    at its place too, once the snapshot has been read down to its time and holds no entry for
+    it, so it costs nothing until a reader goes that far back.
     """
 
     def __init__(
-        self, snapshot: Path, journal: Path, folders: Callable[[], list[str]] | None = None
+        self, snapshot: Path, journal: Path, folders: Callable[[bool], list[str]] | None = None
     ) -> None:
         self.snapshot = snapshot
         pending: dict[str, Entry] = {}
@@ -136,6 +140,12 @@ class NewestFirst:
         self._read_ids: set[str] = set()
         self._exhausted = False
         self._unrecorded_cache: list[Entry] | None = None
+        self._whole = False
+        """The snapshot was not in the sorted layout (hand-edited, damaged, older): every run
+        folder is then looked at, as a full read does."""
+        self._older: list[str] = []
+        """Run ids of folders older than the snapshot's newest run (less the tolerance), not in the
+        journal, newest first: given where the snapshot holds no entry for them."""
 
     # -------------------------------------------------------------- the snapshot, cached
 
@@ -152,6 +162,7 @@ class NewestFirst:
                 yield entry
         except _LayoutError:
             log.info("state snapshot %s: not in the sorted layout; parsed whole", self.snapshot)
+            self._whole = True
             document = _parse_snapshot(self.snapshot) or {}
             runs = [
                 _well_formed(e)
@@ -203,14 +214,20 @@ class NewestFirst:
             floor = _minus_tolerance(newest["started_at"])
         known = {entry["run_id"] for entry in self._journal}
         found = []
-        for run_id in self._folders():
+        older = []
+        for run_id in self._folders(self._whole):
             started = id_started_at(run_id)
-            if run_id in known or not started or started < floor:
+            if run_id in known or not started:
+                continue
+            if started < floor:
+                older.append(run_id)
                 continue
             probe = {"run_id": run_id, "started_at": started}
             if not self._in_snapshot(probe):
                 found.append(probe)
         found.sort(key=_sort_key, reverse=True)
+        older.sort(reverse=True)  # a run id starts with its time: the order of their keys
+        self._older = older
         return [{"run_id": probe["run_id"], "_key": _sort_key(probe)} for probe in found]
 
     # -------------------------------------------------------------- the merged stream
@@ -218,14 +235,17 @@ class NewestFirst:
     def __iter__(self) -> Iterator[Entry]:
         journal = self._journal
         folders = self._unrecorded()
+        older = self._older
         journal_ids = {entry["run_id"] for entry in journal}
-        j = f = s = 0
+        j = f = s = o = 0
         while True:
             candidates: list[tuple[tuple[str, str], int]] = []
             if j < len(journal):
                 candidates.append((_sort_key(journal[j]), 0))
             if f < len(folders):
                 candidates.append((folders[f]["_key"], 1))
+            if o < len(older):  # -1: on a tie the snapshot's entry is read first
+                candidates.append(((id_started_at(older[o]), older[o]), -1))
             snapshot_entry = self._snapshot_at(s)
             while snapshot_entry is not None and snapshot_entry["run_id"] in journal_ids:
                 s += 1  # the journal's later entry for that run wins
@@ -235,7 +255,12 @@ class NewestFirst:
             if not candidates:
                 return
             _, source = max(candidates)
-            if source == 0:
+            if source == -1:
+                # every snapshot entry from this folder's time on has been read
+                if older[o] not in self._read_ids:
+                    yield {"run_id": older[o]}
+                o += 1
+            elif source == 0:
                 yield journal[j]
                 j += 1
             elif source == 1:
@@ -259,7 +284,22 @@ class NewestFirst:
             }
             folded = len(ids)
         added = sum(1 for entry in self._journal if not self._in_snapshot(entry))
-        return folded + added + len(self._unrecorded())
+        recent = len(self._unrecorded())
+        return folded + added + recent + self._older_unrecorded()
+
+    def _older_unrecorded(self) -> int:
+        """How many older folders have no entry in the snapshot (one scan of its bytes, made
+        only when there are such folders to look for)."""
+        if not self._older:
+            return 0
+        import re
+
+        try:
+            data = self.snapshot.read_bytes()
+        except FileNotFoundError:
+            return len(self._older)
+        ids = {m.decode() for m in re.findall(rb'"run_id": "([^"\\]+)"', data)}
+        return sum(1 for run_id in self._older if run_id not in ids)
 
 
 def _minus_tolerance(started_at: str) -> str:

@@ -89,7 +89,7 @@ def sync(*, common: Common | None = None) -> int:
     from orchestrator.http_targets import redacted
     from orchestrator.lifecycle.records import load_manifest
     from orchestrator.lifecycle.status import task_runs
-    from orchestrator.manifest import FINISHED_RUN_STATUSES
+    from orchestrator.manifest import FINISHED_RUN_STATUSES, read_manifest_document
     from orchestrator.run_report import run_exit_code, run_summary
     from orchestrator.sync import acknowledged_runs, audit_path, send_run
 
@@ -120,7 +120,7 @@ def sync(*, common: Common | None = None) -> int:
         summary = run_summary(
             manifest, run.manifest_path, kernel.root, run_exit_code(manifest.status)
         )
-        document = persistence.read_manifest(run)
+        document = read_manifest_document(persistence, run)
         results.append(
             send_run(settings, out_dir / task, os.environ, summary, document, "sync-command")
         )

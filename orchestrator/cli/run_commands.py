@@ -64,6 +64,7 @@ def _refuse_recursion(kernel: Any, pipeline_id: str) -> None:
     """Inside a stage of a run of this project: refuse to start a pipeline that is already
     running further up the chain of enclosing runs (it would start itself again, forever)."""
     from orchestrator.errors import OrchestratorError
+    from orchestrator.manifest import read_manifest_document
 
     run_id = kernel.enclosing_run_id
     for _ in range(32):
@@ -71,7 +72,7 @@ def _refuse_recursion(kernel: Any, pipeline_id: str) -> None:
             return
         try:
             location = kernel.persistence.find_run(run_id, None)
-            manifest = kernel.persistence.read_manifest(location)
+            manifest = read_manifest_document(kernel.persistence, location)
         except OrchestratorError:
             return
         if manifest.get("pipeline_id") == pipeline_id:

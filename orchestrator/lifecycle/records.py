@@ -16,7 +16,7 @@ from orchestrator.errors import (
 )
 from orchestrator.identifiers import check_id
 from orchestrator.kernel import Kernel
-from orchestrator.manifest import Manifest
+from orchestrator.manifest import Manifest, read_manifest_document
 from orchestrator.suggestions import cli_command
 
 
@@ -57,7 +57,7 @@ def load_manifest(kernel: Kernel, run: RunLocation) -> Manifest:
     """The run's manifest; ``CorruptRecordError`` (naming where it is) when it is unusable,
     ``RunStartingError`` while the run is being created."""
     try:
-        document = kernel.persistence.read_manifest(run)
+        document = read_manifest_document(kernel.persistence, run)
     except RunNotFoundError:
         raise _without_manifest(kernel, run) from None
     return manifest_from_document(document, str(run.manifest_path))

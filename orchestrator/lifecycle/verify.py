@@ -29,7 +29,12 @@ from orchestrator.digests import document_sha256, file_sha256, stored_log_sha256
 from orchestrator.errors import CorruptRecordError
 from orchestrator.kernel import Kernel
 from orchestrator.lifecycle.records import manifest_from_document
-from orchestrator.manifest import FINISHED_RUN_STATUSES, CommandRecord, Manifest
+from orchestrator.manifest import (
+    FINISHED_RUN_STATUSES,
+    CommandRecord,
+    Manifest,
+    read_manifest_document,
+)
 from orchestrator.run_report import relative
 
 T = TypeVar("T")
@@ -311,7 +316,7 @@ def verify_run(kernel: Kernel, run: RunLocation) -> VerifyReport:
     (``RunNotFoundError``, ``CorruptRecordError``)."""
     persistence = kernel.persistence
     ref = run.manifest_path
-    document = persistence.read_manifest(run)
+    document = read_manifest_document(persistence, run)
     manifest = manifest_from_document(document, str(ref))
     digest = document_sha256(document)
     report = VerifyReport(

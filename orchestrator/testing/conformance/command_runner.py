@@ -30,6 +30,7 @@ from orchestrator.contracts import (
     SlotContext,
     validate_outcome,
 )
+from orchestrator.manifest import read_manifest_document
 from orchestrator.testing.conformance._support import (
     Implementation,
     SlotConformance,
@@ -409,8 +410,9 @@ class CommandRunnerConformance(SlotConformance):
         command = json.dumps([sys.executable, "-c", PAYLOAD_WRITER])
         project.write_pipeline(f'stages = [{{ id = "binary", command = {command} }}]')
         summary = project.start_json("p")
-        manifest = project.kernel().persistence.read_manifest(
-            project.kernel().persistence.find_run(summary["run_id"], "0101")
+        persistence = project.kernel().persistence
+        manifest = read_manifest_document(
+            persistence, persistence.find_run(summary["run_id"], "0101")
         )
         stage = manifest["commands"][0]
         assert stage["merged_streams"] is type(runner).merged_streams

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from orchestrator.contracts import Heartbeat, RunLocation, SlotContext
+from orchestrator.manifest import read_manifest_document
 from orchestrator.testing.conformance._support import (
     Implementation,
     SlotConformance,
@@ -161,5 +162,5 @@ class HeartbeatConformance(SlotConformance):
                 process.kill()
                 process.communicate()
         assert process.returncode == 0, err
-        manifest = kernel.persistence.read_manifest(run)
+        manifest = read_manifest_document(kernel.persistence, run)
         assert manifest["heartbeat_at"] is not None

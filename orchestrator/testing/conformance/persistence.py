@@ -30,6 +30,7 @@ import pytest
 
 from orchestrator.contracts import Persistence, RunLocation, SlotContext
 from orchestrator.errors import CorruptRecordError, RunNotFoundError
+from orchestrator.manifest import read_manifest_document
 from orchestrator.testing.conformance._support import (
     Implementation,
     SlotConformance,
@@ -129,8 +130,11 @@ class PersistenceConformance(SlotConformance):
             persistence.read_manifest(run)
         for generation in range(3):
             document = {**manifest_document(run, generation), "text": "naïve ✓ \u2028"}
-            persistence.write_manifest(run, manifest_bytes(document))
-            assert persistence.read_manifest(run) == document
+            stored = manifest_bytes(document)
+            persistence.write_manifest(run, stored)
+            # one type in and out: the bytes as given (the kernel parses them, in one place)
+            assert persistence.read_manifest(run) == stored
+            assert read_manifest_document(persistence, run) == document
 
     def test_cited_manifest_paths_resolve_to_their_run(
         self, persistence: Persistence, context: SlotContext
@@ -227,7 +231,7 @@ class PersistenceConformance(SlotConformance):
                 assert writer.read_line() == "ready"
                 time.sleep(chance.uniform(0.0, 0.15))
                 writer.kill()
-            document = persistence.read_manifest(run)
+            document = read_manifest_document(persistence, run)
             assert document["run_id"] == run.run_id
             assert len(document["payload"]) == document["size"], "a torn manifest was read"
             state = persistence.read_state(run.task_id)
@@ -275,7 +279,7 @@ class PersistenceConformance(SlotConformance):
         persistence.create_run(run)
         self._die_mid_write(worker_spec, run, "manifest")
         try:
-            document = persistence.read_manifest(run)
+            document = read_manifest_document(persistence, run)
         except CorruptRecordError as exc:
             pytest.fail(f"a manifest write cut by a crash left a torn manifest: {exc}")
         assert len(document["payload"]) == document["size"], "a torn manifest was read"
@@ -408,7 +412,7 @@ class PersistenceConformance(SlotConformance):
         assert listed == set(run_ids)
         for run_id in run_ids[:5]:
             run = persistence.find_run(run_id, "0101")
-            assert persistence.read_manifest(run)["status"] == "succeeded"
+            assert read_manifest_document(persistence, run)["status"] == "succeeded"
 
     def test_a_killed_run_leaves_a_readable_manifest_and_a_free_lock(
         self, project: SlotProject
@@ -431,7 +435,7 @@ class PersistenceConformance(SlotConformance):
             def stage_recorded_running() -> bool:
                 # the manifest writer is asynchronous: wait for the state the check is about
                 try:
-                    commands = persistence.read_manifest(run).get("commands") or [{}]
+                    commands = read_manifest_document(persistence, run).get("commands") or [{}]
                 except (RunNotFoundError, CorruptRecordError):
                     return False
                 return bool(commands[0].get("status") == "running")
@@ -446,7 +450,7 @@ class PersistenceConformance(SlotConformance):
             release.touch()  # the stage runs in a session of its own: let it end
         persistence = project.kernel().persistence
         run = persistence.find_run(run_id, None)
-        manifest = persistence.read_manifest(run)
+        manifest = read_manifest_document(persistence, run)
         assert manifest["status"] == "in_progress"
         assert manifest["commands"][0]["status"] == "running"
         with persistence.run_lock(run) as taken:

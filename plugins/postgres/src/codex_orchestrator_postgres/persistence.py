@@ -155,7 +155,7 @@ class PostgresPersistence:
                 "SELECT pg_notify(%s, %s)", (self.store.channel, f"{run.task_id}/{run.run_id}")
             )
 
-    def read_manifest(self, run: RunLocation) -> dict[str, Any]:
+    def read_manifest(self, run: RunLocation) -> bytes:
         with self.store.connection() as db:
             row = db.execute(
                 "SELECT manifest FROM runs WHERE task_id = %s AND run_id = %s",
@@ -166,15 +166,7 @@ class PostgresPersistence:
                 f"run {run.run_id} of task {run.task_id} has no manifest in PostgreSQL at "
                 f"{self.store.where}"
             )
-        try:
-            document = json.loads(row[0])
-        except ValueError as exc:
-            raise CorruptRecordError(
-                f"manifest of run {run.run_id} in PostgreSQL does not parse: {exc}"
-            ) from None
-        if not isinstance(document, dict):
-            raise CorruptRecordError(f"manifest of run {run.run_id} is not a JSON object")
-        return document
+        return str(row[0]).encode("utf-8")  # stored as the text it was given
 
     def find_run(self, run_id: str, task_id: str | None) -> RunLocation:
         with self.store.connection() as db:

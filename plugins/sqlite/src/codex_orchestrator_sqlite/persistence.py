@@ -298,7 +298,7 @@ class SqlitePersistence:
 
         self._write("write_manifest", store)
 
-    def read_manifest(self, run: RunLocation) -> dict[str, Any]:
+    def read_manifest(self, run: RunLocation) -> bytes:
         row = self._read(
             "read_manifest",
             lambda db: db.execute(
@@ -310,15 +310,7 @@ class SqlitePersistence:
             raise RunNotFoundError(
                 f"run {run.run_id} of task {run.task_id} has no manifest in {self.database}"
             )
-        try:
-            document = json.loads(row[0])
-        except ValueError as exc:
-            raise CorruptRecordError(
-                f"manifest of run {run.run_id} in {self.database} does not parse: {exc}"
-            ) from None
-        if not isinstance(document, dict):
-            raise CorruptRecordError(f"manifest of run {run.run_id} is not a JSON object")
-        return document
+        return str(row[0]).encode("utf-8")  # stored as the text it was given
 
     def find_run(self, run_id: str, task_id: str | None) -> RunLocation:
         params: tuple[str, ...]
