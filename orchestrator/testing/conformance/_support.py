@@ -298,8 +298,33 @@ class Worker:
             if stream is not None:
                 stream.close()
 
+    def communicate(self) -> tuple[str, str]:
+        """Wait for the worker to end; the rest of its standard output and all of its standard
+        error. What :meth:`read_line` read ahead is kept: ``Popen.communicate`` reads the
+        descriptors directly, so it would skip output already in the stream's buffer (a worker
+        that printed its last line quickly then seemed to have printed nothing)."""
+        import threading
+
+        read: dict[str, str] = {}
+
+        def drain(name: str, stream: Any) -> None:
+            read[name] = stream.read() if stream is not None else ""
+
+        readers = [
+            threading.Thread(target=drain, args=(name, stream), daemon=True)
+            for name, stream in (("out", self.process.stdout), ("err", self.process.stderr))
+        ]
+        for reader in readers:
+            reader.start()
+        self.process.wait(timeout=patience())
+        for reader in readers:
+            reader.join(timeout=patience())
+            if reader.is_alive():
+                pytest.fail("the worker ended but something it started holds its output open")
+        return read["out"], read["err"]
+
     def finish(self) -> str:
-        out, err = self.process.communicate(timeout=patience())
+        out, err = self.communicate()
         assert self.process.returncode == 0, f"worker failed ({self.process.returncode}): {err}"
         return out
 

@@ -40,7 +40,6 @@ from orchestrator.testing.conformance._support import (
     context_json,
     history_line,
     manifest_document,
-    patience,
     start_many,
     target_of,
     wait_for,
@@ -261,7 +260,7 @@ class PersistenceConformance(SlotConformance):
         }
         with worker(spec) as writer:
             assert writer.read_line() == "small written"
-            out, err = writer.process.communicate(timeout=patience())
+            out, err = writer.communicate()
         if out.strip() == "survived":
             return False
         if out.startswith("raised"):
