@@ -29,25 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from measure import percentile, run_measured
 from ours import OurProject
-from scenarios import _launch_together
+from scenarios import _launch_together, recorded_waits
 
 
 def _recorded_ms(project: OurProject, tasks: list[str]) -> list[float]:
-    waits: list[float] = []
-    for task in tasks:
-        for run_dir in project.run_dirs(task):
-            try:
-                text = (run_dir / "runner.ndjson").read_text(encoding="utf-8")
-            except OSError:
-                continue
-            for line in text.splitlines():
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    continue
-                if event.get("type") == "state:recorded" and "duration_ms" in event:
-                    waits.append(float(event["duration_ms"]))
-    return waits
+    return recorded_waits(run_dir for task in tasks for run_dir in project.run_dirs(task))
 
 
 def _side(work: Path, starts: int, spread: bool) -> dict[str, Any]:

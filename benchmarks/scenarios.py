@@ -14,7 +14,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -592,8 +592,13 @@ def _launch_together(
 
 
 def _lock_waits(project: OurProject) -> list[float]:
+    return recorded_waits(project.run_dirs())
+
+
+def recorded_waits(run_dirs: Iterable[Path]) -> list[float]:
+    """Each run's ``state:recorded`` wait (ms): how long recording it in the history took."""
     waits: list[float] = []
-    for run_dir in project.run_dirs():
+    for run_dir in run_dirs:
         try:
             text = (run_dir / "runner.ndjson").read_text(encoding="utf-8")
         except OSError:

@@ -39,6 +39,13 @@ def wait_for(condition: Callable[[], Any], what: str) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def newest_run(project: Project) -> str | None:
+    """The newest run ``status`` lists in ``project`` (None while there is none)."""
+    shown = project.run("status", "--format", "json")
+    runs = json.loads(shown.stdout) if shown.returncode == 0 else []
+    return runs[0]["run_id"] if runs else None
+
+
 class Served:
     """``serve --port 0`` in ``project``; stopped on close."""
 
@@ -99,13 +106,9 @@ def test_a_stage_page_served_elsewhere_shows_and_follows_output_from_the_databas
     )
     served = Served(viewer)
     try:
-
-        def live_run() -> str | None:
-            shown = viewer.run("status", "--format", "json")
-            runs = json.loads(shown.stdout) if shown.returncode == 0 else []
-            return runs[0]["run_id"] if runs else None
-
-        run_id = wait_for(live_run, "the run to be listed in the viewing checkout")
+        run_id = wait_for(
+            lambda: newest_run(viewer), "the run to be listed in the viewing checkout"
+        )
         assert not (viewer.runs_dir).exists() or not list(viewer.runs_dir.rglob("*.ndjson"))
         assert "hello from the database" in served.output(f"/runs/{run_id}/stages/hello")
         wait_for(
@@ -151,13 +154,9 @@ def test_logs_follow_from_another_checkout_prints_every_byte_once(
     live = runner.popen("start", "p", env={"RELEASE": str(release)})
     follower = None
     try:
-
-        def live_run() -> str | None:
-            shown = viewer.run("status", "--format", "json")
-            runs = json.loads(shown.stdout) if shown.returncode == 0 else []
-            return runs[0]["run_id"] if runs else None
-
-        run_id = wait_for(live_run, "the run to be listed in the viewing checkout")
+        run_id = wait_for(
+            lambda: newest_run(viewer), "the run to be listed in the viewing checkout"
+        )
         follower = viewer.popen("logs", run_id, "work", "--follow", text=False)
         assert follower.stdout is not None
         seen = bytearray()
