@@ -65,22 +65,43 @@ def run_summary(
     }
 
 
+TERMINAL_CONTROL = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves, erasing (ESC [ ... final byte)
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: window titles, links (ended by BEL or ST)
+    r"|\x1b[@-Z\\-_]"  # the other two-byte escapes
+    r"|[\x00-\x08\x0b-\x1f\x7f]"  # the remaining C0 controls and DEL (tab stays)
+)
+
+
+def visible_lines(text: str) -> list[str]:
+    """The non-blank lines of ``text`` as a terminal would show them: escape sequences (colour,
+    cursor, titles) removed, and of a line redrawn with carriage returns (a progress bar) only
+    its last drawing. The log keeps every byte; this is for the one-line summaries."""
+    lines = []
+    for line in text.split("\n"):
+        drawings = [part for part in line.split("\r") if part.strip()]
+        shown = TERMINAL_CONTROL.sub("", drawings[-1]).strip() if drawings else ""
+        if shown:
+            lines.append(shown)
+    return lines
+
+
 def stage_summary(
     stage: ResolvedStage, tails: dict[str, BoundedTail], outcome: CommandOutcome
 ) -> str:
-    """The last output line matching ``summary_hint`` (else the last line), and how it ended."""
-    lines: list[str] = []
-    for stream in ("stdout", "stderr"):
-        tail = tails[stream].value(8192).decode("utf-8", "replace")
-        lines.extend(line.strip() for line in tail.splitlines() if line.strip())
+    """The last output line matching ``summary_hint`` (else the last line), and how it ended;
+    the lines as a terminal shows them (:func:`visible_lines`)."""
+    shown = {
+        stream: visible_lines(tails[stream].value(8192).decode("utf-8", "replace"))
+        for stream in ("stdout", "stderr")
+    }
+    lines = shown["stdout"] + shown["stderr"]
     chosen = ""
     if stage.summary_hint:
         pattern = re.compile(stage.summary_hint)
         chosen = next((line for line in reversed(lines) if pattern.search(line)), "")
     if not chosen:
-        stdout_lines = tails["stdout"].value(8192).decode("utf-8", "replace").splitlines()
-        stdout_lines = [line.strip() for line in stdout_lines if line.strip()]
-        chosen = stdout_lines[-1] if stdout_lines else (lines[-1] if lines else "")
+        chosen = shown["stdout"][-1] if shown["stdout"] else (lines[-1] if lines else "")
     if outcome.error:
         ending = outcome.error
     elif outcome.timed_out:

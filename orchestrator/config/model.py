@@ -50,7 +50,9 @@ class StageConfig(_Strict):
     )
     allow_failure: StrictBool = Field(False, description="the run goes on and can still succeed")
     summary_hint: str | None = Field(
-        None, description="regular expression: the last output line matching it is the summary"
+        None,
+        description="regular expression: the last output line matching it is the summary "
+        "(lines as a terminal shows them: colour codes and redrawn progress left out)",
     )
     stage_set: str | None = Field(None, description="expand the named [stage_sets] list here")
     pipeline: str | None = Field(None, description="run the named pipeline as a child run")
