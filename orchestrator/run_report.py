@@ -73,17 +73,20 @@ TERMINAL_CONTROL = re.compile(
 )
 
 
-def visible_lines(text: str) -> list[str]:
-    """The non-blank lines of ``text`` as a terminal would show them: escape sequences (colour,
-    cursor, titles) removed, and of a line redrawn with carriage returns (a progress bar) only
-    its last drawing. The log keeps every byte; this is for the one-line summaries."""
+def terminal_lines(text: str) -> list[str]:
+    """The lines of ``text`` as a terminal would show them: escape sequences (colour, cursor,
+    titles) removed, and of a line redrawn with carriage returns (a progress bar) only its last
+    drawing. The log keeps every byte; this is for what people read (summaries, review)."""
     lines = []
     for line in text.split("\n"):
         drawings = [part for part in line.split("\r") if part.strip()]
-        shown = TERMINAL_CONTROL.sub("", drawings[-1]).strip() if drawings else ""
-        if shown:
-            lines.append(shown)
+        lines.append(TERMINAL_CONTROL.sub("", drawings[-1]).rstrip() if drawings else "")
     return lines
+
+
+def visible_lines(text: str) -> list[str]:
+    """The non-blank lines of ``text`` as a terminal shows them (:func:`terminal_lines`)."""
+    return [line.strip() for line in terminal_lines(text) if line.strip()]
 
 
 def stage_summary(

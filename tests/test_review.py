@@ -117,3 +117,19 @@ def test_the_resume_command_review_prints_is_shell_quoted(project: Project, tmp_
     # status prints the same suggestion, quoted the same way
     status = project.run("status", run["run_id"], "--task", task, "--format", "json")
     assert json.loads(status.stdout)["resume_command"] == block
+
+
+def test_review_shows_a_failed_stages_output_as_a_terminal_showed_it(project: Project) -> None:
+    colored = r"printf '\033[31mFAILED\033[0m test_x\n\ndone 10%%\rdone 100%%\n' >&2; exit 1"
+    project.write_config(
+        f"[pipelines.p]\nstages = [{{ id = 'color', command = {json.dumps(colored)} }}]\n"
+    )
+    run = project.start_json("p", expect=1)
+    text = project.run("review", run["run_id"]).stdout
+    failures = text.split("## Failures", 1)[1]
+    assert "FAILED test_x\n\ndone 100%\n```" in failures, failures
+    assert "\033" not in text
+    error = json.loads(
+        (project.root / run["manifest"]).parent.joinpath("errors", "01-color.json").read_text()
+    )
+    assert "\033[31mFAILED" in error["details"]["stderr"]  # the record keeps the bytes

@@ -44,7 +44,11 @@ def _fenced(text: str, info: str = "text") -> list[str]:
 
 
 def output_tail(text: str) -> str:
-    lines = text.rstrip("\n").splitlines()[-TAIL_LINES:]
+    """The last lines of a stage's output as a terminal shows them (no colour codes, a redrawn
+    progress line as last drawn); the log and the error file keep the bytes."""
+    from orchestrator.run_report import terminal_lines
+
+    lines = terminal_lines(text.rstrip("\n"))[-TAIL_LINES:]
     tail = "\n".join(lines)
     return tail[-TAIL_CHARS:]
 
