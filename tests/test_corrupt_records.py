@@ -115,6 +115,28 @@ def test_a_malformed_history_is_listed_around_then_set_aside_and_rebuilt(
     assert len([e for e in status_json(project) if e["pipeline_id"] == "p"]) == 3
 
 
+def test_a_run_killed_before_its_first_manifest_stays_listed_after_later_runs(
+    project: Project,
+) -> None:
+    """Later runs fold the history after the killed run's folder was made; the fold records the
+    folder's run (it never recorded itself), so the listing still shows it for what it is."""
+    project.write_config(CONFIG)
+    good = project.start_json("p")
+    run_dir = project.root / good["artifact_root"]
+    started = time.strftime("%Y-%m-%dT%H-%M-%S-000Z", time.gmtime(time.time() - 120))
+    orphan = run_dir.parent / f"{started}-0dead0ff"
+    (orphan / "commands").mkdir(parents=True)
+    (orphan / ".manifest.json.x1y2.tmp").write_text('{"run_id": "2020-')
+    for _ in range(2):  # each folds the history; the second reads what the first recorded
+        project.start_json("p")
+    entries = {e["run_id"]: e for e in status_json(project, "--limit", "0")}
+    assert orphan.name in entries, sorted(entries)
+    assert "killed before its first manifest" in entries[orphan.name]["error"]
+    ids = [e["run_id"] for e in status_json(project, "--limit", "0")]
+    assert ids == sorted(ids, reverse=True) and len(ids) == 4  # at its place by its id's time
+    assert "killed before its first manifest" in project.run("status").stdout
+
+
 def test_a_second_corruption_never_overwrites_the_first_copy(project: Project) -> None:
     project.write_config(CONFIG)
     project.start_json("p")

@@ -23,7 +23,7 @@ from pydantic import Field
 if TYPE_CHECKING:
     from tenacity import RetryCallState
 
-from orchestrator.builtin.history_newest import NewestFirst
+from orchestrator.builtin.history_newest import NewestFirst, id_started_at
 from orchestrator.builtin.task_history import TaskHistory
 from orchestrator.plugin import (
     CorruptRecordError,
@@ -412,8 +412,11 @@ class FilesystemPersistence:
     def _missing_entries(self, task_id: str, known: set[Any]) -> list[dict[str, Any]]:
         """Entries for stored runs the snapshot lacks (a run that could not take the lock in
         time): the snapshot heals at the next write of any run of the task, so every run lands.
-        A run whose manifest does not exist yet is left to record itself. Costs one listing of
-        the task's folder when nothing is missing."""
+        A folder with no manifest yet (a run being created, or one killed before its first
+        manifest write, which will never record itself) gets a ``queued`` entry at the time its
+        id carries: true either way, and it keeps the run in views that read the history
+        rather than the folders; a run that goes on records itself over it. Costs one listing
+        of the task's folder when nothing is missing."""
         try:
             names = os.listdir(self.context.runs_dir / task_id / "cli")
         except FileNotFoundError:
@@ -424,13 +427,27 @@ class FilesystemPersistence:
                 continue
             run = self._location(task_id, name)
             try:
-                manifest = self._manifest_document(run)
-            except (RunNotFoundError, CorruptRecordError):
-                continue
-            try:
                 reference = str(run.manifest_path.relative_to(self.context.root))
             except ValueError:
                 reference = str(run.manifest_path)
+            try:
+                manifest = self._manifest_document(run)
+            except RunNotFoundError:
+                started = id_started_at(run.run_id)
+                if started:
+                    healed.append(
+                        {
+                            "run_id": run.run_id,
+                            "pipeline_id": None,
+                            "status": "queued",
+                            "started_at": started,
+                            "completed_at": None,
+                            "manifest": reference,
+                        }
+                    )
+                continue
+            except CorruptRecordError:
+                continue
             healed.append(
                 {
                     "run_id": run.run_id,
@@ -449,11 +466,15 @@ class FilesystemPersistence:
         not stay ``in_progress`` in the history."""
         unfinished = [r for r in runs if r.get("status") in UNFINISHED and r.get("run_id") != skip]
         unfinished.sort(key=lambda r: r.get("started_at") or "")
-        for entry in unfinished[:REFRESH_PER_WRITE]:
+        refreshed = 0
+        for entry in unfinished:
+            if refreshed >= REFRESH_PER_WRITE:
+                break
             try:
                 manifest = self._manifest_document(self._location(task_id, str(entry["run_id"])))
             except (RunNotFoundError, CorruptRecordError):
-                continue
+                continue  # no manifest to follow (a run killed before writing one): not counted
+            refreshed += 1
             if manifest.get("status") not in UNFINISHED:
                 entry["status"] = manifest.get("status")
                 entry["completed_at"] = manifest.get("completed_at")
