@@ -64,19 +64,7 @@ STAGES = [
 
 def processes_of_run(run_id: str) -> list[int]:
     """Pids whose environment says they belong to ``run_id`` (stage processes and theirs)."""
-    marker = f"CODEX_ORCHESTRATOR_RUN_ID={run_id}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as handle:
-                environ = handle.read()
-        except OSError:
-            continue
-        if marker in environ.split(b"\0"):
-            found.append(int(entry))
-    return found
+    return processes_marked(run_id, "CODEX_ORCHESTRATOR_RUN_ID")
 
 
 def _kill_pids(pids: Sequence[int]) -> None:
@@ -231,8 +219,9 @@ def scenario_config(scenario: str) -> str:
     return f'[plugins]\npersistence = "sqlite"\n[pipelines.soak]\nstages = [\n{inner}\n]\n'
 
 
-def processes_marked(value: str) -> list[int]:
-    marker = f"{MARKER}={value}".encode()
+def processes_marked(value: str, name: str = MARKER) -> list[int]:
+    """Pids whose environment holds ``name=value``."""
+    marker = f"{name}={value}".encode()
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from cyclopts import Parameter
 
 if TYPE_CHECKING:  # keep the kernel out of import time
+    from orchestrator.contracts import RunLocation
     from orchestrator.kernel import Kernel
 
 OutputFormat = Literal["text", "json"]
@@ -113,6 +114,26 @@ def task_id(kernel: Kernel, common: Common) -> str:
     from orchestrator.identifiers import resolve_task_id
 
     return resolve_task_id(kernel.sanitizer, common.task, dict(kernel.environ))
+
+
+def newest_run(
+    kernel: Kernel, common: Common, verb: str, *, top_level: bool = False
+) -> RunLocation:
+    """The task's newest run (with ``top_level``, the newest that is no other run's child), or
+    one clear line saying the task has no runs to ``verb``. Read newest first, so it costs the
+    same on a task of one run or of 100,000."""
+    from orchestrator.errors import UsageError
+    from orchestrator.lifecycle.records import locate_run, newest_top_level_run
+    from orchestrator.lifecycle.status import newest_run_id
+
+    task = task_id(kernel, common)
+    newest_id = newest_run_id(kernel, task)
+    if newest_id is None:
+        raise UsageError(
+            f"task {task} has no runs to {verb}; start one with `codex-orchestrator start`"
+        )
+    run = locate_run(kernel, newest_id, task)
+    return newest_top_level_run(kernel, task, run) if top_level else run
 
 
 def print_json(document: Any) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from cyclopts import Parameter
 
-from orchestrator.cli.common import Common, load_kernel, print_json, task_id
+from orchestrator.cli.common import Common, load_kernel, newest_run, print_json, task_id
 from orchestrator.errors import RunNotFoundError, UsageError
 
 if TYPE_CHECKING:
@@ -22,17 +22,10 @@ def _looks_like_path(target: str) -> bool:
 
 def _target_run(kernel: Kernel, target: str | None, common: Common) -> RunLocation:
     """A run id, a manifest path, or (None) the task's newest top-level run."""
-    from orchestrator.lifecycle.records import locate_run, newest_top_level_run
-    from orchestrator.lifecycle.status import newest_run_id
+    from orchestrator.lifecycle.records import locate_run
 
     if target is None:
-        task = task_id(kernel, common)
-        newest_id = newest_run_id(kernel, task)
-        if newest_id is None:
-            raise UsageError(
-                f"task {task} has no runs to verify; start one with `codex-orchestrator start`"
-            )
-        return newest_top_level_run(kernel, task, locate_run(kernel, newest_id, task))
+        return newest_run(kernel, common, "verify", top_level=True)
     if _looks_like_path(target):
         given = Path(target).expanduser()
         candidates = [given] if given.is_absolute() else [Path.cwd() / given, kernel.root / given]

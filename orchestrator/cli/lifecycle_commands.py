@@ -11,6 +11,7 @@ from orchestrator.cli.common import (
     Common,
     StreamCommon,
     load_kernel,
+    newest_run,
     print_json,
     task_id,
     use_color,
@@ -76,15 +77,7 @@ def status(
             print("\n".join(render_all(rows)))
         return 0
     if run_id is None and watch:  # follow the task's newest run
-        from orchestrator.lifecycle.status import newest_run_id
-
-        task = task_id(kernel, common)
-        run_id = newest_run_id(kernel, task)
-        if run_id is None:
-            raise UsageError(
-                f"task {task} has no runs to watch; start one with `codex-orchestrator start`"
-            )
-        return _watch(kernel, locate_run(kernel, run_id, task), common)
+        return _watch(kernel, newest_run(kernel, common, "watch"), common)
     if run_id is None:
         task = task_id(kernel, common)
         if limit < 0:
@@ -242,12 +235,11 @@ def _which_run_to_resume(kernel: Any, task: str) -> str:
     names the newest one and the command to paste."""
     import shlex
 
-    from orchestrator.lifecycle.status import task_runs
+    from orchestrator.lifecycle.status import TaskIndex
 
-    listing = task_runs(kernel, task)
-    if not listing:
+    newest = next(TaskIndex(kernel, task).newest_first(), None)  # not the whole history
+    if newest is None:
         return f"resume needs a run id, and task {task} has no runs"
-    newest = listing[0]
     run_id, status = newest["run_id"], newest.get("status")
     if status == "succeeded":
         return (
@@ -268,21 +260,14 @@ def review(run_id: str | None = None, /, *, common: Common | None = None) -> int
     run_id
         The run to review (default: the task's newest run).
     """
-    from orchestrator.lifecycle.records import locate_run, newest_top_level_run
+    from orchestrator.lifecycle.records import locate_run
     from orchestrator.lifecycle.review import render_review
-    from orchestrator.lifecycle.status import newest_run_id, run_status
+    from orchestrator.lifecycle.status import run_status
 
     common = common or Common()
     kernel = load_kernel(common)
     if run_id is None:
-        task = task_id(kernel, common)
-        newest_id = newest_run_id(kernel, task)
-        if newest_id is None:
-            raise UsageError(
-                f"task {task} has no runs to review; start one with `codex-orchestrator start`"
-            )
-        newest = locate_run(kernel, newest_id, task)
-        run = newest_top_level_run(kernel, task, newest)
+        run = newest_run(kernel, common, "review", top_level=True)
     else:
         run = locate_run(kernel, run_id, _explicit_task(kernel, common))
     _, _, document = run_status(kernel, run)
@@ -343,22 +328,12 @@ def logs(
     from orchestrator.errors import IdentifierError, RunNotFoundError
     from orchestrator.lifecycle.logs import write_run_output
     from orchestrator.lifecycle.records import load_manifest, locate_run
-    from orchestrator.lifecycle.status import newest_run_id
 
     common = common or Common()
     kernel = load_kernel(common)
 
-    def newest() -> Any:
-        task = task_id(kernel, common)
-        newest_id = newest_run_id(kernel, task)
-        if newest_id is None:
-            raise UsageError(
-                f"task {task} has no runs to show; start one with `codex-orchestrator start`"
-            )
-        return locate_run(kernel, newest_id, task)
-
     if run_id is None:
-        run = newest()
+        run = newest_run(kernel, common, "show")
     else:
         try:
             run = locate_run(kernel, run_id, _explicit_task(kernel, common))
@@ -366,7 +341,7 @@ def logs(
             # `logs test` or `logs 2`: a stage of the newest run, when no run has that id
             if stage is not None:
                 raise
-            run = newest()
+            run = newest_run(kernel, common, "show")
             if not any(run_id in (c.id, str(c.index)) for c in load_manifest(kernel, run).commands):
                 raise
             run_id, stage = run.run_id, run_id

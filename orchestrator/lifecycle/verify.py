@@ -146,15 +146,7 @@ class _Checker:
         if not entries:
             self.fail("history", "the task history has no entry for this run")
             return
-        entry = entries[-1]
-        self.compare(
-            "history",
-            "manifest changed since the run ended (history entry)",
-            entry.get("manifest_sha256"),
-            digest,
-        )
-        self.signature("signature", "the history entry", entry, digest)
-        self._status("history", "the history entry", entry.get("status"), manifest.status)
+        self._sealed("history", "history entry", entries[-1], manifest, digest)
 
     def metrics(self, manifest: Manifest, digest: str) -> None:
         lines = [
@@ -166,15 +158,22 @@ class _Checker:
             if manifest.metrics_recorded:
                 self.fail("metrics", "the manifest says metrics were recorded, but no line is")
             return
-        line = lines[-1]  # a resumed run has a line per end; the newest seals the manifest
+        # a resumed run has a line per end; the newest seals the manifest
+        self._sealed("metrics", "metrics line", lines[-1], manifest, digest)
+
+    def _sealed(
+        self, check: str, what: str, record: dict[str, Any], manifest: Manifest, digest: str
+    ) -> None:
+        """A record written when the run ended (its history entry, its metrics line) against
+        the manifest now: its ``manifest_sha256``, its signature, and the status it says."""
         self.compare(
-            "metrics",
-            "manifest changed since the run ended (metrics line)",
-            line.get("manifest_sha256"),
+            check,
+            f"manifest changed since the run ended ({what})",
+            record.get("manifest_sha256"),
             digest,
         )
-        self.signature("signature", "the metrics line", line, digest)
-        self._status("metrics", "the metrics line", line.get("status"), manifest.status)
+        self.signature("signature", f"the {what}", record, digest)
+        self._status(check, f"the {what}", record.get("status"), manifest.status)
 
     def event_log(self, manifest: Manifest) -> None:
         from orchestrator import run_logs

@@ -39,6 +39,26 @@ def wait_for(condition: Callable[[], Any], what: str) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def two_checkouts(
+    tmp_path: Path, database: dict[str, Any], *first_stages: str
+) -> tuple[Project, Project, Path]:
+    """Two checkouts sharing ``database``, whose pipeline ``p`` runs ``first_stages`` and then
+    ``work``, the ticker; and the file that releases the ticker."""
+    (tmp_path / "tick.py").write_text(TICKER)
+    work = f'{{ id = "work", command = ["python3", "-u", "{tmp_path / "tick.py"}"] }}'
+    pipeline = (
+        "[pipelines.p]\nstages = [\n"
+        + "".join(f"  {stage},\n" for stage in (*first_stages, work))
+        + "]\n"
+    )
+    checkouts = []
+    for name in ("runner", "viewer"):
+        checkout = Project(tmp_path / name)
+        checkout.write_config(config(database) + pipeline)
+        checkouts.append(checkout)
+    return checkouts[0], checkouts[1], tmp_path / "release"
+
+
 def newest_run(project: Project) -> str | None:
     """The newest run ``status`` lists in ``project`` (None while there is none)."""
     shown = project.run("status", "--format", "json")
@@ -89,21 +109,10 @@ class Served:
 def test_a_stage_page_served_elsewhere_shows_and_follows_output_from_the_database(
     tmp_path: Path, postgres_options: dict[str, Any]
 ) -> None:
-    release = tmp_path / "release"
-    (tmp_path / "tick.py").write_text(TICKER)
-    pipeline = (
-        "[pipelines.p]\nstages = [\n"
-        '  { id = "hello", command = "echo hello from the database" },\n'
-        f'  {{ id = "work", command = ["python3", "-u", "{tmp_path / "tick.py"}"] }},\n'
-        "]\n"
+    runner, viewer, release = two_checkouts(
+        tmp_path, postgres_options, '{ id = "hello", command = "echo hello from the database" }'
     )
-    runner = Project(tmp_path / "runner")
-    runner.write_config(config(postgres_options) + pipeline)
-    viewer = Project(tmp_path / "viewer")
-    viewer.write_config(config(postgres_options) + pipeline)
-    live = runner.popen(
-        "start", "p", "--format", "json", env={**runner.env, "RELEASE": str(release)}
-    )
+    live = runner.popen("start", "p", "--format", "json", env={"RELEASE": str(release)})
     served = Served(viewer)
     try:
         run_id = wait_for(
@@ -141,16 +150,7 @@ def test_a_stage_page_served_elsewhere_shows_and_follows_output_from_the_databas
 def test_logs_follow_from_another_checkout_prints_every_byte_once(
     tmp_path: Path, postgres_options: dict[str, Any]
 ) -> None:
-    release = tmp_path / "release"
-    (tmp_path / "tick.py").write_text(TICKER)
-    pipeline = (
-        "[pipelines.p]\n"
-        f'stages = [{{ id = "work", command = ["python3", "-u", "{tmp_path / "tick.py"}"] }}]\n'
-    )
-    runner = Project(tmp_path / "runner")
-    runner.write_config(config(postgres_options) + pipeline)
-    viewer = Project(tmp_path / "viewer")
-    viewer.write_config(config(postgres_options) + pipeline)
+    runner, viewer, release = two_checkouts(tmp_path, postgres_options)
     live = runner.popen("start", "p", env={"RELEASE": str(release)})
     follower = None
     try:
