@@ -11,12 +11,15 @@ from pathlib import Path
 
 
 def inside(path: Path, *roots: Path) -> bool:
-    """Whether ``path``, with every symbolic link resolved now, lies within one of ``roots``."""
-    real = Path(os.path.realpath(path))
-    return any(
-        real == Path(os.path.realpath(root)) or real.is_relative_to(os.path.realpath(root))
-        for root in roots
-    )
+    """Whether ``path``, with every symbolic link resolved now, lies within one of ``roots``
+    (each resolved now too, once; compared as the absolute, normalized strings ``realpath``
+    gives, so no ``Path`` is built for a check made for every record read or written)."""
+    real = os.path.realpath(path)
+    for root in roots:
+        top = os.path.realpath(root)
+        if real == top or real.startswith(top if top.endswith(os.sep) else top + os.sep):
+            return True
+    return False
 
 
 def check_contained(path: Path, roots: tuple[Path, ...], shown_from: Path) -> None:

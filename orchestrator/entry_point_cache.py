@@ -22,9 +22,11 @@ import os
 import re
 import sys
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # importlib.metadata (and the email package it brings) only for a scan
+    from importlib import metadata
 
 GROUP_PREFIXES = ("codex_orchestrator.", "pydantic")
 """The groups kept: this tool's slots and observers, and pydantic's plugins."""
@@ -43,6 +45,8 @@ class CachedEntryPoint:
     version: str | None
 
     def entry_point(self) -> metadata.EntryPoint:
+        from importlib import metadata
+
         return metadata.EntryPoint(self.name, self.value, self.group)
 
     def load(self) -> Any:
@@ -78,6 +82,8 @@ def cache_dir() -> Path:
 def _scan() -> list[CachedEntryPoint]:
     """What ``importlib.metadata.entry_points()`` gives for :data:`GROUP_PREFIXES`: each
     distribution once (the first found on ``sys.path``), with its name and version."""
+    from importlib import metadata
+
     found = []
     seen: set[str] = set()
     for dist in metadata.distributions():
@@ -124,14 +130,15 @@ _current: tuple[CachedEntryPoint, ...] | None = None
 
 def refresh() -> tuple[CachedEntryPoint, ...]:
     """Read (or scan and keep) the installed entry points of :data:`GROUP_PREFIXES`; the CLI
-    calls it once per command, so a command run in-process after an install sees it."""
+    calls it once per command, so a command run in-process after an install sees it. Imports
+    no pydantic: a command that never validates (``--help``) does not pay for it, and while
+    pydantic is not imported cyclopts does not re-validate every parsed option with it."""
     global _current
     path = cache_dir() / f"entry-points-{cache_key()}.json"
     found = _read(path)
     if found is None:
         found = _scan()
         _write(path, found)
-    _spare_pydantic_its_scan(found)
     _current = tuple(found)
     return _current
 
@@ -145,10 +152,12 @@ def select(group: str) -> list[CachedEntryPoint]:
     return [entry for entry in installed() if entry.group == group]
 
 
-def _spare_pydantic_its_scan(found: list[CachedEntryPoint]) -> None:
-    """pydantic scans every distribution for its ``pydantic`` plugin group on the first
-    validation; when none is installed, tell its loader so (what its scan would find)."""
-    if any(entry.group == "pydantic" for entry in found):
+def spare_pydantic_its_scan() -> None:
+    """pydantic scans every distribution for its ``pydantic`` plugin group when it builds its
+    first model; when the cached scan found none, tell its loader so (what its scan would find).
+    Call it before the first model class is built (``cli.common.load_kernel`` does); skipped,
+    pydantic makes its own scan: slower, never wrong."""
+    if any(entry.group == "pydantic" for entry in installed()):
         return
     with contextlib.suppress(Exception):  # another pydantic: it scans for itself
         from pydantic.plugin import _loader

@@ -15,6 +15,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from orchestrator.config import LoadedConfig, load_config
 from orchestrator.contracts import (
     SLOT_NAMES,
@@ -26,7 +28,7 @@ from orchestrator.contracts import (
     SlotContext,
 )
 from orchestrator.observers import Observers, load_observers
-from orchestrator.slots import LoadedSlot, instantiate, load_class
+from orchestrator.slots import ImplementationInfo, LoadedSlot, instantiate, load_class
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,11 @@ class Kernel:
     in the usual case, so commands that need one say how to make it."""
     searched_from: Path | None = None
     _slots: dict[str, LoadedSlot] = field(default_factory=dict)  # filled once per slot, on use
+    _checked: dict[str, tuple[type[Any], ImplementationInfo, BaseModel]] = field(
+        default_factory=dict
+    )
+    """Each slot's implementation class and validated options, found once per command (checking
+    the options and then building the slot looked the class up twice)."""
 
     @classmethod
     def load(
@@ -85,13 +92,21 @@ class Kernel:
     def slot(self, slot: str) -> LoadedSlot:
         loaded = self._slots.get(slot)
         if loaded is None:
+            implementation_cls, info, options = self._check_slot(slot)
+            implementation = instantiate(slot, info.name, implementation_cls, options, self.context)
+            loaded = LoadedSlot(slot, info.name, implementation, options, info)
+            self._slots[slot] = loaded
+        return loaded
+
+    def _check_slot(self, slot: str) -> tuple[type[Any], ImplementationInfo, BaseModel]:
+        """The active implementation class of ``slot`` and its options, validated by its model."""
+        checked = self._checked.get(slot)
+        if checked is None:
             name = getattr(self.config.settings.plugins, slot)
             implementation_cls, info = load_class(slot, name)
             options = self.config.validate_options(slot, implementation_cls.options_model)
-            implementation = instantiate(slot, name, implementation_cls, options, self.context)
-            loaded = LoadedSlot(slot, name, implementation, options, info)
-            self._slots[slot] = loaded
-        return loaded
+            checked = self._checked[slot] = (implementation_cls, info, options)
+        return checked
 
     def load_slots(self) -> None:
         """Build all four slots now, so a bad plugin or option fails before anything runs."""
@@ -106,16 +121,12 @@ class Kernel:
         from orchestrator.errors import PluginLoadError
 
         for slot in SLOT_NAMES:
-            if slot in self._slots:
-                continue
-            name = getattr(self.config.settings.plugins, slot)
             try:
-                implementation_cls, _ = load_class(slot, name)
+                self._check_slot(slot)
             except PluginLoadError:
                 if skip_unloadable:
                     continue
                 raise
-            self.config.validate_options(slot, implementation_cls.options_model)
         self._check_observer_options()
 
     def _check_observer_options(self) -> None:

@@ -217,10 +217,13 @@ def history_entry(
     manifest: Manifest, manifest_path: Path, root: Path, seal: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """The run's entry in the task history (``state.json``); a finished run's carries its seal:
-    the ``manifest_sha256`` of its final manifest, and its signature (run_seal.py)."""
+    the ``manifest_sha256`` of its final manifest, and its signature (run_seal.py).
+    ``parent_run_id`` (null for a top-level run) lets ``status --all`` find a task's newest
+    top-level run without reading manifests; entries written before it have no such key."""
     entry = {
         "run_id": manifest.run_id,
         "pipeline_id": manifest.pipeline_id,
+        "parent_run_id": manifest.parent_run_id,
         "status": manifest.status,
         "started_at": manifest.started_at,
         "completed_at": manifest.completed_at,

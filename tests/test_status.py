@@ -324,3 +324,48 @@ def test_status_all_shows_the_newest_run_of_every_task(project: Project) -> None
     assert text[0].split() == ["TASK", "PIPELINE", "STATUS", "STARTED", "DURATION", "STALE"]
     assert text[1].split()[:3] == ["alpha", "p", "failed"]
     assert text[2].split()[:3] == ["beta", "p", "failed"]
+
+
+NESTED = """
+[pipelines.parent]
+stages = [{ id = "pre", command = "true" }, { id = "docs", pipeline = "child" }]
+[pipelines.child]
+stages = [{ id = "inner", command = "echo inner" }]
+"""
+
+
+def test_status_all_shows_a_parent_run_not_its_newer_child_from_new_and_old_histories(
+    project: Project,
+) -> None:
+    """The newest run of a task is a subpipeline's child (it starts after its parent);
+    ``status --all`` lists the parent. History entries record ``parent_run_id``, so the parent
+    is found without reading manifests; entries written before that (no such key) still work."""
+    project.write_config(NESTED)
+    parent = project.start_json("parent", "--task", "nest")
+    entries = {e["run_id"]: e for e in project.state("nest")["runs"]}
+    (child_id,) = set(entries) - {parent["run_id"]}
+    assert entries[child_id]["parent_run_id"] == parent["run_id"]
+    assert entries[parent["run_id"]]["parent_run_id"] is None
+    listing = status_json(project, "--task", "nest")
+    assert [(r["run_id"], r["parent_run_id"]) for r in listing] == [
+        (child_id, parent["run_id"]),
+        (parent["run_id"], None),
+    ]
+
+    def newest_of_every_task() -> list[tuple[str, str, str]]:
+        rows = json.loads(project.run("status", "--all", "--format", "json").stdout)
+        return [(r["task_id"], r["run_id"], r["pipeline_id"]) for r in rows]
+
+    assert newest_of_every_task() == [("nest", parent["run_id"], "parent")]
+
+    # the same history as an older version wrote it: entries without parent_run_id
+    for name in ("state.json", "state.journal"):
+        path = project.out_dir / "nest" / name
+        if name == "state.json":
+            document = json.loads(path.read_text(encoding="utf-8"))
+            for entry in document["runs"]:
+                del entry["parent_run_id"]
+            path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        elif path.exists():
+            path.write_text("", encoding="utf-8")
+    assert newest_of_every_task() == [("nest", parent["run_id"], "parent")]

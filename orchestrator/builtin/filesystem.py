@@ -452,6 +452,7 @@ class FilesystemPersistence:
                 {
                     "run_id": run.run_id,
                     "pipeline_id": manifest.get("pipeline_id"),
+                    "parent_run_id": manifest.get("parent_run_id"),
                     "status": manifest.get("status"),
                     "started_at": manifest.get("started_at"),
                     "completed_at": manifest.get("completed_at"),

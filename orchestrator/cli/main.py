@@ -104,6 +104,7 @@ def build_app() -> App:
         help="Run project pipelines (lint, test, guard, review) as runs with trustworthy "
         "manifests.",
         version_flags=["--version"],
+        version_format="plaintext",  # markdown would import rich.markdown for one word
         help_flags=["--help", "-h"],
     )
     for target, name, help_text in COMMANDS:
@@ -129,17 +130,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     from orchestrator.errors import OrchestratorError
 
     guard_standard_streams()  # a reader that leaves (`| head`) never changes a run
-    from orchestrator.entry_point_cache import refresh
+    from orchestrator import entry_point_cache
 
-    refresh()  # the cached entry-point scan, before pydantic would make its own
+    entry_point_cache.refresh()  # the cached entry-point scan
     tokens = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in tokens
     app = build_app()
     try:
         try:
-            result = app(
-                tokens, exit_on_error=False, print_error=False, result_action="return_value"
-            )
+            # Parsing comes first, with pydantic not yet imported: cyclopts then skips checking
+            # every parsed option again with a pydantic TypeAdapter (our options are plain
+            # types it converts itself; tests/test_architecture.py keeps pydantic out).
+            command, bound, _ = app.parse_args(tokens, exit_on_error=False, print_error=False)
+            if command not in (app.help_print, app.version_print):  # they build no model
+                entry_point_cache.spare_pydantic_its_scan()  # before the first model is built
+            result = command(*bound.args, **bound.kwargs)
         finally:
             from orchestrator.cli.common import close_kernels
 

@@ -216,6 +216,8 @@ class TaskIndex:
         self._given: list[dict[str, Any]] = []
         self._done = False
         self._stored: dict[str, RunLocation | None] = {}
+        self._parents: dict[str, str | None] = {}
+        """``parent_run_id`` of the runs whose history entry (or manifest) said it."""
 
     def newest_first(self) -> Iterator[dict[str, Any]]:
         """The listing entries, newest first (runs started in the future last); each pass
@@ -273,12 +275,24 @@ class TaskIndex:
         """``task_runs``' entry for a history entry: the manifest is read only for a run still
         marked queued or in progress (is it stale?) and for a folder with no entry yet."""
         entry = _from_state(self._task_id, raw)
+        if "parent_run_id" in raw and isinstance(raw["parent_run_id"], str | None):
+            self._parents[entry["run_id"]] = raw["parent_run_id"]
         unrecorded = "started_at" not in raw
         if unrecorded or entry.get("status") in LIVE_STATUSES:
             run = self.location(entry["run_id"])
             if run is not None:
                 entry = _listing_entry(self._kernel, run, entry)
+                if "error" not in entry:  # read from the manifest itself
+                    self._parents[entry["run_id"]] = entry.get("parent_run_id")
         return entry
+
+    def parent_of(self, run_id: str) -> tuple[bool, str | None]:
+        """(known, ``parent_run_id``) of a run this index has given, as its history entry or
+        manifest said it; not known for an entry written before entries carried it, or from a
+        store that lists runs in full (read the manifest then)."""
+        if run_id in self._parents:
+            return True, self._parents[run_id]
+        return False, None
 
     def started_between(self, begun: str, ended: str | None) -> list[dict[str, Any]]:
         """The runs started from ``begun`` to ``ended`` (None: until now), newest first."""
@@ -378,6 +392,8 @@ def _from_state(task_id: str, entry: dict[str, Any]) -> dict[str, Any]:
     for key in STATE_TEXT_KEYS:
         value = entry.get(key)
         document[key] = value if isinstance(value, str) else None
+    parent = entry.get("parent_run_id")  # entries written before it was recorded: null
+    document["parent_run_id"] = parent if isinstance(parent, str) else None
     document["task_id"] = task_id
     return document
 
@@ -634,16 +650,34 @@ def all_tasks_newest(kernel: Kernel) -> list[dict[str, Any]]:
 
 
 def _top_level(kernel: Kernel, task: str, index: TaskIndex) -> dict[str, Any]:
-    """The newest run that is no other run's child (a child starts after its parent)."""
+    """The newest run that is no other run's child (a child starts after its parent), followed
+    up through the history entries' ``parent_run_id``; through the manifests from an entry that
+    does not carry it (written by an older version)."""
+    entry = next(index.newest_first())
+    for _ in range(16):  # subpipelines cannot nest deeper than the config's pipelines anyway
+        known, parent = index.parent_of(entry["run_id"])
+        if not known:
+            return _top_level_from_manifests(kernel, task, index, entry)
+        if not parent:
+            return entry
+        above = next((other for other in index.newest_first() if other["run_id"] == parent), None)
+        if above is None:
+            return entry
+        entry = above
+    return entry
+
+
+def _top_level_from_manifests(
+    kernel: Kernel, task: str, index: TaskIndex, entry: dict[str, Any]
+) -> dict[str, Any]:
     from orchestrator.lifecycle.records import newest_top_level_run
 
-    first = next(index.newest_first())
     try:
-        newest = kernel.persistence.find_run(first["run_id"], task)
+        newest = kernel.persistence.find_run(entry["run_id"], task)
         top = newest_top_level_run(kernel, task, newest)
     except (CorruptRecordError, RunNotFoundError):
-        return first
-    return next((entry for entry in index.newest_first() if entry["run_id"] == top.run_id), first)
+        return entry
+    return next((other for other in index.newest_first() if other["run_id"] == top.run_id), entry)
 
 
 def _duration_ms(started: str | None, completed: str | None) -> int | None:

@@ -1,0 +1,50 @@
+"""What a command imports before it runs: the CLI's start-up (docs/performance.md, start-up).
+
+cyclopts checks every option it parses a second time with a pydantic ``TypeAdapter`` whenever
+pydantic is already imported; our options are plain types cyclopts converts itself, so that
+second check only costs time (tens of ms per command). It is skipped as long as nothing the CLI
+imports before parsing imports pydantic. Speed itself is measured by benchmarks, never here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from orchestrator.cli.main import COMMANDS
+
+ARGUMENTS = {"exec": ["true"]}
+"""Arguments a command needs to parse at all."""
+
+PROBE = """
+import json, sys
+from orchestrator import entry_point_cache
+from orchestrator.cli.main import COMMANDS, build_app
+
+entry_point_cache.refresh()
+app = build_app()
+arguments = json.loads(sys.argv[1])
+parsed = []
+for _, name, _ in COMMANDS:
+    command, bound, _ = app.parse_args(
+        [name, *arguments.get(name, [])], exit_on_error=False, print_error=False
+    )
+    parsed.append(name)
+heavy = ("pydantic", "importlib.metadata", "stevedore", "orchestrator.config")
+loaded = sorted(m for m in sys.modules if m.startswith(heavy))
+print(json.dumps({"parsed": parsed, "loaded": loaded}))
+"""
+
+
+def test_parsing_any_command_imports_neither_pydantic_nor_the_config() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(ARGUMENTS)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["parsed"] == [name for _, name, _ in COMMANDS]
+    assert report["loaded"] == [], "import these inside the command, after parsing"
