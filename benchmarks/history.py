@@ -90,6 +90,7 @@ def clone_history(project: OurProject, task: str, template_id: str, count: int) 
             {
                 "run_id": run_id,
                 "pipeline_id": clone["pipeline_id"],
+                "parent_run_id": clone.get("parent_run_id"),
                 "status": clone["status"],
                 "started_at": clone["started_at"],
                 "completed_at": clone["completed_at"],

@@ -38,7 +38,6 @@ from orchestrator.plugin import (
     check_contained,
     fsync_dir,
     make_dirs,
-    parse_manifest,
     remove_stale_temps,
     tree_bytes,
 )
@@ -136,6 +135,10 @@ class FilesystemPersistence:
             ) from None
 
     def _manifest_document(self, run: RunLocation) -> dict[str, Any]:
+        # imported here: its module builds the manifest models, which a view that reads no
+        # manifest (status --all on recorded runs) never needs
+        from orchestrator.plugin import parse_manifest
+
         return parse_manifest(self.read_manifest(run), str(run.manifest_path))
 
     def find_run(self, run_id: str, task_id: str | None) -> RunLocation:

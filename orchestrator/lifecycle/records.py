@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -16,8 +16,10 @@ from orchestrator.errors import (
 )
 from orchestrator.identifiers import check_id
 from orchestrator.kernel import Kernel
-from orchestrator.manifest import Manifest, read_manifest_document
 from orchestrator.suggestions import cli_command
+
+if TYPE_CHECKING:  # the manifest model is built when a manifest is read (status --all reads none)
+    from orchestrator.manifest import Manifest
 
 
 def list_hint(task_id: str | None) -> str:
@@ -38,6 +40,8 @@ def locate_run(kernel: Kernel, run_id: str, task_id: str | None) -> RunLocation:
 
 
 def manifest_from_document(document: dict[str, Any], where: str) -> Manifest:
+    from orchestrator.manifest import Manifest
+
     try:
         return Manifest.model_validate(document)
     except ValidationError as exc:
@@ -56,6 +60,8 @@ STARTING_GRACE_SECONDS = 60.0
 def load_manifest(kernel: Kernel, run: RunLocation) -> Manifest:
     """The run's manifest; ``CorruptRecordError`` (naming where it is) when it is unusable,
     ``RunStartingError`` while the run is being created."""
+    from orchestrator.manifest import read_manifest_document
+
     try:
         document = read_manifest_document(kernel.persistence, run)
     except RunNotFoundError:

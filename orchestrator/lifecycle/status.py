@@ -13,16 +13,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.clock import iso, parse_iso, utcnow
 from orchestrator.contracts import RunLocation
 from orchestrator.errors import CorruptRecordError, RunNotFoundError, RunStartingError
 from orchestrator.kernel import Kernel
 from orchestrator.lifecycle.records import load_manifest
-from orchestrator.manifest import FINISHED_RUN_STATUSES, Manifest
 from orchestrator.process_identity import process_gone
 from orchestrator.suggestions import cli_command
+
+if TYPE_CHECKING:  # the manifest model is built when a manifest is read (status --all reads none)
+    from orchestrator.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +134,7 @@ def status_document(
     kernel: Kernel, run: RunLocation, manifest: Manifest, act: Activity
 ) -> dict[str, Any]:
     """``status RUN_ID --format json``: the run as ``start`` reports it, plus its activity."""
+    from orchestrator.manifest import FINISHED_RUN_STATUSES
     from orchestrator.run_report import run_exit_code, run_summary
 
     finished = manifest.status in FINISHED_RUN_STATUSES
