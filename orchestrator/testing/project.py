@@ -29,6 +29,14 @@ def clean_environment(home: Path, extra: Mapping[str, str] | None = None) -> dic
     return env
 
 
+def _as_text(data: bytes) -> str:
+    """What ``subprocess.run(..., text=True)`` makes of a stream's bytes."""
+    import locale
+
+    text = data.decode(locale.getpreferredencoding(False))
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 class Project:
     """A project root with its own config; ``run`` invokes the CLI there.
 
@@ -66,6 +74,12 @@ class Project:
     def command(self, *args: str) -> list[str]:
         return [*CLI, *args]
 
+    warm = False
+    """Run each ``run`` call in a process forked from a launcher that imported the CLI once
+    (:mod:`orchestrator.testing.warm`) instead of a new interpreter: the same command in a
+    process of its own, without the interpreter start and imports. This project's test suite
+    turns it on; ``popen`` always starts a real interpreter."""
+
     def run(
         self,
         *args: str,
@@ -75,8 +89,17 @@ class Project:
         cwd: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
         merged = {**self.env, **(env or {})}
+        command = self.command(*args)
+        if self.warm and command[: len(CLI)] == CLI:
+            from orchestrator.testing.warm import Launcher
+
+            launcher = Launcher.get(clean_environment(self.home))
+            code, out, err = launcher.run(
+                command[len(CLI) :], cwd or self.root, merged, input, timeout
+            )
+            return subprocess.CompletedProcess(command, code, _as_text(out), _as_text(err))
         return subprocess.run(
-            self.command(*args),
+            command,
             cwd=cwd or self.root,
             env=merged,
             capture_output=True,

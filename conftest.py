@@ -1,0 +1,39 @@
+"""What every test of this repository (``tests/`` and each plugin's ``tests/``) shares: the
+package compiled once, and CLI processes forked from a warm launcher."""
+
+from __future__ import annotations
+
+import compileall
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.testing import Project
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Compile the package's bytecode once, before any worker starts.
+
+    Most tests start ``codex-orchestrator`` processes, and each one imports the package from
+    this (editable) checkout. With ``PYTHONDONTWRITEBYTECODE`` set, as in many CI images, no
+    process ever writes its ``.pyc`` files, so every one of them compiled every module again
+    (about 60 ms per process on a quiet 2-core machine). A ``pip install`` compiles them; so
+    does this, once (files already compiled are skipped).
+    """
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller has done it
+        return
+    package = Path(__file__).resolve().parent / "orchestrator"
+    compileall.compile_dir(package, quiet=1)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _warm_cli() -> Iterator[None]:
+    """``project.run`` forks its CLI processes from a launcher that imported the CLI once
+    (``orchestrator.testing.warm``): real processes, without an interpreter start each."""
+    from orchestrator.testing.warm import Launcher
+
+    Project.warm = True
+    yield
+    Project.warm = False
+    Launcher.stop()

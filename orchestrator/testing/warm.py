@@ -1,0 +1,346 @@
+"""A CLI process without the cost of starting Python: forked from a launcher that imported it.
+
+Every ``project.run(...)`` of the subprocess harness starts ``python -m orchestrator``: an
+interpreter and the imports of every library the CLI uses, about 0.2 s of CPU on a quiet 2-core
+machine before the command does anything, and most of a short command's cost. The launcher here
+is one process per test process that imports the CLI once and then, for each call, forks a child
+that becomes the command: the caller's standard streams (passed over a Unix socket), its
+working folder, environment and arguments, ``sys.path[0]`` as ``python -m`` sets it, then the
+CLI's own entry point, which exits with the command's exit code. The child is a process of its
+own (pid, locks, files, database connections, stages), exactly as a subprocess would be.
+
+Where a warm child could differ from a fresh interpreter, it becomes one: a call whose
+environment changes how Python itself starts (``PYTHONPATH`` and the other ``PYTHON*``
+variables, the locale) or made after a distribution was installed or removed on ``sys.path``
+(the entry-point cache's key changed) ``exec``\\ s ``python -m orchestrator`` in place, same pid.
+Signals and ``popen`` are not offered: tests that signal or kill the CLI use real subprocesses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+WARM_MODULES = (
+    "orchestrator.cli.main",
+    "orchestrator.pipeline",
+    "orchestrator.run_plan",
+    "orchestrator.engine",
+    "orchestrator.kernel",
+    "orchestrator.config.loader",
+    "orchestrator.entry_point_cache",
+    "pydantic_settings",
+    "cyclopts",
+    "stevedore",
+    "filelock",
+    "pluggy",
+)
+"""What a launcher imports before it forks: the modules every command loads. A name that is gone
+only costs its children the import (the launcher never fails on it)."""
+
+_MAIN = str(Path(__file__).resolve().parents[1] / "__main__.py")
+
+
+def interpreter_settings(env: Mapping[str, str]) -> dict[str, str]:
+    """The variables read when Python starts, before any command runs: a warm child whose call
+    differs in any of them from its launcher is not the same as a fresh interpreter."""
+    return {
+        key: value
+        for key, value in env.items()
+        if key.startswith("PYTHON") or key in ("LANG", "LANGUAGE") or key.startswith("LC_")
+    }
+
+
+def _cache_key() -> str:
+    from orchestrator.entry_point_cache import cache_key
+
+    return cache_key()
+
+
+def become_command(
+    args: Sequence[str], cwd: str, env: Mapping[str, str], settings: dict[str, str], key: str
+) -> None:
+    """In a forked child whose standard streams are already in place: run ``args`` as
+    ``python -m orchestrator`` would, and exit with its code (never returns)."""
+    code = 70  # the command could not even start
+    try:
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(env)
+        if interpreter_settings(env) != settings or _cache_key() != key:
+            os.execve(sys.executable, [sys.executable, "-m", "orchestrator", *args], dict(env))
+        import importlib
+
+        importlib.invalidate_caches()  # files written since the launcher started are found
+        sys.argv = [_MAIN, *args]
+        sys.orig_argv = [sys.executable, "-m", "orchestrator", *args]  # re-executing works
+        sys.path[0] = os.getcwd()  # what `python -m` puts first
+        import runpy
+
+        # what `python -m orchestrator` does: the package's __main__ becomes `__main__` (code
+        # that looks at `__main__`, e.g. multiprocessing, sees the CLI, not this launcher) and
+        # runs the console script, which exits the process with the command's exit code
+        runpy.run_module("orchestrator", run_name="__main__", alter_sys=True)
+    except SystemExit as exc:  # run() exits this way when a tracer (coverage) is attached
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        os._exit(code)
+
+
+def warm_up() -> None:
+    import importlib
+
+    for name in WARM_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue
+
+
+# ---------------------------------------------------------------------------- the launcher
+
+
+def _receive(connection: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    """One request: a length-prefixed JSON document and the three standard streams."""
+    header, fds, _flags, _address = socket.recv_fds(connection, 8, 3)
+    length = int.from_bytes(header.ljust(8, b"\0")[:8], "big")
+    body = bytearray(header[8:])
+    while len(body) < length:
+        chunk = connection.recv(length - len(body))
+        if not chunk:
+            raise ConnectionError("the caller went away mid-request")
+        body += chunk
+    return json.loads(body), list(fds)
+
+
+def serve(path: str) -> None:
+    """Accept calls on ``path``; fork a child for each; send back its exit code when it ends;
+    kill it when its caller goes away."""
+    warm_up()
+    settings = interpreter_settings(os.environ)
+    key = _cache_key()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(64)
+    print("ready", flush=True)
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ)
+    running: dict[int, socket.socket] = {}
+    signal.signal(signal.SIGTERM, _leave)
+    try:
+        _serve_calls(listener, selector, running, settings, key)
+    finally:  # stopped, or the test process is gone: no command outlives the launcher
+        for pid in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _leave(signum: int, frame: Any) -> None:
+    raise SystemExit(0)
+
+
+def _serve_calls(
+    listener: socket.socket,
+    selector: selectors.BaseSelector,
+    running: dict[int, socket.socket],
+    settings: dict[str, str],
+    key: str,
+) -> None:
+    parent = os.getppid()
+    while os.getppid() == parent:
+        for selected, _events in selector.select(timeout=0.02):
+            if selected.fileobj is listener:
+                connection, _ = listener.accept()
+                try:
+                    request, fds = _receive(connection)
+                except (OSError, ValueError):
+                    connection.close()
+                    continue
+                pid = os.fork()
+                if pid == 0:
+                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                    selector.close()
+                    listener.close()
+                    for other in (connection, *running.values()):
+                        other.close()
+                    for target, fd in enumerate(fds):
+                        os.dup2(fd, target)
+                    become_command(request["args"], request["cwd"], request["env"], settings, key)
+                for fd in fds:
+                    os.close(fd)
+                running[pid] = connection
+                selector.register(connection, selectors.EVENT_READ, pid)
+            else:  # a caller's socket readable: it went away (timeout): end its command
+                pid = selected.data
+                selector.unregister(selected.fileobj)
+                if pid in running:
+                    os.kill(pid, signal.SIGKILL)
+        while running:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            if pid not in running:
+                continue
+            connection = running.pop(pid)
+            with contextlib.suppress(KeyError, ValueError):
+                selector.unregister(connection)
+            with contextlib.suppress(OSError):
+                connection.sendall(str(os.waitstatus_to_exitcode(status)).encode())
+            connection.close()
+
+
+# ---------------------------------------------------------------------------- the caller
+
+
+class Launcher:
+    """This process's launcher (started on first use, ended with this process)."""
+
+    _instance: Launcher | None = None
+    _lock = threading.Lock()
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.folder = tempfile.mkdtemp(prefix="warm-cli-")
+        self.path = os.path.join(self.folder, "socket")
+        self.pid = os.getpid()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator.testing.warm", self.path],
+            env=dict(env),
+            cwd="/",
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,  # never in the way of a test that signals its own group
+        )
+        assert self.process.stdout is not None
+        if self.process.stdout.readline().strip() != "ready":
+            raise RuntimeError("the warm CLI launcher did not start")
+
+    @classmethod
+    def get(cls, env: Mapping[str, str]) -> Launcher:
+        with cls._lock:
+            if (
+                cls._instance is None
+                or cls._instance.pid != os.getpid()
+                or cls._instance.process.poll() is not None
+            ):
+                cls._instance = cls(env)
+            return cls._instance
+
+    @classmethod
+    def stop(cls) -> None:
+        """End this process's launcher (if any) and remove its socket."""
+        with cls._lock:
+            launcher, cls._instance = cls._instance, None
+        if launcher is None or launcher.pid != os.getpid():
+            return
+        launcher.process.terminate()  # it kills whatever command is still running, then exits
+        try:
+            launcher.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            launcher.process.kill()
+            launcher.process.wait(timeout=30)
+        if launcher.process.stdout is not None:
+            launcher.process.stdout.close()
+        with contextlib.suppress(OSError):
+            os.unlink(launcher.path)
+            os.rmdir(launcher.folder)
+
+    def run(
+        self,
+        args: Sequence[str],
+        cwd: Path,
+        env: Mapping[str, str],
+        input: str | None,
+        timeout: float,
+    ) -> tuple[int, bytes, bytes]:
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        if input is None:
+            in_read, in_write = os.open(os.devnull, os.O_RDONLY), -1
+        else:
+            in_read, in_write = os.pipe()
+        body = json.dumps({"args": list(args), "cwd": str(cwd), "env": dict(env)}).encode()
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            connection.connect(self.path)
+            socket.send_fds(
+                connection, [len(body).to_bytes(8, "big") + body], [in_read, out_write, err_write]
+            )
+        finally:
+            for fd in (in_read, out_write, err_write):
+                os.close(fd)
+        if in_write != -1:
+            threading.Thread(target=_feed, args=(in_write, input or ""), daemon=True).start()
+        return _collect(connection, out_read, err_read, timeout)
+
+
+def _feed(fd: int, text: str) -> None:
+    try:
+        with open(fd, "w", encoding="utf-8", closefd=True) as stream:
+            stream.write(text)
+    except BrokenPipeError:
+        pass
+
+
+def _collect(
+    connection: socket.socket, out_read: int, err_read: int, timeout: float
+) -> tuple[int, bytes, bytes]:
+    """Both streams to their end and the exit code, or TimeoutExpired (the command is killed)."""
+    selector = selectors.DefaultSelector()
+    chunks: dict[int, list[bytes]] = {out_read: [], err_read: []}
+    for fd in (out_read, err_read):
+        selector.register(fd, selectors.EVENT_READ)
+    selector.register(connection, selectors.EVENT_READ)
+    code: int | None = None
+    deadline = time.monotonic() + timeout
+    try:
+        while code is None or len(selector.get_map()) > 0:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise subprocess.TimeoutExpired("codex-orchestrator", timeout)
+            for key, _events in selector.select(timeout=left):
+                if key.fileobj is connection:
+                    reply = connection.recv(64)
+                    selector.unregister(connection)
+                    code = int(reply) if reply else -9
+                    continue
+                fd = int(key.fd)
+                data = os.read(fd, 1 << 16)
+                if data:
+                    chunks[fd].append(data)
+                else:
+                    selector.unregister(fd)
+        return (
+            (code if code is not None else -9),
+            b"".join(chunks[out_read]),
+            b"".join(chunks[err_read]),
+        )
+    finally:
+        selector.close()
+        connection.close()  # before the command ended: the launcher kills it
+        os.close(out_read)
+        os.close(err_read)
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])

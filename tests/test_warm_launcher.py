@@ -1,0 +1,122 @@
+"""The suite's ``project.run`` forks each CLI process from a warm launcher
+(``orchestrator.testing.warm``): it must behave exactly as a new interpreter would."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from orchestrator.testing import Project
+
+CONFIG = '[pipelines.p]\nstages = [{ id = "a", command = "echo $PPID" }]\n'
+
+
+def steady(text: str) -> str:
+    """Output with what differs between any two runs (run ids, durations) blanked."""
+    text = re.sub(r"\d{4}-\d\d-\d\dT[\d-]+Z-[0-9a-f]{8}", "RUN", text)
+    return re.sub(r"\d+(\.\d+)? (s|ms)\b", "T", text)
+
+
+def orchestrator_pid(project: Project) -> int:
+    summary = project.start_json("p")
+    return int(project.stage_output(summary, 1)["stdout"])
+
+
+def test_each_call_is_a_process_of_its_own(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    assert project.warm, "the suite's conftest turns the warm launcher on"
+    project.write_config(CONFIG)
+    first, second = orchestrator_pid(project), orchestrator_pid(project)
+    assert len({first, second, os.getpid()}) == 3
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("start", "nope"),  # exit 2, one line on stderr
+        ("config", "--format", "json"),
+        ("exec", "--", "sh", "-c", "cat; echo err >&2; exit 3"),  # standard input, both streams
+        ("status", "--task", "0101"),
+    ],
+)
+def test_a_warm_call_answers_exactly_as_a_new_interpreter(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    project = Project(tmp_path)
+    project.write_config(CONFIG)
+    warm = project.run(*args, input="from stdin\n")
+    cold = subprocess.run(
+        project.command(*args),
+        cwd=project.root,
+        env=project.env,
+        input="from stdin\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (warm.returncode, steady(warm.stdout), steady(warm.stderr)) == (
+        cold.returncode,
+        steady(cold.stdout),
+        steady(cold.stderr),
+    )
+
+
+def test_a_call_that_changes_how_python_starts_gets_a_new_interpreter(tmp_path: Path) -> None:
+    """A PYTHONPATH given to one call is honoured: an implementation registered by a
+    distribution on that path is listed by that call, and only by it."""
+    site = tmp_path / "site"
+    info = site / "path_probe-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: path-probe\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[codex_orchestrator.persistence]\nprobe = path_probe:Store\n"
+    )
+    project = Project(tmp_path)
+    project.write_config(CONFIG)
+
+    def listed(env: dict[str, str]) -> set[str]:
+        result = project.run("plugins", "--format", "json", env=env)
+        assert result.returncode == 0, result.stderr
+        implementations = json.loads(result.stdout)["slots"]["persistence"]["implementations"]
+        return {implementation["name"] for implementation in implementations}
+
+    assert "probe" not in listed({})
+    assert "probe" in listed({"PYTHONPATH": str(site)})
+    assert "probe" not in listed({})
+
+
+def test_a_call_past_its_timeout_is_killed(tmp_path: Path) -> None:
+    project = Project(tmp_path)
+    project.write_config(
+        '[pipelines.p]\nstages = [{ id = "a", command = "echo $$ > stage.pid; exec sleep 600" }]\n'
+    )
+    with pytest.raises(subprocess.TimeoutExpired):
+        project.run("start", "p", timeout=3)
+    # as with subprocess.run, the command was SIGKILLed and its stage is left: end it
+    os.kill(int((project.root / "stage.pid").read_text()), signal.SIGKILL)
+    runs = list((project.runs_dir / "0101" / "cli").iterdir())
+    assert len(runs) == 1
+    lock = runs[0] / ".run.lock"
+    wait_until_free(lock)
+
+
+def wait_until_free(lock: Path) -> None:
+    """The killed command's run lock is free: no process of it is left holding it."""
+    import fcntl
+
+    deadline = time.monotonic() + 60
+    with lock.open("a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                assert time.monotonic() < deadline, "the timed-out command is still running"
+                time.sleep(0.05)
