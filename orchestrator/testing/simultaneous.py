@@ -7,11 +7,12 @@ an interpreter start and the imports of every library the CLI uses (0.2 s of CPU
 seconds.
 
 :func:`run_simultaneously` starts one launcher process that imports the CLI once and then forks
-one child per call, all within a few milliseconds. Each child is a process of its own (its own
-pid, working folder, environment, standard streams, locks and database connections) that runs the
-command from the top exactly as ``python -m orchestrator ARGS`` would, and exits with its exit
-code; only the imports are shared, copy-on-write. The launcher is single-threaded, so forking it
-is safe. What this does not exercise, the interpreter's start and the imports themselves, every
+one child per call, all within a few milliseconds, the way :mod:`orchestrator.testing.warm`
+forks one per ``project.run``. Each child is a process of its own (its own pid, working folder,
+environment, standard streams, locks and database connections) that runs the command from the
+top exactly as ``python -m orchestrator ARGS`` would, and exits with its exit code; only the
+imports are shared, copy-on-write. The launcher is single-threaded, so forking it is safe. What
+this does not exercise, the interpreter's start and the imports themselves, every
 other CLI test does.
 """
 
@@ -23,28 +24,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from orchestrator.testing.project import CLI, Project
-
-WARM_MODULES = (
-    "orchestrator.cli.main",
-    "orchestrator.pipeline",
-    "orchestrator.run_plan",
-    "orchestrator.engine",
-    "orchestrator.kernel",
-    "orchestrator.config.loader",
-    "orchestrator.entry_point_cache",
-    "pydantic_settings",
-    "cyclopts",
-    "stevedore",
-    "filelock",
-    "pluggy",
-)
-"""What the launcher imports before it forks: the modules every command loads. A name that is
-gone only costs its children the import (the launcher never fails on it)."""
+from orchestrator.testing.warm import become_command, installed_key, interpreter_settings, warm_up
 
 
 def run_simultaneously(
@@ -78,40 +62,10 @@ def run_simultaneously(
     return [(item["code"], item["out"], item["err"]) for item in json.loads(result.stdout)]
 
 
-def _child(call: Mapping[str, Any], out: int, err: int) -> None:
-    """In the forked child: become ``python -m orchestrator ARGS`` in the call's folder and
-    environment, with its own standard streams, run the command and exit with its code."""
-    code = 70  # the command could not even start
-    try:
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(out, 1)
-        os.dup2(err, 2)
-        os.chdir(call["cwd"])
-        os.environ.clear()
-        os.environ.update(call["env"])
-        sys.argv = [str(Path(__file__).resolve().parents[1] / "__main__.py"), *call["args"]]
-        from orchestrator.cli.main import run
-
-        run()  # exits the process with the command's exit code
-    except SystemExit as exc:  # run() exits this way when a tracer (coverage) is attached
-        code = exc.code if isinstance(exc.code, int) else 1
-    except BaseException:
-        import traceback
-
-        traceback.print_exc()
-    finally:
-        os._exit(code)
-
-
 def _launch(spec: list[dict[str, Any]], timeout: float) -> list[dict[str, Any]]:
-    import importlib
-
-    for name in WARM_MODULES:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            continue
+    warm_up()
+    settings = interpreter_settings(os.environ)
+    key = installed_key()
     with tempfile.TemporaryDirectory(prefix="simultaneous-") as folder:
         files = []
         for number in range(len(spec)):
@@ -124,7 +78,11 @@ def _launch(spec: list[dict[str, Any]], timeout: float) -> list[dict[str, Any]]:
         for number, call in enumerate(spec):
             pid = os.fork()
             if pid == 0:
-                _child(call, *files[number])
+                out, err = files[number]
+                os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+                os.dup2(out, 1)
+                os.dup2(err, 2)
+                become_command(call["args"], call["cwd"], call["env"], settings, key)
             children[pid] = number
         codes: dict[int, int] = {}
         deadline = time.monotonic() + timeout

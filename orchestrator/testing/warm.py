@@ -63,23 +63,47 @@ def interpreter_settings(env: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-def _cache_key() -> str:
+def installed_key() -> str:
+    """Changes when a distribution is installed, upgraded or removed on ``sys.path``."""
     from orchestrator.entry_point_cache import cache_key
 
     return cache_key()
 
 
+def caller_umask() -> int:
+    """This process's umask, read without changing it (another thread may be creating files)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def become_command(
-    args: Sequence[str], cwd: str, env: Mapping[str, str], settings: dict[str, str], key: str
+    args: Sequence[str],
+    cwd: str,
+    env: Mapping[str, str],
+    settings: dict[str, str],
+    key: str,
+    umask: int | None = None,
 ) -> None:
     """In a forked child whose standard streams are already in place: run ``args`` as
-    ``python -m orchestrator`` would, and exit with its code (never returns)."""
+    ``python -m orchestrator`` would, with the caller's ``umask``, and exit with its code (never
+    returns). ``settings`` and ``key`` are the launcher's :func:`interpreter_settings` and
+    :func:`installed_key`: where the call's differ, a new interpreter is exec'ed instead."""
     code = 70  # the command could not even start
     try:
+        if umask is not None:
+            os.umask(umask)
         os.chdir(cwd)
         os.environ.clear()
         os.environ.update(env)
-        if interpreter_settings(env) != settings or _cache_key() != key:
+        if interpreter_settings(env) != settings or installed_key() != key:
             os.execve(sys.executable, [sys.executable, "-m", "orchestrator", *args], dict(env))
         import importlib
 
@@ -134,7 +158,7 @@ def serve(path: str) -> None:
     kill it when its caller goes away."""
     warm_up()
     settings = interpreter_settings(os.environ)
-    key = _cache_key()
+    key = installed_key()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
     listener.listen(64)
@@ -181,7 +205,14 @@ def _serve_calls(
                         other.close()
                     for target, fd in enumerate(fds):
                         os.dup2(fd, target)
-                    become_command(request["args"], request["cwd"], request["env"], settings, key)
+                    become_command(
+                        request["args"],
+                        request["cwd"],
+                        request["env"],
+                        settings,
+                        key,
+                        request["umask"],
+                    )
                 for fd in fds:
                     os.close(fd)
                 running[pid] = connection
@@ -279,7 +310,8 @@ class Launcher:
             in_read, in_write = os.open(os.devnull, os.O_RDONLY), -1
         else:
             in_read, in_write = os.pipe()
-        body = json.dumps({"args": list(args), "cwd": str(cwd), "env": dict(env)}).encode()
+        request = {"args": list(args), "cwd": str(cwd), "env": dict(env), "umask": caller_umask()}
+        body = json.dumps(request).encode()
         connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             connection.connect(self.path)
