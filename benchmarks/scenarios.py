@@ -64,15 +64,15 @@ class Plan:
 
 
 QUICK = Plan(
-    start_repeats=3,
+    start_repeats=2,
     stage_counts=(10, 100),
-    stage_repeats=2,
-    output_bytes=5 * MB,
-    output_repeats=2,
-    concurrency=(10,),
+    stage_repeats=1,
+    output_bytes=2 * MB,
+    output_repeats=1,
+    concurrency=(6,),
     concurrency_rounds=1,
-    history_runs=1000,
-    history_repeats=2,
+    history_runs=200,
+    history_repeats=1,
     heartbeat_stage_s=2.0,
     heartbeat_settings=(
         "heartbeat.interval_seconds=0.1",

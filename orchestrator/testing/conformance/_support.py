@@ -4,7 +4,6 @@ reading run records back through the active persistence, and helper processes.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import signal
@@ -12,15 +11,19 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from orchestrator.contracts import RunLocation, SlotContext
+from orchestrator.contracts import SlotContext
+from orchestrator.testing.conformance._records import (
+    build,
+)
 from orchestrator.testing.project import Project
+from orchestrator.testing.simultaneous import run_simultaneously
 
 WORKER = [sys.executable, "-m", "orchestrator.testing.conformance._worker"]
 PATIENCE_VARIABLE = "CODEX_ORCHESTRATOR_KIT_PATIENCE"
@@ -50,25 +53,6 @@ def target_of(implementation: Implementation) -> str:
     if isinstance(implementation, str):
         return implementation
     return f"{implementation.__module__}:{implementation.__qualname__}"
-
-
-def load_implementation_class(slot: str, target: str) -> type[Any]:
-    """The class behind an entry-point name or a ``module:QualName`` target."""
-    if ":" in target:
-        module_name, _, qualname = target.partition(":")
-        value: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            value = getattr(value, part)
-        return value  # type: ignore[no-any-return]
-    from orchestrator.slots import load_class
-
-    return load_class(slot, target)[0]
-
-
-def build(slot: str, target: str, options: Mapping[str, Any], context: SlotContext) -> Any:
-    """Build an implementation exactly as the kernel does: ``cls(options_model(...), context)``."""
-    cls = load_implementation_class(slot, target)
-    return cls(cls.options_model.model_validate(dict(options)), context)
 
 
 def make_context(base: Path) -> SlotContext:
@@ -339,44 +323,7 @@ def worker(spec: dict[str, Any], stdin: int = subprocess.DEVNULL) -> Iterator[Wo
             running.kill()
 
 
-def start_many(project: Project, count: int, *args: str) -> list[subprocess.Popen[str]]:
-    """``count`` CLI processes started at once."""
-    return [project.popen(*args) for _ in range(count)]
-
-
-def communicate_all(
-    processes: Sequence[subprocess.Popen[str]],
-) -> list[tuple[int, str, str]]:
-    results = []
-    for process in processes:
-        out, err = process.communicate(timeout=patience() * 5)
-        results.append((process.returncode, out, err))
-    return results
-
-
-TORN_WRITE_LIMIT = 1 << 20
-"""The file-size limit (bytes) at which a helper dies in the middle of a large record."""
-LARGE_PAYLOAD = 3 * TORN_WRITE_LIMIT
-
-
-def manifest_document(run: RunLocation, generation: int) -> dict[str, Any]:
-    """A manifest-like document whose consistency a reader can check (``size`` == payload);
-    odd generations are larger than :data:`TORN_WRITE_LIMIT`."""
-    size = LARGE_PAYLOAD if generation % 2 else 16
-    return {
-        "run_id": run.run_id,
-        "task_id": run.task_id,
-        "generation": generation,
-        "size": size,
-        "payload": "x" * size,
-    }
-
-
-def error_document(run: RunLocation, generation: int) -> dict[str, Any]:
-    """An error-file-like document, as checkable as :func:`manifest_document`."""
-    return {**manifest_document(run, generation), "reason": "exited with code 3"}
-
-
-def history_line(run: RunLocation, generation: int, size: int = 16) -> dict[str, Any]:
-    """A metrics (history) line whose consistency a reader can check."""
-    return {"run_id": run.run_id, "generation": generation, "size": size, "pad": "z" * size}
+def start_many(project: Project, count: int, *args: str) -> list[tuple[int, str, str]]:
+    """``count`` CLI processes started at once (see :mod:`orchestrator.testing.simultaneous`):
+    ``(exit code, stdout, stderr)`` of each."""
+    return run_simultaneously([(project, args)] * count, timeout=patience() * 5)

@@ -19,7 +19,7 @@ from typing import Any
 
 from orchestrator.contracts import CommandRequest, RunLocation, SlotContext
 from orchestrator.heartbeat_thread import peak_rss_kb
-from orchestrator.testing.conformance._support import (
+from orchestrator.testing.conformance._records import (
     TORN_WRITE_LIMIT,
     build,
     error_document,

@@ -31,15 +31,16 @@ import pytest
 from orchestrator.contracts import Persistence, RunLocation, SlotContext
 from orchestrator.errors import CorruptRecordError, RunNotFoundError
 from orchestrator.manifest import read_manifest_document
+from orchestrator.testing.conformance._records import (
+    history_line,
+    manifest_document,
+)
 from orchestrator.testing.conformance._support import (
     Implementation,
     SlotConformance,
     SlotProject,
     Worker,
-    communicate_all,
     context_json,
-    history_line,
-    manifest_document,
     start_many,
     target_of,
     wait_for,
@@ -393,8 +394,7 @@ class PersistenceConformance(SlotConformance):
     @pytest.mark.slow
     def test_fifty_concurrent_starts_of_one_task_all_land(self, project: SlotProject) -> None:
         project.write_pipeline('stages = [{ id = "only", command = "true" }]')
-        processes = start_many(project, CONCURRENT_STARTS, "start", "p", "--format", "json")
-        results = communicate_all(processes)
+        results = start_many(project, CONCURRENT_STARTS, "start", "p", "--format", "json")
         failures = [(code, err[-500:]) for code, _, err in results if code != 0]
         assert not failures, f"{len(failures)} of {CONCURRENT_STARTS} runs failed: {failures[:3]}"
         run_ids = [json.loads(out)["run_id"] for _, out, _ in results]

@@ -13,7 +13,8 @@ from pg_support import config, query
 
 from orchestrator.testing import Project
 from orchestrator.testing.conformance import SlotProject
-from orchestrator.testing.conformance._support import communicate_all, wait_for
+from orchestrator.testing.conformance._support import wait_for
+from orchestrator.testing.simultaneous import run_simultaneously
 
 CONCURRENT_STARTS = 40
 QUICK = '[pipelines.p]\nstages = [{ id = "only", command = "true" }]\n'
@@ -30,11 +31,12 @@ def test_concurrent_starts_from_two_checkouts_all_land_and_both_see_them(
 ) -> None:
     first = checkout(tmp_path / "a", postgres_options, QUICK)
     second = checkout(tmp_path / "b", postgres_options, QUICK)
-    processes = [
-        (first if n % 2 else second).popen("start", "p", "--format", "json")
-        for n in range(CONCURRENT_STARTS)
-    ]
-    results = communicate_all(processes)
+    results = run_simultaneously(
+        [
+            (first if n % 2 else second, ("start", "p", "--format", "json"))
+            for n in range(CONCURRENT_STARTS)
+        ]
+    )
     failures = [(code, err[-300:]) for code, _, err in results if code != 0]
     assert not failures, f"{len(failures)} of {CONCURRENT_STARTS} failed: {failures[:3]}"
     started = sorted(json.loads(out)["run_id"] for _, out, _ in results)
