@@ -7,14 +7,16 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from orchestrator.capture import BoundedTail
 from orchestrator.clock import now_iso
 from orchestrator.contracts import CommandOutcome
 from orchestrator.errors import EXIT_CANCELLED, EXIT_OK, EXIT_RUN_FAILED
-from orchestrator.manifest import CommandRecord, Manifest
-from orchestrator.pipeline import ResolvedStage
+
+if TYPE_CHECKING:  # names for the annotations only: `status` needs none of these modules
+    from orchestrator.capture import BoundedTail
+    from orchestrator.manifest import CommandRecord, Manifest
+    from orchestrator.pipeline import ResolvedStage
 
 ERROR_FILE_LIMIT = 10 * 1024
 SUMMARY_LIMIT = 240

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from orchestrator.cli.main import COMMANDS
+from orchestrator.testing import Project
 
 ARGUMENTS = {"exec": ["true"]}
 """Arguments a command needs to parse at all."""
@@ -56,3 +57,36 @@ def test_parsing_any_command_imports_neither_pydantic_nor_the_config(tmp_path: P
     report = json.loads(result.stdout)
     assert report["parsed"] == [name for _, name, _ in COMMANDS]
     assert report["loaded"] == [], "import these inside the command, after parsing"
+
+
+VIEW_PROBE = """
+import json, sys
+from orchestrator.cli.main import main
+
+code = main(["status", "--all", "--format", "json"])
+sys.stdout.flush()
+lazy = ("filelock", "tenacity", "orchestrator.manifest")
+print(json.dumps({"code": code, "loaded": sorted(m for m in lazy if m in sys.modules)}))
+"""
+
+
+def test_status_all_of_recorded_runs_loads_no_lock_library_and_no_manifest_model(
+    project: Project,
+) -> None:
+    """A view that takes no lock and reads no manifest (the newest runs are recorded, with
+    their parent_run_id, in the history) imports neither filelock nor the manifest models."""
+    project.write_config('[pipelines.p]\nstages = [{ id = "a", command = "true" }]\n')
+    for task in ("alpha", "beta"):
+        project.start_json("p", "--task", task)
+    result = subprocess.run(
+        [sys.executable, "-c", VIEW_PROBE],
+        cwd=project.root,
+        env=project.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    *listing, report = result.stdout.strip().splitlines()
+    assert [row["task_id"] for row in json.loads("\n".join(listing))] == ["alpha", "beta"]
+    assert json.loads(report) == {"code": 0, "loaded": []}

@@ -17,10 +17,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from filelock import FileLock, Timeout
 from pydantic import Field
 
 if TYPE_CHECKING:
+    from filelock import FileLock
     from tenacity import RetryCallState
 
 from orchestrator.builtin.history_newest import NewestFirst, id_started_at
@@ -199,6 +199,8 @@ class FilesystemPersistence:
 
     @contextmanager
     def run_lock(self, run: RunLocation) -> Iterator[bool]:
+        from filelock import FileLock, Timeout  # here: a view that takes no lock never loads it
+
         lock = FileLock(run.run_dir / f".run{LOCK_SUFFIX}", preserve_lock_file=True)
         try:
             lock.acquire(timeout=0)
@@ -230,7 +232,11 @@ class FilesystemPersistence:
 
         The first attempt runs without tenacity: the lock is usually free, and importing
         tenacity costs ~10 ms of every run's start-up (it imports tornado when installed).
+        filelock itself (~10 ms to import) loads with the first lock taken, so the read-only
+        commands, which take none, never import it.
         """
+        from filelock import FileLock, Timeout
+
         make_dirs(data_file.parent, durable=self.options.fsync)
         lock = FileLock(f"{data_file}{LOCK_SUFFIX}", preserve_lock_file=True)
         attempt_timeout = self.options.lock_attempt_timeout_ms / 1000
@@ -251,6 +257,7 @@ class FilesystemPersistence:
         """Attempts 2 to ``lock_attempts`` of :meth:`_locked`, with tenacity's back-off; the
         first attempt's failure is replayed as tenacity's attempt 1, so the waits are the same
         as if tenacity had made it."""
+        from filelock import Timeout
         from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
         replay = [first]

@@ -138,13 +138,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = build_app()
     try:
         try:
-            # Parsing comes first, with pydantic not yet imported: cyclopts then skips checking
-            # every parsed option again with a pydantic TypeAdapter (our options are plain
-            # types it converts itself; tests/test_architecture.py keeps pydantic out).
+            # Parsing comes first, before anything imports pydantic: --help and --version never
+            # import it, and cyclopts skips checking each parsed option again with a pydantic
+            # TypeAdapter (our options are plain types it converts itself;
+            # tests/test_startup_imports.py keeps pydantic out of the command modules).
             command, bound, _ = app.parse_args(tokens, exit_on_error=False, print_error=False)
             if command not in (app.help_print, app.version_print):  # they build no model
                 entry_point_cache.spare_pydantic_its_scan()  # before the first model is built
-            result = command(*bound.args, **bound.kwargs)
+            try:
+                result = command(*bound.args, **bound.kwargs)
+            except KeyboardInterrupt:  # what app() did with it: exit 130, no message
+                if app.suppress_keyboard_interrupt:
+                    sys.exit(130)
+                raise
         finally:
             from orchestrator.cli.common import close_kernels
 
