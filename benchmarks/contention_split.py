@@ -27,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from measure import percentile, run_measured
+from measure import emit_report, percentile, run_measured
 from ours import OurProject
 from scenarios import _launch_together, recorded_waits
 
@@ -106,10 +106,7 @@ def main() -> int:
         print(json.dumps(rounds[-1]), flush=True)
     ratio = statistics.median(r["one_task"]["wall_s"] / r["many_tasks"]["wall_s"] for r in rounds)
     report = {"starts": args.starts, "rounds": rounds, "one_over_many_wall": round(ratio, 3)}
-    print(json.dumps(report, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    return 0
+    return emit_report(report, args.json)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ Standard library only, so the suite runs wherever the orchestrator runs.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import statistics
@@ -171,3 +172,12 @@ def dir_bytes(path: Path) -> int:
             with contextlib.suppress(OSError):
                 total += os.lstat(os.path.join(folder, name)).st_size
     return total
+
+
+def emit_report(report: Mapping[str, Any], target: Path | None) -> int:
+    """Print a benchmark's report as JSON and, when asked, write it to ``target``; exit code 0."""
+    text = json.dumps(report, indent=2)
+    print(text)
+    if target:
+        target.write_text(text + "\n", encoding="utf-8")
+    return 0

@@ -33,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from measure import run_measured
+from measure import emit_report, run_measured
 from ours import OurProject
 
 LIBRARIES = (
@@ -250,10 +250,7 @@ def main() -> int:
     loads.append(os.getloadavg()[0])
     report["load_average_begin_end"] = loads
     report["repeats"] = args.repeats
-    print(json.dumps(report, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    return 0
+    return emit_report(report, args.json)
 
 
 if __name__ == "__main__":

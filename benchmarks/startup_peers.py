@@ -18,7 +18,6 @@ ratios; set ``BENCH_SOURCE_TREE`` to measure a frozen copy of a tree as "ours" (
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -28,7 +27,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from measure import run_measured
+from measure import emit_report, run_measured
 from ours import OurProject
 
 NOXFILE = """import nox
@@ -104,10 +103,7 @@ def main() -> int:
         row = report[name]
         row["ours_over_this_wall"] = round(ours_row["wall_s"] / row["wall_s"], 3)
         row["ours_over_this_cpu"] = round(ours_row["cpu_s"] / row["cpu_s"], 3)
-    print(json.dumps(report, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    return 0
+    return emit_report(report, args.json)
 
 
 if __name__ == "__main__":
