@@ -205,6 +205,9 @@ def _serve_calls(
                         other.close()
                     for target, fd in enumerate(fds):
                         os.dup2(fd, target)
+                    for fd in fds:
+                        if fd > 2:  # the command holds its streams once, as a subprocess does
+                            os.close(fd)
                     become_command(
                         request["args"],
                         request["cwd"],
