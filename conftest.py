@@ -37,3 +37,14 @@ def _warm_cli() -> Iterator[None]:
     yield
     Project.warm = False
     Launcher.stop()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Modules holding a ``slow`` test run first, every module's tests still together.
+
+    Under ``-n auto --dist loadscope`` each module goes to one worker, in collection order; a
+    long module handed out last leaves the other workers idle while it finishes. Longest first
+    is the classic way to pack work onto a few workers, and ``slow`` is what marks the long ones.
+    """
+    slow = {item.nodeid.split("::", 1)[0] for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.nodeid.split("::", 1)[0] not in slow)  # stable: order kept

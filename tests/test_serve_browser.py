@@ -19,6 +19,8 @@ import pytest
 from orchestrator.testing import Project
 from tests.serve_support import SeededProject, seeded_project, serving, wait_for
 
+pytestmark = pytest.mark.slow  # a real browser per test: scheduled first (conftest.py)
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 CHROMIUM_FLAGS = (

@@ -19,6 +19,8 @@ from orchestrator.testing.conformance._support import patience, wait_for
 from orchestrator.testing.conformance.command_runner import logged_output
 from orchestrator.testing.project import process_running
 
+pytestmark = pytest.mark.slow  # a real Dask cluster per test: scheduled first (conftest.py)
+
 
 def dask_project(base: Path, **options: Any) -> SlotProject:
     return SlotProject(base, "command_runner", "dask", options=options)
