@@ -91,12 +91,17 @@ def _cli() -> list[str]:
     return cli()
 
 
-def _template(project: OurProject, task: str) -> str:
-    measured = run_measured(project.start("one", task=task), cwd=project.root, env=project.env)
+def _run_id(project: OurProject, pipeline: str, task: str, exit_code: int, what: str) -> str:
+    """The id of a new run of ``pipeline`` for ``task``, which must end with ``exit_code``."""
+    measured = run_measured(project.start(pipeline, task=task), cwd=project.root, env=project.env)
     summary = parse_summary(measured.stdout)
-    if not summary or measured.rc != 0:
-        raise RuntimeError(f"template run failed: {measured.stderr.strip()[-500:]}")
+    if not summary or measured.rc != exit_code:
+        raise RuntimeError(f"{what}: {measured.stderr.strip()[-500:]}")
     return str(summary["run_id"])
+
+
+def _template(project: OurProject, task: str) -> str:
+    return _run_id(project, "one", task, 0, "template run failed")
 
 
 def across_tasks(work: Path, tasks: int, runs: int, repeats: int) -> dict[str, Any]:
@@ -122,11 +127,7 @@ def across_tasks(work: Path, tasks: int, runs: int, repeats: int) -> dict[str, A
 
 def _failed_run(project: OurProject, task: str) -> str:
     """A run of ``task`` whose one stage fails: ``resume`` can run it again and again."""
-    measured = run_measured(project.start("fails", task=task), cwd=project.root, env=project.env)
-    summary = parse_summary(measured.stdout)
-    if not summary or measured.rc != 1:
-        raise RuntimeError(f"the failing run did not fail: {measured.stderr.strip()[-500:]}")
-    return str(summary["run_id"])
+    return _run_id(project, "fails", task, 1, "the failing run did not fail")
 
 
 EXPECTED_EXIT = {"resume (a failed run; it fails again)": 1}

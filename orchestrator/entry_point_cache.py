@@ -155,8 +155,8 @@ def select(group: str) -> list[CachedEntryPoint]:
 def spare_pydantic_its_scan() -> None:
     """pydantic scans every distribution for its ``pydantic`` plugin group when it builds its
     first model; when the cached scan found none, tell its loader so (what its scan would find).
-    Call it before the first model class is built (``cli.common.load_kernel`` does); skipped,
-    pydantic makes its own scan: slower, never wrong."""
+    Call it before the first model class is built (``cli.main.main`` does, once the options
+    are parsed); skipped, pydantic makes its own scan: slower, never wrong."""
     if any(entry.group == "pydantic" for entry in installed()):
         return
     with contextlib.suppress(Exception):  # another pydantic: it scans for itself

@@ -29,7 +29,7 @@ def clean_environment(home: Path, extra: Mapping[str, str] | None = None) -> dic
     return env
 
 
-def _as_text(data: bytes) -> str:
+def as_text(data: bytes) -> str:
     """What ``subprocess.run(..., text=True)`` makes of a stream's bytes."""
     import locale
 
@@ -74,6 +74,12 @@ class Project:
     def command(self, *args: str) -> list[str]:
         return [*CLI, *args]
 
+    def cli_arguments(self, *args: str) -> list[str] | None:
+        """What :meth:`command` gives the CLI (a subclass may add options), or None when it
+        runs something else than ``python -m orchestrator`` of this interpreter."""
+        command = self.command(*args)
+        return command[len(CLI) :] if command[: len(CLI)] == CLI else None
+
     warm = False
     """Run each ``run`` call in a process forked from a launcher that imported the CLI once
     (:mod:`orchestrator.testing.warm`) instead of a new interpreter: the same command in a
@@ -89,17 +95,17 @@ class Project:
         cwd: Path | None = None,
     ) -> subprocess.CompletedProcess[str]:
         merged = {**self.env, **(env or {})}
-        command = self.command(*args)
-        if self.warm and command[: len(CLI)] == CLI:
+        arguments = self.cli_arguments(*args) if self.warm else None
+        if arguments is not None:
             from orchestrator.testing.warm import Launcher
 
             launcher = Launcher.get(clean_environment(self.home))
-            code, out, err = launcher.run(
-                command[len(CLI) :], cwd or self.root, merged, input, timeout
+            code, out, err = launcher.run(arguments, cwd or self.root, merged, input, timeout)
+            return subprocess.CompletedProcess(
+                self.command(*args), code, as_text(out), as_text(err)
             )
-            return subprocess.CompletedProcess(command, code, _as_text(out), _as_text(err))
         return subprocess.run(
-            command,
+            self.command(*args),
             cwd=cwd or self.root,
             env=merged,
             capture_output=True,

@@ -20,14 +20,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from orchestrator.testing.project import CLI, Project
+from orchestrator.testing.project import CLI, Project, as_text
 from orchestrator.testing.warm import become_command, installed_key, interpreter_settings, warm_up
 
 
@@ -41,10 +43,10 @@ def run_simultaneously(
         return []
     spec = []
     for project, args in calls:
-        command = project.command(*args)  # a project may add options (the kit's --set)
-        if command[: len(CLI)] != CLI:
+        arguments = project.cli_arguments(*args)  # a project may add options (the kit's --set)
+        if arguments is None:
             raise ValueError(f"{type(project).__name__} does not run the CLI as {CLI}")
-        spec.append({"args": command[len(CLI) :], "cwd": str(project.root), "env": project.env})
+        spec.append({"args": arguments, "cwd": str(project.root), "env": project.env})
     launcher_env = dict(calls[0][0].env)
     result = subprocess.run(
         [sys.executable, "-m", "orchestrator.testing.simultaneous", str(timeout)],
@@ -59,7 +61,10 @@ def run_simultaneously(
         raise RuntimeError(
             f"the launcher failed (exit {result.returncode}): {result.stderr[-2000:]}"
         )
-    return [(item["code"], item["out"], item["err"]) for item in json.loads(result.stdout)]
+    return [
+        (item["code"], as_text(bytes.fromhex(item["out"])), as_text(bytes.fromhex(item["err"])))
+        for item in json.loads(result.stdout)
+    ]
 
 
 def _launch(spec: list[dict[str, Any]], timeout: float) -> list[dict[str, Any]]:
@@ -67,22 +72,21 @@ def _launch(spec: list[dict[str, Any]], timeout: float) -> list[dict[str, Any]]:
     settings = interpreter_settings(os.environ)
     key = installed_key()
     with tempfile.TemporaryDirectory(prefix="simultaneous-") as folder:
-        files = []
-        for number in range(len(spec)):
-            out = os.open(os.path.join(folder, f"{number}.out"), os.O_RDWR | os.O_CREAT, 0o600)
-            err = os.open(os.path.join(folder, f"{number}.err"), os.O_RDWR | os.O_CREAT, 0o600)
-            files.append((out, err))
+        paths = [
+            (Path(folder, f"{number}.out"), Path(folder, f"{number}.err"))
+            for number in range(len(spec))
+        ]
         sys.stdout.flush()
         sys.stderr.flush()
         children: dict[int, int] = {}
         for number, call in enumerate(spec):
             pid = os.fork()
             if pid == 0:
-                out, err = files[number]
-                os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-                os.dup2(out, 1)
-                os.dup2(err, 2)
-                become_command(call["args"], call["cwd"], call["env"], settings, key)
+                streams = [os.open(os.devnull, os.O_RDONLY)]
+                streams += [
+                    os.open(path, os.O_WRONLY | os.O_CREAT, 0o600) for path in paths[number]
+                ]
+                become_command(streams, call["args"], call["cwd"], call["env"], settings, key)
             children[pid] = number
         codes: dict[int, int] = {}
         deadline = time.monotonic() + timeout
@@ -91,24 +95,16 @@ def _launch(spec: list[dict[str, Any]], timeout: float) -> list[dict[str, Any]]:
             if pid == 0:
                 if time.monotonic() > deadline:
                     for late in children:
-                        os.kill(late, 9)
+                        os.kill(late, signal.SIGKILL)
                     deadline = float("inf")
                 time.sleep(0.01)
                 continue
             if pid in children:
                 codes[children.pop(pid)] = os.waitstatus_to_exitcode(status)
-        results = []
-        for number, (out, err) in enumerate(files):
-            texts = []
-            for fd in (out, err):
-                os.lseek(fd, 0, os.SEEK_SET)
-                chunks = []
-                while chunk := os.read(fd, 1 << 20):
-                    chunks.append(chunk)
-                os.close(fd)
-                texts.append(b"".join(chunks).decode("utf-8", errors="replace"))
-            results.append({"code": codes[number], "out": texts[0], "err": texts[1]})
-        return results
+        return [  # the bytes as hex: the caller decodes them as subprocess.run(text=True) does
+            {"code": codes[number], "out": out.read_bytes().hex(), "err": err.read_bytes().hex()}
+            for number, (out, err) in enumerate(paths)
+        ]
 
 
 if __name__ == "__main__":

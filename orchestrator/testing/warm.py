@@ -86,6 +86,7 @@ def caller_umask() -> int:
 
 
 def become_command(
+    streams: Sequence[int],
     args: Sequence[str],
     cwd: str,
     env: Mapping[str, str],
@@ -93,12 +94,18 @@ def become_command(
     key: str,
     umask: int | None = None,
 ) -> None:
-    """In a forked child whose standard streams are already in place: run ``args`` as
-    ``python -m orchestrator`` would, with the caller's ``umask``, and exit with its code (never
-    returns). ``settings`` and ``key`` are the launcher's :func:`interpreter_settings` and
-    :func:`installed_key`: where the call's differ, a new interpreter is exec'ed instead."""
+    """In a forked child: make ``streams`` (three descriptors) its standard input, output and
+    error, run ``args`` as ``python -m orchestrator`` would, with the caller's ``umask``, and
+    exit with its code (never returns). ``settings`` and ``key`` are the launcher's
+    :func:`interpreter_settings` and :func:`installed_key`: where the call's differ, a new
+    interpreter is exec'ed instead."""
     code = 70  # the command could not even start
     try:
+        for target, fd in enumerate(streams):
+            os.dup2(fd, target)
+        for fd in set(streams):
+            if fd > 2:  # the command holds its streams once, as a subprocess does
+                os.close(fd)
         if umask is not None:
             os.umask(umask)
         os.chdir(cwd)
@@ -213,12 +220,8 @@ def _serve_calls(
                     listener.close()
                     for other in (connection, *running.values()):
                         other.close()
-                    for target, fd in enumerate(fds):
-                        os.dup2(fd, target)
-                    for fd in fds:
-                        if fd > 2:  # the command holds its streams once, as a subprocess does
-                            os.close(fd)
                     become_command(
+                        fds,
                         request["args"],
                         request["cwd"],
                         request["env"],

@@ -19,9 +19,7 @@ from typing import Any
 import pytest
 
 from orchestrator.contracts import SlotContext
-from orchestrator.testing.conformance._records import (
-    build,
-)
+from orchestrator.testing.conformance._records import build
 from orchestrator.testing.project import Project
 from orchestrator.testing.simultaneous import run_simultaneously
 
