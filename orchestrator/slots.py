@@ -101,23 +101,37 @@ def load_class(slot: str, name: str) -> tuple[type[Any], ImplementationInfo]:
             f"installed: {known}; set [plugins] {slot} to one of them"
         ) from None
     extension = manager.extensions[0]
-    cls = extension.plugin
-    if not isinstance(cls, type):
+    cls = checked_class(slot, name, extension.plugin, extension.entry_point_target)
+    distribution, version = _distribution_of(extension.entry_point)
+    info = ImplementationInfo(slot, name, extension.entry_point_target, distribution, version)
+    return cls, info
+
+
+def checked_class(slot: str, name: str, plugin: object, target: str) -> type[Any]:
+    """``plugin``, imported from entry point ``name`` (``target``) of ``slot``, if it is what a
+    slot implementation must be; else one clear PluginLoadError. The one check of a loaded
+    implementation, for the commands that use it and for the ``plugins`` listing alike."""
+    group = SLOT_GROUPS[slot]
+    if not isinstance(plugin, type):
         raise PluginLoadError(
-            f"plugin {name!r} in group {group} is not a class ({extension.entry_point_target}); "
+            f"plugin {name!r} in group {group} is not a class ({target}); "
             "a slot implementation must be a class taking (options, context)"
         )
-    check_required_api(cls, f"plugin {name!r} in group {group}")
+    check_required_api(plugin, f"plugin {name!r} in group {group}")
     base = BASE_OPTIONS[slot]
-    options_model = getattr(cls, "options_model", base)
-    if not (isinstance(options_model, type) and issubclass(options_model, base)):
+    if not hasattr(plugin, "options_model"):  # every reader of the class relies on it
+        raise PluginLoadError(
+            f"plugin {name!r} in group {group} failed to load: it declares no options_model; "
+            f"set options_model = orchestrator.plugin.{base.__name__} (or a subclass of it) "
+            "on the class"
+        )
+    model = plugin.options_model
+    if not (isinstance(model, type) and issubclass(model, base)):
         raise PluginLoadError(
             f"plugin {name!r} in group {group}: options_model must subclass "
             f"orchestrator.plugin.{base.__name__}"
         )
-    distribution, version = _distribution_of(extension.entry_point)
-    info = ImplementationInfo(slot, name, extension.entry_point_target, distribution, version)
-    return cls, info
+    return plugin
 
 
 def check_required_api(plugin: object, what: str) -> None:
@@ -157,7 +171,9 @@ def list_installed(slot: str) -> list[ImplementationInfo]:
         distribution, version = entry_point.distribution, entry_point.version
         error = None
         try:
-            entry_point.load()
+            checked_class(slot, entry_point.name, entry_point.load(), entry_point.value)
+        except PluginLoadError as exc:
+            error = str(exc)
         except (Exception, SystemExit) as exc:
             error = f"{type(exc).__name__}: {exc}"
         found[entry_point.name] = ImplementationInfo(

@@ -68,6 +68,12 @@ EXITING_IMPORT = """
     raise SystemExit("refusing to run here")
 """
 
+OPTIONLESS_STORE = """
+    class Store:  # a class, but without the options_model every slot implementation declares
+        def __init__(self, options, context):
+            pass
+"""
+
 QUITTING_OBSERVER = """
     import sys
     from orchestrator.hookspecs import hookimpl
@@ -101,12 +107,16 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         {
             "broken_native.py": BROKEN_IMPORT,
             "exiting_module.py": EXITING_IMPORT,
+            "optionless_store.py": OPTIONLESS_STORE,
             "raising_observer.py": RAISING_OBSERVER,
             "quitting_observer.py": QUITTING_OBSERVER,
             "typo_observer.py": TYPO_OBSERVER,
         },
         {
-            "codex_orchestrator.persistence": {"broken": "broken_native:Store"},
+            "codex_orchestrator.persistence": {
+                "broken": "broken_native:Store",
+                "optionless": "optionless_store:Store",
+            },
             "codex_orchestrator.heartbeat": {"exits": "exiting_module:Beat"},
             "codex_orchestrator.plugins": {
                 "broken-import": "broken_native",
@@ -153,6 +163,8 @@ def test_a_broken_plugin_is_listed_with_its_error_beside_the_working_ones(
     assert (broken["distribution"], broken["version"]) == ("codex-orchestrator-broken", "0.0.1")
     assert broken["active"] is False
     assert "libfoo.so.1" in broken["error"]
+    optionless = persistence["optionless"]  # a class without options_model: listed, not a crash
+    assert optionless["active"] is False and "declares no options_model" in optionless["error"]
     observers = {o["name"]: o for o in document["observers"]}
     assert observers["demo"]["status"] == "active"
     assert observers["demo"]["version"] == "1.2.3"
@@ -183,6 +195,12 @@ def test_the_text_listing_marks_the_active_implementation_and_the_broken_one(
     [
         ("persistence=broken", "codex_orchestrator.persistence", "libfoo.so.1"),
         ("heartbeat=exits", "codex_orchestrator.heartbeat", "SystemExit: refusing to run here"),
+        (
+            "persistence=optionless",
+            "codex_orchestrator.persistence",
+            "declares no options_model; set options_model = "
+            "orchestrator.plugin.PersistenceOptions (or a subclass of it) on the class",
+        ),
     ],
 )
 def test_an_active_plugin_that_cannot_load_is_one_clear_error(

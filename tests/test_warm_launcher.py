@@ -92,6 +92,42 @@ def test_a_call_that_changes_how_python_starts_gets_a_new_interpreter(tmp_path: 
     assert "probe" not in listed({})
 
 
+def test_calls_that_keep_the_same_pythonpath_get_a_warm_launcher_of_their_own(
+    tmp_path: Path,
+) -> None:
+    """From the second call with one PYTHONPATH on, calls are forked from a launcher started
+    with it; a plugin module found there is still imported by each command itself (what it
+    does on import happens in every call, as in a new interpreter), never by the launcher."""
+    from orchestrator.testing.warm import Launcher
+
+    site = tmp_path / "site"
+    info = site / "import_probe-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: import-probe\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[codex_orchestrator.persistence]\nprobe = import_probe:Store\n"
+    )
+    log = tmp_path / "imports.log"
+    (site / "import_probe.py").write_text(
+        "import os\n"
+        f"with open({str(log)!r}, 'a') as log:\n"
+        "    log.write(f'{os.getpid()}\\n')\n"
+        "class Store:\n"
+        "    pass\n"
+    )
+    project = Project(tmp_path)
+    project.write_config('[plugins]\npersistence = "probe"\n' + CONFIG)
+    answers = [project.run("start", "p", env={"PYTHONPATH": str(site)}) for _ in range(4)]
+    assert len({(a.returncode, a.stderr) for a in answers}) == 1, answers  # the same each time
+    assert answers[0].returncode == 2 and "probe" in answers[0].stderr, answers[0]
+    importers = log.read_text().split()
+    assert len(importers) == len(set(importers)) == 4, importers  # each call imported it
+    keys = [dict(key) for key in Launcher._instances]
+    assert {"PYTHONPATH": str(site)}.items() <= next(
+        key for key in keys if "PYTHONPATH" in key
+    ).items(), keys
+
+
 def test_a_call_past_its_timeout_is_killed(tmp_path: Path) -> None:
     project = Project(tmp_path)
     project.write_config(

@@ -99,8 +99,9 @@ class Project:
         if arguments is not None:
             from orchestrator.testing.warm import Launcher
 
-            launcher = Launcher.get(clean_environment(self.home))
-            code, out, err = launcher.run(arguments, cwd or self.root, merged, input, timeout)
+            code, out, err = Launcher.call(
+                clean_environment(self.home), arguments, cwd or self.root, merged, input, timeout
+            )
             return subprocess.CompletedProcess(
                 self.command(*args), code, as_text(out), as_text(err)
             )

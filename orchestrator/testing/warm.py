@@ -11,13 +11,16 @@ own (pid, locks, files, database connections, stages), exactly as a subprocess w
 
 Where a warm child could differ from a fresh interpreter, it becomes one: a call whose
 environment changes how Python itself starts (``PYTHONPATH`` and the other ``PYTHON*``
-variables, the locale) or made after a distribution was installed or removed on ``sys.path``
-(the entry-point cache's key changed) ``exec``\\ s ``python -m orchestrator`` in place, same pid.
+variables, the locale) from its launcher's, or made after a distribution was installed or
+removed on ``sys.path`` (the entry-point cache's key changed), ``exec``\\ s
+``python -m orchestrator`` in place, same pid. Calls that keep coming with the same such
+settings (a module's tests putting their plugins on ``PYTHONPATH``) get a launcher of their own,
+started with those settings, so they are forked warm too.
 Signals and ``popen`` are not offered for CLI calls: tests that signal or kill the CLI use real
 subprocesses.
 
-The same launcher also runs other modules of this package as ``python -m MODULE ARGS`` would
-(:meth:`Launcher.start`, for the conformance kit's helper processes): such a child leads a
+The same launchers also run other modules as ``python -m MODULE ARGS`` would
+(:meth:`Launcher.popen`, for the conformance kit's helper processes): such a child leads a
 session of its own (``os.killpg(pid, SIGKILL)`` ends it and whatever it started), its caller
 holds pipes to its three standard streams and can poll, wait for and kill it, and its
 ``/proc/<pid>/environ`` shows its own environment, not the launcher's: the launcher starts
@@ -39,7 +42,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -216,8 +219,8 @@ def _reserve_environ_area() -> None:
 def warm_up() -> None:
     """Import :data:`WARM_MODULES` and the module of every slot implementation installed here
     (the plugin distributions import tenacity, sqlite3, psycopg...: 0.15 to 0.25 s a command).
-    Plugins a call adds with ``PYTHONPATH`` are not among them: such a call gets a new
-    interpreter anyway."""
+    Plugins on ``PYTHONPATH`` are not among them: a test's own plugin may do things on import
+    that it expects each command to do (log, fail, print), so each child imports it itself."""
     import importlib
 
     from orchestrator.contracts import SLOTS
@@ -225,11 +228,34 @@ def warm_up() -> None:
 
     groups = {f"codex_orchestrator.{spec.name}" for spec in SLOTS}
     modules = [entry.value.split(":", 1)[0] for entry in refresh() if entry.group in groups]
-    for name in (*WARM_MODULES, *modules):
+    for name in (*WARM_MODULES, *[name for name in modules if not _on_pythonpath(name)]):
         try:
             importlib.import_module(name)
         except Exception:  # a broken plugin stays its commands' business, not the launcher's
             continue
+
+
+def _on_pythonpath(module: str) -> bool:
+    """Whether ``module``'s top-level package is found in a ``PYTHONPATH`` folder (found
+    without importing it)."""
+    import importlib.util
+
+    folders = [Path(part).resolve() for part in os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+    folders = [folder for folder in folders if str(folder) != os.sep and folder.is_dir()]
+    if not folders:
+        return False
+    try:
+        spec = importlib.util.find_spec(module.split(".", 1)[0])
+    except (ImportError, ValueError):
+        return False
+    origin = (spec.origin or "") if spec else ""
+    locations = [origin, *(spec.submodule_search_locations or [])] if spec else []
+    return any(
+        Path(place).resolve().is_relative_to(folder)
+        for place in locations
+        if place
+        for folder in folders
+    )
 
 
 # ---------------------------------------------------------------------------- the launcher
@@ -268,10 +294,10 @@ def serve(path: str) -> None:
         _serve_calls(listener, selector, running, leaders, settings, key)
     finally:  # stopped, or the test process is gone: no command outlives the launcher
         for pid in running:
-            _end(pid, pid in leaders)
+            _end_child(pid, pid in leaders)
 
 
-def _end(pid: int, leader: bool) -> None:
+def _end_child(pid: int, leader: bool) -> None:
     """SIGKILL a child still running (with its process group when it leads one)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         if leader:
@@ -333,7 +359,7 @@ def _serve_calls(
                 pid = selected.data
                 selector.unregister(selected.fileobj)
                 if pid in running:
-                    _end(pid, pid in leaders)
+                    _end_child(pid, pid in leaders)
         while running:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -356,18 +382,21 @@ def _serve_calls(
 
 
 class Launcher:
-    """This process's launcher for calls whose :func:`interpreter_settings` are those of
-    ``env`` (started on first use; ended by :meth:`stop`, at the latest when this process
-    exits)."""
+    """A launcher of this process, for one set of :func:`interpreter_settings` (started on
+    first use, ended with this process)."""
 
     _instances: dict[tuple[tuple[str, str], ...], Launcher] = {}
+    _asked: dict[tuple[tuple[str, str], ...], int] = {}
     _lock = threading.Lock()
+    MOST = 4
+    """Launchers kept at once by a process; the least recently used one ends first."""
     _stopped_at_exit = False
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self.folder = tempfile.mkdtemp(prefix="warm-cli-")
         self.path = os.path.join(self.folder, "socket")
         self.pid = os.getpid()
+        self.calls = 0  # running now (a launcher is never ended under a running call)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "orchestrator.testing.warm", self.path],
             env={**env, ROOM_VARIABLE: "x" * ROOM_BYTES},
@@ -380,37 +409,112 @@ class Launcher:
         )
         assert self.process.stdout is not None
         if self.process.stdout.readline().strip() != "ready":
-            self.end()
+            self._end()
             raise RuntimeError("the warm CLI launcher did not start")
 
+    def alive(self) -> bool:
+        return self.pid == os.getpid() and self.process.poll() is None
+
     @classmethod
-    def get(cls, env: Mapping[str, str]) -> Launcher:
-        settings = tuple(sorted(interpreter_settings(env).items()))
+    def get(cls, env: Mapping[str, str], call_env: Mapping[str, str] | None = None) -> Launcher:
+        """The launcher for a call with environment ``call_env``; a new one is started with
+        ``env`` and the call's interpreter settings. A call whose settings differ from every
+        launcher's is served by any launcher (its child ``exec``\\ s a new interpreter) the
+        first time they are seen, by a launcher of their own from the second time on. The
+        caller runs one call through it (it counts as running until :meth:`call` ends it)."""
+        settings = interpreter_settings(call_env if call_env is not None else env)
+        key = tuple(sorted(settings.items()))
         with cls._lock:
-            launcher = cls._instances.get(settings)
-            if (
-                launcher is None
-                or launcher.pid != os.getpid()
-                or launcher.process.poll() is not None
-            ):
-                launcher = cls._instances[settings] = cls(env)
+            for known, existing in list(cls._instances.items()):
+                if not existing.alive():
+                    del cls._instances[known]
+            launcher: Launcher | None = cls._instances.pop(key, None)
+            if launcher is None:
+                cls._asked[key] = cls._asked.get(key, 0) + 1
+                if cls._instances and cls._asked[key] < 2:
+                    launcher = next(reversed(cls._instances.values()))
+                    launcher.calls += 1
+                    return launcher
+                base = {k: v for k, v in env.items() if k not in interpreter_settings(env)}
+                try:
+                    launcher = cls({**base, **settings})
+                except RuntimeError:
+                    if not cls._instances:  # (what its settings break is the call's to see)
+                        raise
+                    launcher = next(reversed(cls._instances.values()))
+                    launcher.calls += 1
+                    return launcher
                 if not cls._stopped_at_exit:  # never left running, even without a fixture
                     import atexit
 
                     atexit.register(cls.stop)
                     cls._stopped_at_exit = True
+                idle = [known for known, other in cls._instances.items() if not other.calls]
+                for oldest in idle[: max(0, len(cls._instances) + 1 - cls.MOST)]:
+                    cls._instances.pop(oldest)._end()
+            cls._instances[key] = launcher  # (re)inserted last: the most recently used
+            launcher.calls += 1
             return launcher
+
+    @classmethod
+    def call(
+        cls,
+        env: Mapping[str, str],
+        args: Sequence[str],
+        cwd: Path,
+        call_env: Mapping[str, str],
+        input: str | None,
+        timeout: float,
+    ) -> tuple[int, bytes, bytes]:
+        """Run one CLI call in a child of the right launcher (see :meth:`get`):
+        ``(exit code, stdout, stderr)``."""
+        launcher = cls.get(env, call_env)
+        try:
+            return launcher.run(args, cwd, call_env, input, timeout)
+        finally:
+            with cls._lock:
+                launcher.calls -= 1
+
+    @classmethod
+    def popen(
+        cls,
+        env: Mapping[str, str],
+        module: str,
+        args: Sequence[str],
+        cwd: str | Path,
+        call_env: Mapping[str, str],
+        stdin: int = subprocess.DEVNULL,
+    ) -> WarmProcess:
+        """``python -m MODULE ARGS`` with environment ``call_env``, as ``Popen(...,
+        stdin=stdin, stdout=PIPE, stderr=PIPE, text=True, start_new_session=True)`` would start
+        it, forked from the right launcher (see :meth:`get`); ``stdin`` is
+        ``subprocess.DEVNULL`` or ``subprocess.PIPE``. The call runs until the process ends."""
+        launcher = cls.get(env, call_env)
+
+        def ended() -> None:
+            with cls._lock:
+                launcher.calls -= 1
+
+        try:
+            process = launcher.start(module, args, cwd, call_env, stdin)
+        except BaseException:
+            ended()
+            raise
+        process.on_end = ended
+        return process
 
     @classmethod
     def stop(cls) -> None:
         """End this process's launchers (if any) and remove their sockets."""
         with cls._lock:
-            launchers, cls._instances = list(cls._instances.values()), {}
+            launchers = list(cls._instances.values())
+            cls._instances.clear()
+            cls._asked.clear()
         for launcher in launchers:
             if launcher.pid == os.getpid():
-                launcher.end()
+                launcher._end()
 
-    def end(self) -> None:
+    def _end(self) -> None:
         self.process.terminate()  # it kills whatever command is still running, then exits
         try:
             self.process.wait(timeout=30)
@@ -613,6 +717,7 @@ class WarmProcess:
         self.returncode: int | None = None
         self._connection: socket.socket | None = connection
         self._reply = b""
+        self.on_end: Callable[[], None] | None = None  # told once, when the process has ended
         self.stdin: io.TextIOWrapper | None = None
         if in_write != -1:
             self.stdin = _text(in_write, "wb", encoding)
@@ -639,6 +744,9 @@ class WarmProcess:
             self.returncode = -signal.SIGKILL
         self._connection = None
         connection.close()
+        on_end, self.on_end = self.on_end, None
+        if on_end is not None:
+            on_end()
 
     def poll(self) -> int | None:
         if self.returncode is None:

@@ -272,8 +272,8 @@ def start_worker(
         from orchestrator.testing.warm import Launcher
 
         try:  # the launcher itself carries no check's token: teardowns never end it
-            launcher = Launcher.get({k: v for k, v in env.items() if k != TOKEN_VARIABLE})
-            return launcher.start(WORKER_MODULE, args, os.getcwd(), env, stdin)
+            base = {k: v for k, v in env.items() if k != TOKEN_VARIABLE}
+            return Launcher.popen(base, WORKER_MODULE, args, os.getcwd(), env, stdin)
         except (OSError, RuntimeError, ValueError):
             pass  # no launcher here: a new interpreter, as without it
     return subprocess.Popen(
