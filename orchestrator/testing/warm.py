@@ -330,8 +330,10 @@ class Launcher:
             for known, launcher in list(cls._instances.items()):
                 if not launcher.alive():
                     del cls._instances[known]
-            launcher = cls._instances.pop(key, None)
-            if launcher is None:
+            found = cls._instances.pop(key, None)
+            if found is not None:
+                launcher = found
+            else:
                 cls._asked[key] = cls._asked.get(key, 0) + 1
                 if cls._instances and cls._asked[key] < 2:
                     launcher = next(reversed(cls._instances.values()))
