@@ -16,7 +16,16 @@ removed on ``sys.path`` (the entry-point cache's key changed), ``exec``\\ s
 ``python -m orchestrator`` in place, same pid. Calls that keep coming with the same such
 settings (a module's tests putting their plugins on ``PYTHONPATH``) get a launcher of their own,
 started with those settings, so they are forked warm too.
-Signals and ``popen`` are not offered: tests that signal or kill the CLI use real subprocesses.
+Signals and ``popen`` are not offered for CLI calls: tests that signal or kill the CLI use real
+subprocesses.
+
+The same launchers also run other modules as ``python -m MODULE ARGS`` would
+(:meth:`Launcher.popen`, for the conformance kit's helper processes): such a child leads a
+session of its own (``os.killpg(pid, SIGKILL)`` ends it and whatever it started), its caller
+holds pipes to its three standard streams and can poll, wait for and kill it, and its
+``/proc/<pid>/environ`` shows its own environment, not the launcher's: the launcher starts
+with room reserved in its environment block (:data:`ROOM_VARIABLE`) and the child writes its
+environment there. Where it does not fit, the child ``exec``\\ s a new interpreter instead.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import selectors
 import signal
 import socket
@@ -32,7 +42,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +65,15 @@ WARM_MODULES = (
 only costs its children the import (the launcher never fails on it)."""
 
 _MAIN = str(Path(__file__).resolve().parents[1] / "__main__.py")
+
+ROOM_VARIABLE = "ORCHESTRATOR_WARM_ENVIRON_ROOM"
+"""Set (to :data:`ROOM_BYTES` filler bytes) in a launcher's starting environment and removed
+from it at once: the space a child that shows its own environment writes it into."""
+ROOM_BYTES = 64 * 1024
+
+_environ_area: tuple[int, int] | None = None
+"""Where this launcher's starting environment block lies in its memory (``/proc/self/stat``
+fields 50 and 51), when it holds the room; what ``/proc/<pid>/environ`` reads."""
 
 
 def interpreter_settings(env: Mapping[str, str]) -> dict[str, str]:
@@ -96,14 +115,22 @@ def become_command(
     settings: dict[str, str],
     key: str,
     umask: int | None = None,
+    *,
+    module: str = "orchestrator",
+    session: bool = False,
+    show_environment: bool = False,
 ) -> None:
     """In a forked child: make ``streams`` (three descriptors) its standard input, output and
-    error, run ``args`` as ``python -m orchestrator`` would, with the caller's ``umask``, and
-    exit with its code (never returns). ``settings`` and ``key`` are the launcher's
-    :func:`interpreter_settings` and :func:`installed_key`: where the call's differ, a new
-    interpreter is exec'ed instead."""
+    error, run ``args`` as ``python -m MODULE`` would (``orchestrator``: the CLI), with the
+    caller's ``umask``, and exit with its code (never returns). ``settings`` and ``key`` are the
+    launcher's :func:`interpreter_settings` and :func:`installed_key`: where the call's differ,
+    a new interpreter is exec'ed instead. ``session``: lead a new session, as
+    ``Popen(start_new_session=True)``; ``show_environment``: ``/proc/<pid>/environ`` shows
+    ``env`` (a new interpreter is exec'ed where it cannot)."""
     code = 70  # the command could not even start
     try:
+        if session:
+            os.setsid()
         for target, fd in enumerate(streams):
             os.dup2(fd, target)
         for fd in set(streams):
@@ -114,28 +141,79 @@ def become_command(
         os.chdir(cwd)
         os.environ.clear()
         os.environ.update(env)
-        if interpreter_settings(env) != settings or installed_key() != key:
-            os.execve(sys.executable, [sys.executable, "-m", "orchestrator", *args], dict(env))
+        fresh = [sys.executable, "-m", module, *args]
+        if (
+            interpreter_settings(env) != settings
+            or installed_key() != key
+            or (show_environment and not _show_environment(env))
+        ):
+            os.execve(sys.executable, fresh, dict(env))
         import importlib
 
         importlib.invalidate_caches()  # files written since the launcher started are found
         sys.argv = [_MAIN, *args]
-        sys.orig_argv = [sys.executable, "-m", "orchestrator", *args]  # re-executing works
+        sys.orig_argv = fresh  # re-executing works
         sys.path[0] = os.getcwd()  # what `python -m` puts first
         import runpy
 
+        code = 1  # what an uncaught exception makes of a fresh interpreter
         # what `python -m orchestrator` does: the package's __main__ becomes `__main__` (code
         # that looks at `__main__`, e.g. multiprocessing, sees the CLI, not this launcher) and
         # runs the console script, which exits the process with the command's exit code
-        runpy.run_module("orchestrator", run_name="__main__", alter_sys=True)
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+        code = 0  # a module that returns ends as a fresh interpreter does
     except SystemExit as exc:  # run() exits this way when a tracer (coverage) is attached
-        code = exc.code if isinstance(exc.code, int) else 1
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:  # SystemExit("message"): the message on stderr, exit 1
+            print(exc.code, file=sys.stderr)
+            code = 1
     except BaseException:
         import traceback
 
         traceback.print_exc()
     finally:
+        for stream in (sys.stdout, sys.stderr):  # as an interpreter's exit flushes them
+            with contextlib.suppress(Exception):
+                stream.flush()
         os._exit(code)
+
+
+def _show_environment(env: Mapping[str, str]) -> bool:
+    """Write ``env`` over this process's starting environment block, so ``/proc/<pid>/environ``
+    (what other processes read) shows it; False where it does not fit or did not take."""
+    if _environ_area is None:
+        return False
+    start, end = _environ_area
+    block = b"".join(os.fsencode(k) + b"=" + os.fsencode(v) + b"\0" for k, v in env.items())
+    if len(block) > end - start:
+        return False
+    try:  # nothing points into the block any more: os.environ.clear() unset every variable
+        with open("/proc/self/mem", "r+b", buffering=0) as memory:
+            memory.seek(start)
+            memory.write(block.ljust(end - start, b"\0"))
+        with open("/proc/self/environ", "rb") as shown:
+            return shown.read(len(block)) == block
+    except (OSError, OverflowError, ValueError):
+        return False
+
+
+def _reserve_environ_area() -> None:
+    """In a launcher: find its starting environment block if it holds the room (see
+    :data:`ROOM_VARIABLE`), then drop the variable from its environment."""
+    global _environ_area
+    if os.environ.pop(ROOM_VARIABLE, None) is None:
+        return
+    try:
+        with open("/proc/self/stat", encoding="ascii") as stat:
+            text = stat.read()
+        fields = text[text.rfind(")") + 2 :].split()  # fields 3 onwards
+        start, end = int(fields[47]), int(fields[48])
+        with open("/proc/self/environ", "rb") as shown:
+            if f"{ROOM_VARIABLE}=".encode() in shown.read() and end - start >= ROOM_BYTES:
+                _environ_area = (start, end)
+    except (OSError, ValueError, IndexError):
+        pass
 
 
 def warm_up() -> None:
@@ -197,8 +275,9 @@ def _receive(connection: socket.socket) -> tuple[dict[str, Any], list[int]]:
 
 
 def serve(path: str) -> None:
-    """Accept calls on ``path``; fork a child for each; send back its exit code when it ends;
-    kill it when its caller goes away."""
+    """Accept calls on ``path``; fork a child for each; send back its pid at once and its exit
+    code when it ends (a line each); kill it when its caller goes away."""
+    _reserve_environ_area()
     warm_up()
     settings = interpreter_settings(os.environ)
     key = installed_key()
@@ -209,13 +288,22 @@ def serve(path: str) -> None:
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
     running: dict[int, socket.socket] = {}
+    leaders: set[int] = set()  # children that lead a session (and process group) of their own
     signal.signal(signal.SIGTERM, _leave)
     try:
-        _serve_calls(listener, selector, running, settings, key)
+        _serve_calls(listener, selector, running, leaders, settings, key)
     finally:  # stopped, or the test process is gone: no command outlives the launcher
         for pid in running:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+            _end_child(pid, pid in leaders)
+
+
+def _end_child(pid: int, leader: bool) -> None:
+    """SIGKILL a child still running (with its process group when it leads one)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        if leader:
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
 
 
 def _leave(signum: int, frame: Any) -> None:
@@ -226,6 +314,7 @@ def _serve_calls(
     listener: socket.socket,
     selector: selectors.BaseSelector,
     running: dict[int, socket.socket],
+    leaders: set[int],
     settings: dict[str, str],
     key: str,
 ) -> None:
@@ -254,16 +343,23 @@ def _serve_calls(
                         settings,
                         key,
                         request["umask"],
+                        module=request.get("module", "orchestrator"),
+                        session=bool(request.get("session")),
+                        show_environment=bool(request.get("show_environment")),
                     )
                 for fd in fds:
                     os.close(fd)
+                with contextlib.suppress(OSError):
+                    connection.sendall(f"{pid}\n".encode())
                 running[pid] = connection
+                if request.get("session"):
+                    leaders.add(pid)
                 selector.register(connection, selectors.EVENT_READ, pid)
             else:  # a caller's socket readable: it went away (timeout): end its command
                 pid = selected.data
                 selector.unregister(selected.fileobj)
                 if pid in running:
-                    os.kill(pid, signal.SIGKILL)
+                    _end_child(pid, pid in leaders)
         while running:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -274,10 +370,11 @@ def _serve_calls(
             if pid not in running:
                 continue
             connection = running.pop(pid)
+            leaders.discard(pid)
             with contextlib.suppress(KeyError, ValueError):
                 selector.unregister(connection)
             with contextlib.suppress(OSError):
-                connection.sendall(str(os.waitstatus_to_exitcode(status)).encode())
+                connection.sendall(f"{os.waitstatus_to_exitcode(status)}\n".encode())
             connection.close()
 
 
@@ -293,6 +390,7 @@ class Launcher:
     _lock = threading.Lock()
     MOST = 4
     """Launchers kept at once by a process; the least recently used one ends first."""
+    _stopped_at_exit = False
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self.folder = tempfile.mkdtemp(prefix="warm-cli-")
@@ -301,7 +399,7 @@ class Launcher:
         self.calls = 0  # running now (a launcher is never ended under a running call)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "orchestrator.testing.warm", self.path],
-            env=dict(env),
+            env={**env, ROOM_VARIABLE: "x" * ROOM_BYTES},
             cwd="/",
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -327,13 +425,11 @@ class Launcher:
         settings = interpreter_settings(call_env if call_env is not None else env)
         key = tuple(sorted(settings.items()))
         with cls._lock:
-            for known, launcher in list(cls._instances.items()):
-                if not launcher.alive():
+            for known, existing in list(cls._instances.items()):
+                if not existing.alive():
                     del cls._instances[known]
-            found = cls._instances.pop(key, None)
-            if found is not None:
-                launcher = found
-            else:
+            launcher: Launcher | None = cls._instances.pop(key, None)
+            if launcher is None:
                 cls._asked[key] = cls._asked.get(key, 0) + 1
                 if cls._instances and cls._asked[key] < 2:
                     launcher = next(reversed(cls._instances.values()))
@@ -348,6 +444,11 @@ class Launcher:
                     launcher = next(reversed(cls._instances.values()))
                     launcher.calls += 1
                     return launcher
+                if not cls._stopped_at_exit:  # never left running, even without a fixture
+                    import atexit
+
+                    atexit.register(cls.stop)
+                    cls._stopped_at_exit = True
                 idle = [known for known, other in cls._instances.items() if not other.calls]
                 for oldest in idle[: max(0, len(cls._instances) + 1 - cls.MOST)]:
                     cls._instances.pop(oldest)._end()
@@ -375,6 +476,34 @@ class Launcher:
                 launcher.calls -= 1
 
     @classmethod
+    def popen(
+        cls,
+        env: Mapping[str, str],
+        module: str,
+        args: Sequence[str],
+        cwd: str | Path,
+        call_env: Mapping[str, str],
+        stdin: int = subprocess.DEVNULL,
+    ) -> WarmProcess:
+        """``python -m MODULE ARGS`` with environment ``call_env``, as ``Popen(...,
+        stdin=stdin, stdout=PIPE, stderr=PIPE, text=True, start_new_session=True)`` would start
+        it, forked from the right launcher (see :meth:`get`); ``stdin`` is
+        ``subprocess.DEVNULL`` or ``subprocess.PIPE``. The call runs until the process ends."""
+        launcher = cls.get(env, call_env)
+
+        def ended() -> None:
+            with cls._lock:
+                launcher.calls -= 1
+
+        try:
+            process = launcher.start(module, args, cwd, call_env, stdin)
+        except BaseException:
+            ended()
+            raise
+        process.on_end = ended
+        return process
+
+    @classmethod
     def stop(cls) -> None:
         """End this process's launchers (if any) and remove their sockets."""
         with cls._lock:
@@ -399,6 +528,71 @@ class Launcher:
         with contextlib.suppress(OSError):
             os.rmdir(self.folder)
 
+    def _call(self, request: dict[str, Any], streams: Sequence[int]) -> socket.socket:
+        """Send one request with its three standard streams (closed here); the connection
+        that answers with the child's pid, then its exit code."""
+        body = json.dumps({**request, "umask": caller_umask()}).encode()
+        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            connection.connect(self.path)
+            socket.send_fds(connection, [len(body).to_bytes(8, "big") + body], list(streams))
+        except BaseException:
+            connection.close()
+            raise
+        finally:
+            for fd in set(streams):
+                os.close(fd)
+        return connection
+
+    def start(
+        self,
+        module: str,
+        args: Sequence[str],
+        cwd: str | Path,
+        env: Mapping[str, str],
+        stdin: int = subprocess.DEVNULL,
+    ) -> WarmProcess:
+        """``python -m MODULE ARGS`` as ``Popen(..., stdin=stdin, stdout=PIPE, stderr=PIPE,
+        text=True, start_new_session=True)`` would start it, forked from this launcher;
+        ``stdin`` is ``subprocess.DEVNULL`` or ``subprocess.PIPE``."""
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        in_write = -1
+        if stdin == subprocess.PIPE:
+            in_read, in_write = os.pipe()
+        else:
+            in_read = os.open(os.devnull, os.O_RDONLY)
+        request = {
+            "args": list(args),
+            "cwd": str(cwd),
+            "env": dict(env),
+            "module": module,
+            "session": True,
+            "show_environment": True,
+        }
+        try:
+            connection = self._call(request, [in_read, out_write, err_write])
+            pid_line = _read_line(connection)
+        except BaseException:
+            for fd in (out_read, err_read, in_write):
+                if fd != -1:
+                    os.close(fd)
+            raise
+        if not pid_line:
+            connection.close()
+            for fd in (out_read, err_read, in_write):
+                if fd != -1:
+                    os.close(fd)
+            raise RuntimeError("the warm launcher did not start the process")
+        return WarmProcess(
+            [sys.executable, "-m", module, *args],
+            int(pid_line),
+            connection,
+            in_write,
+            out_read,
+            err_read,
+        )
+
     def run(
         self,
         args: Sequence[str],
@@ -413,17 +607,14 @@ class Launcher:
             in_read, in_write = os.open(os.devnull, os.O_RDONLY), -1
         else:
             in_read, in_write = os.pipe()
-        request = {"args": list(args), "cwd": str(cwd), "env": dict(env), "umask": caller_umask()}
-        body = json.dumps(request).encode()
-        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        request = {"args": list(args), "cwd": str(cwd), "env": dict(env)}
         try:
-            connection.connect(self.path)
-            socket.send_fds(
-                connection, [len(body).to_bytes(8, "big") + body], [in_read, out_write, err_write]
-            )
-        finally:
-            for fd in (in_read, out_write, err_write):
-                os.close(fd)
+            connection = self._call(request, [in_read, out_write, err_write])
+        except BaseException:
+            for fd in (out_read, err_read, in_write):
+                if fd != -1:
+                    os.close(fd)
+            raise
         if in_write != -1:
             threading.Thread(target=_feed, args=(in_write, input or ""), daemon=True).start()
         return _collect(connection, out_read, err_read, timeout)
@@ -447,6 +638,7 @@ def _collect(
         selector.register(fd, selectors.EVENT_READ)
     selector.register(connection, selectors.EVENT_READ)
     code: int | None = None
+    reply = b""
     deadline = time.monotonic() + timeout
     try:
         while code is None or len(selector.get_map()) > 0:
@@ -455,9 +647,12 @@ def _collect(
                 raise subprocess.TimeoutExpired("codex-orchestrator", timeout)
             for key, _events in selector.select(timeout=left):
                 if key.fileobj is connection:
-                    reply = connection.recv(64)
-                    selector.unregister(connection)
-                    code = int(reply) if reply else -9
+                    data = connection.recv(64)
+                    reply += data
+                    lines = reply.split(b"\n")  # the child's pid, then its exit code
+                    if not data or len(lines) > 2:
+                        selector.unregister(connection)
+                        code = int(lines[1]) if len(lines) > 2 else -9
                     continue
                 fd = int(key.fd)
                 data = os.read(fd, 1 << 16)
@@ -475,6 +670,111 @@ def _collect(
         connection.close()  # before the command ended: the launcher kills it
         os.close(out_read)
         os.close(err_read)
+
+
+def _read_line(connection: socket.socket) -> bytes:
+    """One line of the launcher's answer, read a byte at a time (nothing past it is taken)."""
+    line = b""
+    while not line.endswith(b"\n"):
+        data = connection.recv(1)
+        if not data:
+            return b""
+        line += data
+    return line.strip()
+
+
+def _text(fd: int, mode: str, encoding: str) -> Any:
+    """A pipe's end as ``Popen(text=True)`` wraps it (writes go straight through)."""
+    import io
+
+    raw = open(fd, mode)  # noqa: SIM115 (the stream lives as long as the process object)
+    if mode == "wb":
+        return io.TextIOWrapper(raw, encoding=encoding, write_through=True)
+    return io.TextIOWrapper(raw, encoding=encoding)
+
+
+class WarmProcess:
+    """A process started by :meth:`Launcher.start`, handled as a ``subprocess.Popen`` with
+    text pipes: ``pid``, ``stdin``/``stdout``/``stderr``, ``poll``, ``wait``, ``returncode``,
+    ``kill`` (its process group: it leads one). Its parent is the launcher, which reaps it and
+    reports its exit code (negative: the signal that ended it)."""
+
+    def __init__(
+        self,
+        args: list[str],
+        pid: int,
+        connection: socket.socket,
+        in_write: int,
+        out_read: int,
+        err_read: int,
+    ) -> None:
+        import io
+        import locale
+
+        encoding = locale.getpreferredencoding(False)  # as Popen(text=True) decodes
+        self.args = args
+        self.pid = pid
+        self.returncode: int | None = None
+        self._connection: socket.socket | None = connection
+        self._reply = b""
+        self.on_end: Callable[[], None] | None = None  # told once, when the process has ended
+        self.stdin: io.TextIOWrapper | None = None
+        if in_write != -1:
+            self.stdin = _text(in_write, "wb", encoding)
+        self.stdout: io.TextIOWrapper | None = _text(out_read, "rb", encoding)
+        self.stderr: io.TextIOWrapper | None = _text(err_read, "rb", encoding)
+
+    def _receive(self, timeout: float | None) -> None:
+        connection = self._connection
+        if connection is None:
+            return
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([connection], [], [], left)
+            if not ready:
+                return
+            data = connection.recv(64)
+            self._reply += data
+            if not data or self._reply.endswith(b"\n"):
+                break
+        if self._reply.strip():
+            self.returncode = int(self._reply)
+        else:  # the launcher went away (it kills its children as it goes)
+            self.returncode = -signal.SIGKILL
+        self._connection = None
+        connection.close()
+        on_end, self.on_end = self.on_end, None
+        if on_end is not None:
+            on_end()
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self._receive(0)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            self._receive(timeout)
+        if self.returncode is None:
+            raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signum)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def __del__(self) -> None:
+        connection = getattr(self, "_connection", None)
+        if connection is not None:  # dropped while running: the launcher ends it
+            connection.close()
 
 
 if __name__ == "__main__":

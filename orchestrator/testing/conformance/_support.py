@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -23,8 +23,15 @@ from orchestrator.testing.conformance._records import build
 from orchestrator.testing.project import Project
 from orchestrator.testing.simultaneous import run_simultaneously
 
-WORKER = [sys.executable, "-m", "orchestrator.testing.conformance._worker"]
+if TYPE_CHECKING:
+    from orchestrator.testing.warm import WarmProcess
+
+WORKER_MODULE = "orchestrator.testing.conformance._worker"
+WORKER = [sys.executable, "-m", WORKER_MODULE]
 PATIENCE_VARIABLE = "CODEX_ORCHESTRATOR_KIT_PATIENCE"
+WARM_VARIABLE = "CODEX_ORCHESTRATOR_KIT_WARM"
+"""``0`` starts every helper process as a new interpreter instead of forking it from the warm
+launcher (see :func:`start_worker`)."""
 TOKEN_VARIABLE = "ORCHESTRATOR_CONFORMANCE_TOKEN"
 """Every process a check starts (helper workers, the CLI, the commands a runner under test
 runs) carries this variable with the check's own token, so the check's teardown can find and end
@@ -247,20 +254,44 @@ def wait_for(condition: Callable[[], Any], what: str, timeout: float | None = No
         time.sleep(0.02)
 
 
+def start_worker(
+    spec: dict[str, Any], stdin: int = subprocess.DEVNULL
+) -> subprocess.Popen[str] | WarmProcess:
+    """``python -m orchestrator.testing.conformance._worker SPEC`` in a session of its own, with
+    pipes to its output and error (and to its input with ``stdin=subprocess.PIPE``), carrying
+    the check's token in its environment: a ``subprocess.Popen``, or the same process forked
+    from this test process's warm launcher (:mod:`orchestrator.testing.warm`), which has the
+    interpreter and the kit's imports ready (a fresh interpreter costs about 0.45 s of CPU, a
+    forked one about 0.1 s). Either is a process of its own: its pid, session, process group,
+    pipes and exit code, and ``/proc/<pid>/environ`` shows its own environment. The launcher
+    is skipped with ``$CODEX_ORCHESTRATOR_KIT_WARM=0`` and wherever it cannot start."""
+    token = spec.get("token")
+    env = marked_environment(token) if token else dict(os.environ)
+    args = [json.dumps(spec)]
+    if os.environ.get(WARM_VARIABLE, "1") != "0" and stdin in (subprocess.DEVNULL, subprocess.PIPE):
+        from orchestrator.testing.warm import Launcher
+
+        try:  # the launcher itself carries no check's token: teardowns never end it
+            base = {k: v for k, v in env.items() if k != TOKEN_VARIABLE}
+            return Launcher.popen(base, WORKER_MODULE, args, os.getcwd(), env, stdin)
+        except (OSError, RuntimeError, ValueError):
+            pass  # no launcher here: a new interpreter, as without it
+    return subprocess.Popen(
+        [*WORKER, *args],
+        stdin=stdin,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env=env,
+    )
+
+
 class Worker:
     """A helper process running one action of ``_worker`` against an implementation."""
 
     def __init__(self, spec: dict[str, Any], stdin: int = subprocess.DEVNULL) -> None:
-        token = spec.get("token")
-        self.process = subprocess.Popen(
-            [*WORKER, json.dumps(spec)],
-            stdin=stdin,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-            env=marked_environment(token) if token else None,
-        )
+        self.process = start_worker(spec, stdin)
 
     def read_line(self) -> str:
         assert self.process.stdout is not None
