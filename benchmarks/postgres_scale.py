@@ -1,7 +1,8 @@
 """PostgreSQL persistence at scale: ``python benchmarks/postgres_scale.py [--quick] [--json F]``.
 
-Starts a throwaway PostgreSQL server (the system's binaries, as in the plugin's tests) and
-measures, against the same scenario on the built-in ``filesystem`` persistence:
+Starts a throwaway PostgreSQL server (the system's binaries, as in the plugin's tests), or uses
+the one ``--dsn`` names (in a schema of its own, dropped at the end), and measures, against the
+same scenario on the built-in ``filesystem`` persistence:
 
 1. concurrent starts: N ``start`` processes of one task at once, alternating between two
    checkouts of one project that share the database (filesystem: N from one checkout, since
@@ -26,7 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -185,12 +187,46 @@ def log_throughput(base: Path, kind: str, options: dict[str, Any], mib: int) -> 
     }
 
 
+@contextmanager
+def server_dsn(given: str | None) -> Iterator[str]:
+    """``given``, or the DSN of a throwaway server started for the benchmark."""
+    from codex_orchestrator_postgres.testing import ServerUnavailable, running_server
+
+    if given:
+        import psycopg
+
+        try:
+            psycopg.connect(given, connect_timeout=10).close()
+        except psycopg.Error as exc:
+            reason = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+            raise ServerUnavailable(f"--dsn: cannot connect: {reason}") from None
+        yield given
+        return
+    with running_server() as server:
+        yield server.dsn()
+
+
+def drop_schema(dsn: str, schema: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        connection.execute(
+            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+        )
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10 starts, a 4 MiB flood (CI)")
     parser.add_argument("--starts", type=int, default=200, help="concurrent starts (200)")
     parser.add_argument("--flood-mib", type=int, default=64, help="MiB one stage prints (64)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument(
+        "--dsn",
+        help="a PostgreSQL server to measure (libpq DSN) instead of a throwaway one; the "
+        "benchmark works in a schema of its own and drops it at the end",
+    )
     return parser.parse_args(argv)
 
 
@@ -198,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     starts, flood = (10, 4) if args.quick else (args.starts, args.flood_mib)
     try:
-        from codex_orchestrator_postgres.testing import ServerUnavailable, running_server
+        from codex_orchestrator_postgres.testing import ServerUnavailable
     except ImportError:
         print(
             "error: codex-orchestrator-postgres is not installed for this Python; "
@@ -208,16 +244,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     results: dict[str, Any] = {"starts": [], "logs": []}
     try:
-        with tempfile.TemporaryDirectory(prefix="pg-bench-") as tmp, running_server() as server:
+        with tempfile.TemporaryDirectory(prefix="pg-bench-") as tmp, server_dsn(args.dsn) as dsn:
             base = Path(tmp)
-            options = {"dsn": server.dsn(), "schema_name": "bench"}
-            for kind in ("postgres", "filesystem"):
-                log(f"{starts} concurrent starts, {kind} ...")
-                results["starts"].append(concurrent_starts(base, kind, options, starts))
-                log(f"{flood} MiB through one stage, {kind} ...")
-                results["logs"].append(log_throughput(base, kind, options, flood))
+            options = {"dsn": dsn, "schema_name": f"bench_{os.getpid()}_{int(time.time())}"}
+            try:
+                for kind in ("postgres", "filesystem"):
+                    log(f"{starts} concurrent starts, {kind} ...")
+                    results["starts"].append(concurrent_starts(base, kind, options, starts))
+                    log(f"{flood} MiB through one stage, {kind} ...")
+                    results["logs"].append(log_throughput(base, kind, options, flood))
+            finally:
+                if args.dsn:  # a server of the user's: leave it as it was
+                    drop_schema(dsn, options["schema_name"])
     except ServerUnavailable as exc:
-        print(f"error: PostgreSQL server could not start: {exc}", file=sys.stderr)
+        what = "" if args.dsn else "PostgreSQL server could not start: "
+        print(f"error: {what}{exc}", file=sys.stderr)
         return 2
     print("concurrent starts of one task")
     print("persistence  checkouts  starts  wall s  starts/s  failed  lost  in progress")

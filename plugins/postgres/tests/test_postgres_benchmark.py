@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
 from codex_orchestrator_postgres.testing import PostgresServer
 
@@ -17,10 +18,18 @@ SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "postgres_scale.py
 def test_the_quick_benchmark_prints_its_figures_and_loses_nothing(
     tmp_path: Path, postgres_server: PostgresServer
 ) -> None:
-    # postgres_server: the script starts a server of its own; this one only proves it can
+    # on the session's server (--dsn): starting one of its own is what every other test does
     target = tmp_path / "figures.json"
     result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--json", str(target)],
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--quick",
+            "--json",
+            str(target),
+            "--dsn",
+            postgres_server.dsn(),
+        ],
         cwd=SCRIPT.parent,
         capture_output=True,
         text=True,
@@ -37,3 +46,23 @@ def test_the_quick_benchmark_prints_its_figures_and_loses_nothing(
         assert row["left_in_progress"] == 0, row
     assert [row["persistence"] for row in figures["starts"]] == ["postgres", "filesystem"]
     assert all(row["lossless"] for row in figures["logs"]), figures["logs"]
+    with psycopg.connect(postgres_server.dsn()) as connection:
+        (left,) = connection.execute(
+            "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'bench%'"
+        ).fetchone() or (None,)
+    assert left == 0, "the benchmark left its schema on the server it was given"
+
+
+def test_a_dsn_it_cannot_reach_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--dsn", f"host={tmp_path} port=1 user=nobody"],
+        cwd=SCRIPT.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: --dsn: cannot connect:"), line
