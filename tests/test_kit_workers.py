@@ -50,7 +50,10 @@ def environ_of(pid: int) -> dict[str, str]:
     return {os.fsdecode(key): os.fsdecode(value) for key, value in pairs}
 
 
-def test_a_worker_is_a_process_of_its_own_leading_its_own_session(tmp_path: Path) -> None:
+def test_a_worker_is_a_process_of_its_own_leading_its_own_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(WARM_VARIABLE, raising=False)  # the default
     token = uuid.uuid4().hex
     with worker(lock_spec(tmp_path, token)) as holder:
         assert isinstance(holder.process, WarmProcess), "the kit forks its workers by default"
@@ -79,7 +82,9 @@ def test_a_failing_worker_ends_as_a_new_interpreter_would(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spec = {**lock_spec(tmp_path, uuid.uuid4().hex), "action": "no-such-action"}
+    monkeypatch.delenv(WARM_VARIABLE, raising=False)
     warm = Worker(spec)
+    assert isinstance(warm.process, WarmProcess)
     warm_out, warm_err = warm.communicate()
     monkeypatch.setenv(WARM_VARIABLE, "0")
     cold = Worker(spec)
