@@ -71,7 +71,7 @@ def wait_for(condition: Any, what: str, deadline: float = DEADLINE_SECONDS) -> A
 class Served:
     """A running ``codex-orchestrator serve`` and what it printed."""
 
-    process: subprocess.Popen[str]
+    process: Any  # a subprocess.Popen, or the same forked warm (orchestrator.testing.warm)
     url: str
     stderr_lines: list[str] = field(default_factory=list)
 
@@ -93,19 +93,44 @@ class Served:
         return json.loads(body)
 
 
-def _read_stderr(process: subprocess.Popen[str], lines: list[str]) -> None:
+def _drain(stream: Any) -> None:
+    for _ in stream:  # what serve prints on its standard output is not looked at here
+        pass
+
+
+def _read_stderr(process: Any, lines: list[str]) -> None:
     assert process.stderr is not None
     for line in process.stderr:
         lines.append(line.rstrip("\n"))
 
 
+def start_serve(project: Project, args: list[str], env: Mapping[str, str] | None) -> Any:
+    """``serve ARGS`` as a process of its own, started under glibc's allocator
+    (``PYTHONMALLOC=malloc``, what ``serve`` otherwise re-executes itself into: see
+    ``test_serve_runs_under_the_system_allocator`` for that step). With the warm harness it is
+    forked from a launcher holding those settings and the web stack's imports; else (or where no
+    launcher starts) a new interpreter."""
+    settings = {**(env or {}), "PYTHONMALLOC": "malloc"}
+    if project.warm:
+        from orchestrator.testing.project import clean_environment
+        from orchestrator.testing.warm import Launcher
+
+        with suppress(OSError, RuntimeError):
+            merged = {**project.env, **settings}
+            base = clean_environment(project.home)
+            return Launcher.popen(base, "orchestrator", ["serve", *args], project.root, merged)
+    return project.popen("serve", *args, env=settings)
+
+
 @contextmanager
 def serving(project: Project, *args: str, env: Mapping[str, str] | None = None) -> Iterator[Served]:
     """``serve --port 0 ARGS`` in the project; stopped (SIGINT, then SIGKILL) on the way out."""
-    process = project.popen("serve", "--port", "0", *args, env=env, stdout=subprocess.DEVNULL)
+    process = start_serve(project, ["--port", "0", *args], env)
     lines: list[str] = []
     reader = threading.Thread(target=_read_stderr, args=(process, lines), daemon=True)
     reader.start()
+    drain = threading.Thread(target=_drain, args=(process.stdout,), daemon=True)
+    drain.start()
     try:
 
         def announced() -> str | None:

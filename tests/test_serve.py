@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
+import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -138,6 +141,29 @@ def test_loopback_server_refuses_other_host_names(project: Project) -> None:
     with serving(project) as served:
         assert served.request("/api/tasks", {"Host": "attacker.example:4178"})[0] == 421
         assert served.request("/api/tasks", {"Host": "localhost"})[0] == 200
+
+
+def test_serve_runs_under_the_system_allocator(project: Project) -> None:
+    """Started as users start it (a new interpreter, no PYTHONMALLOC), serve re-executes itself
+    once under glibc's allocator, same pid, and serves from there (the other tests start it with
+    that setting already, and so skip this step)."""
+    process = project.popen("serve", "--port", "0", stdout=subprocess.DEVNULL)
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        assert line.startswith("serving http://"), line + process.stderr.read()
+        environ = Path(f"/proc/{process.pid}/environ").read_bytes().split(b"\0")
+        assert b"PYTHONMALLOC=malloc" in environ
+        with urllib.request.urlopen(line.split()[1].rstrip("/") + "/api/tasks", timeout=60) as r:
+            assert r.status == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)
+    assert process.returncode == 130, process.stderr.read()  # stopped by Ctrl-C, as documented
 
 
 def test_without_the_extra_serve_says_so_in_one_line(project: Project, tmp_path: Path) -> None:

@@ -60,9 +60,12 @@ WARM_MODULES = (
     "filelock",
     "pluggy",
     "tenacity",
+    "orchestrator.serve.app",  # serve's web stack (starlette, jinja2) and its server
+    "uvicorn",
 )
-"""What a launcher imports before it forks: the modules every command loads. A name that is gone
-only costs its children the import (the launcher never fails on it)."""
+"""What a launcher imports before it forks: the modules every command loads, and serve's. A
+name that is gone or cannot be imported (an extra not installed) only costs its children the
+import (the launcher never fails on it)."""
 
 _MAIN = str(Path(__file__).resolve().parents[1] / "__main__.py")
 
