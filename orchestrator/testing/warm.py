@@ -290,6 +290,17 @@ def serve(path: str) -> None:
     print("ready", flush=True)
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
+    # woken by a child's end (SIGCHLD through the wakeup descriptor) and by the caller's end
+    # (its end of our standard input closes), instead of polling for either
+    wake_read, wake_write = os.pipe()
+    for fd in (wake_read, wake_write):
+        os.set_blocking(fd, False)
+    _WAKE[:] = [wake_read, wake_write]
+    signal.signal(signal.SIGCHLD, _woken)
+    signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+    selector.register(wake_read, selectors.EVENT_READ, "wake")
+    with contextlib.suppress(ValueError, OSError):
+        selector.register(sys.stdin.fileno(), selectors.EVENT_READ, "caller")
     running: dict[int, socket.socket] = {}
     leaders: set[int] = set()  # children that lead a session (and process group) of their own
     signal.signal(signal.SIGTERM, _leave)
@@ -298,6 +309,24 @@ def serve(path: str) -> None:
     finally:  # stopped, or the test process is gone: no command outlives the launcher
         for pid in running:
             _end_child(pid, pid in leaders)
+
+
+_WAKE: list[int] = []
+"""The launcher's wakeup pipe (read end, write end); a forked child closes both."""
+
+
+def _woken(signum: int, frame: Any) -> None:
+    """SIGCHLD's handler: the wakeup descriptor has done the work (the loop reaps)."""
+
+
+def _forget_wakeups() -> None:
+    """In a forked child: the launcher's signal wakeups are not the command's."""
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for fd in _WAKE:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _WAKE.clear()
 
 
 def _end_child(pid: int, leader: bool) -> None:
@@ -323,7 +352,15 @@ def _serve_calls(
 ) -> None:
     parent = os.getppid()
     while os.getppid() == parent:
-        for selected, _events in selector.select(timeout=0.02):
+        for selected, _events in selector.select(timeout=2.0):
+            if selected.data == "wake":
+                with contextlib.suppress(OSError):
+                    os.read(int(selected.fd), 4096)
+                continue
+            if selected.data == "caller":
+                if not os.read(int(selected.fd), 4096):  # end of file: the caller is gone
+                    return
+                continue
             if selected.fileobj is listener:
                 connection, _ = listener.accept()
                 try:
@@ -334,6 +371,7 @@ def _serve_calls(
                 pid = os.fork()
                 if pid == 0:
                     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                    _forget_wakeups()
                     selector.close()
                     listener.close()
                     for other in (connection, *running.values()):
@@ -404,7 +442,7 @@ class Launcher:
             [sys.executable, "-m", "orchestrator.testing.warm", self.path],
             env={**env, ROOM_VARIABLE: "x" * ROOM_BYTES},
             cwd="/",
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,  # never written: its end tells the launcher this process ended
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -524,8 +562,10 @@ class Launcher:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=30)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
         with contextlib.suppress(OSError):
             os.unlink(self.path)
         with contextlib.suppress(OSError):
