@@ -32,7 +32,22 @@ def run_script(name: str, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.slow
 def test_quick_suite_runs_every_scenario_and_prints_its_figures(tmp_path: Path) -> None:
     target = tmp_path / "quick.json"
-    result = run_script("run.py", "--quick", "--json", str(target))
+    result = run_script(  # every scenario once, at the smallest sizes that still exercise it
+        "run.py",
+        "--quick",
+        "--repeats",
+        "1",
+        "--output-mb",
+        "0.25",
+        "--concurrency",
+        "3",
+        "--history-runs",
+        "50",
+        "--heartbeat-seconds",
+        "1",
+        "--json",
+        str(target),
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     document = json.loads(target.read_text(encoding="utf-8"))
     assert document["errors"] == {}
