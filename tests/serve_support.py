@@ -144,14 +144,19 @@ def serving(project: Project, *args: str, env: Mapping[str, str] | None = None) 
         url = wait_for(announced, "serve to print its address")
         yield Served(process, url, lines)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=30)
+        stop_serve(process)
         reader.join(timeout=10)
+
+
+def stop_serve(process: Any) -> None:
+    """Ctrl-C (SIGINT) to a serve process still running, SIGKILL if it is still there 30 s on."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=30)
 
 
 @dataclass

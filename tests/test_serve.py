@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import socket
 import subprocess
 import urllib.request
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.testing import Project
-from tests.serve_support import python_without, seeded_project, serving, wait_for
+from tests.serve_support import python_without, seeded_project, serving, stop_serve, wait_for
 
 VOLATILE = {"heartbeat_age_seconds", "heartbeat_at", "updated_at"}
 """What two reads a moment apart may differ in: ages are measured when asked, and a running run
@@ -157,12 +156,7 @@ def test_serve_runs_under_the_system_allocator(project: Project) -> None:
         with urllib.request.urlopen(line.split()[1].rstrip("/") + "/api/tasks", timeout=60) as r:
             assert r.status == 200
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=30)
+        stop_serve(process)
     assert process.returncode == 130, process.stderr.read()  # stopped by Ctrl-C, as documented
 
 

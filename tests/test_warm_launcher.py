@@ -68,16 +68,24 @@ def test_a_warm_call_answers_exactly_as_a_new_interpreter(
     )
 
 
+def probe_distribution(base: Path, module: str) -> Path:
+    """A folder holding an installed distribution that registers ``module:Store`` as the
+    ``probe`` persistence (for ``PYTHONPATH``)."""
+    site = base / "site"
+    info = site / f"{module}-1.0.dist-info"
+    info.mkdir(parents=True)
+    name = module.replace("_", "-")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        f"[codex_orchestrator.persistence]\nprobe = {module}:Store\n"
+    )
+    return site
+
+
 def test_a_call_that_changes_how_python_starts_gets_a_new_interpreter(tmp_path: Path) -> None:
     """A PYTHONPATH given to one call is honoured: an implementation registered by a
     distribution on that path is listed by that call, and only by it."""
-    site = tmp_path / "site"
-    info = site / "path_probe-1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: path-probe\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(
-        "[codex_orchestrator.persistence]\nprobe = path_probe:Store\n"
-    )
+    site = probe_distribution(tmp_path, "path_probe")
     project = Project(tmp_path)
     project.write_config(CONFIG)
 
@@ -100,13 +108,7 @@ def test_calls_that_keep_the_same_pythonpath_get_a_warm_launcher_of_their_own(
     does on import happens in every call, as in a new interpreter), never by the launcher."""
     from orchestrator.testing.warm import Launcher
 
-    site = tmp_path / "site"
-    info = site / "import_probe-1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: import-probe\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(
-        "[codex_orchestrator.persistence]\nprobe = import_probe:Store\n"
-    )
+    site = probe_distribution(tmp_path, "import_probe")
     log = tmp_path / "imports.log"
     (site / "import_probe.py").write_text(
         "import os\n"

@@ -14,22 +14,9 @@ from codex_orchestrator_postgres.testing import PostgresServer
 SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "postgres_scale.py"
 
 
-@pytest.mark.slow
-def test_the_quick_benchmark_prints_its_figures_and_loses_nothing(
-    tmp_path: Path, postgres_server: PostgresServer
-) -> None:
-    # on the session's server (--dsn): starting one of its own is what every other test does
-    target = tmp_path / "figures.json"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(SCRIPT),
-            "--quick",
-            "--json",
-            str(target),
-            "--dsn",
-            postgres_server.dsn(),
-        ],
+def run_script(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args],
         cwd=SCRIPT.parent,
         capture_output=True,
         text=True,
@@ -37,6 +24,15 @@ def test_the_quick_benchmark_prints_its_figures_and_loses_nothing(
         stdin=subprocess.DEVNULL,
         check=False,
     )
+
+
+@pytest.mark.slow
+def test_the_quick_benchmark_prints_its_figures_and_loses_nothing(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    # on the session's server (--dsn): starting one of its own is what every other test does
+    target = tmp_path / "figures.json"
+    result = run_script("--quick", "--json", str(target), "--dsn", postgres_server.dsn())
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     assert "concurrent starts of one task" in result.stdout
     figures = json.loads(target.read_text(encoding="utf-8"))
@@ -54,15 +50,7 @@ def test_the_quick_benchmark_prints_its_figures_and_loses_nothing(
 
 
 def test_a_dsn_it_cannot_reach_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--dsn", f"host={tmp_path} port=1 user=nobody"],
-        cwd=SCRIPT.parent,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
+    result = run_script("--quick", "--dsn", f"host={tmp_path} port=1 user=nobody")
     assert result.returncode == 2, result.stderr
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("error: --dsn: cannot connect:"), line
