@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import urllib.request
@@ -158,6 +159,31 @@ def test_serve_runs_under_the_system_allocator(project: Project) -> None:
     finally:
         stop_serve(process)
     assert process.returncode == 130, process.stderr.read()  # stopped by Ctrl-C, as documented
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["INT", "TERM"])
+@pytest.mark.parametrize("inherited", ["default", "ignored"])
+def test_a_stop_signal_ends_serve_cleanly_with_exit_130(
+    project: Project, signum: int, inherited: str
+) -> None:
+    """Ctrl-C or SIGTERM: serve shuts down (its own cleanup runs) and exits 130, like a cancelled
+    command, whatever the disposition of SIGINT it inherited (a script's background job starts
+    with SIGINT ignored)."""
+
+    def ignore_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    preexec = ignore_sigint if inherited == "ignored" else None
+    process = project.popen("serve", "--port", "0", stdout=subprocess.DEVNULL, preexec_fn=preexec)
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        assert line.startswith("serving http://"), line + process.stderr.read()
+        process.send_signal(signum)
+        process.wait(timeout=60)
+    finally:
+        stop_serve(process)
+    assert process.returncode == 130, process.stderr.read()
 
 
 def test_without_the_extra_serve_says_so_in_one_line(project: Project, tmp_path: Path) -> None:

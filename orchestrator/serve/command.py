@@ -11,14 +11,14 @@ import errno
 import os
 import socket
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 from cyclopts import Parameter
 
 from orchestrator.cli.common import Common, load_kernel, task_id
-from orchestrator.errors import UsageError
+from orchestrator.errors import EXIT_CANCELLED, UsageError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4178
@@ -153,17 +153,35 @@ def serve(
 
 
 def _run(app: Any, sock: socket.socket, stopping: Callable[[], None], announcement: str) -> int:
-    """Serve until SIGINT or SIGTERM; ``announcement`` goes to stderr once requests are answered."""
+    """Serve until SIGINT or SIGTERM; ``announcement`` goes to stderr once requests are answered.
+
+    Either signal shuts the server down (this process's own cleanup runs) and the command exits
+    130, as a cancelled command does. uvicorn would raise the signal again once it has shut
+    down, so that the process ends as that signal's disposition says: that made the exit depend
+    on what this process inherited (0 after Ctrl-C where the parent ignored SIGINT, as a
+    script's background job does; killed by SIGTERM, its cleanup skipped). The exit code says
+    it instead."""
     import uvicorn
 
     class Server(uvicorn.Server):
+        stopped_by: list[int] = []
+
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets=sockets)
             print(announcement, file=sys.stderr, flush=True)
 
         def handle_exit(self, sig: int, frame: object) -> None:
             stopping()  # live streams end at once instead of holding the shutdown up
+            self.stopped_by = [*self.stopped_by, sig]
             super().handle_exit(sig, frame)  # type: ignore[arg-type]
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                yield
+                again = getattr(self, "_captured_signals", None)
+                if isinstance(again, list):  # what uvicorn would raise again: told by the code
+                    again.clear()
 
     config = uvicorn.Config(
         app,
@@ -179,4 +197,4 @@ def _run(app: Any, sock: socket.socket, stopping: Callable[[], None], announceme
         server.run(sockets=[sock])
     finally:
         sock.close()
-    return 0
+    return EXIT_CANCELLED if server.stopped_by else 0
