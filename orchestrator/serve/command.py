@@ -164,7 +164,7 @@ def _run(app: Any, sock: socket.socket, stopping: Callable[[], None], announceme
     import uvicorn
 
     class Server(uvicorn.Server):
-        stopped_by: list[int] = []
+        stopped_by: int | None = None  # the signal that stopped it
 
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets=sockets)
@@ -172,7 +172,7 @@ def _run(app: Any, sock: socket.socket, stopping: Callable[[], None], announceme
 
         def handle_exit(self, sig: int, frame: object) -> None:
             stopping()  # live streams end at once instead of holding the shutdown up
-            self.stopped_by = [*self.stopped_by, sig]
+            self.stopped_by = sig
             super().handle_exit(sig, frame)  # type: ignore[arg-type]
 
         @contextlib.contextmanager
@@ -197,4 +197,4 @@ def _run(app: Any, sock: socket.socket, stopping: Callable[[], None], announceme
         server.run(sockets=[sock])
     finally:
         sock.close()
-    return EXIT_CANCELLED if server.stopped_by else 0
+    return EXIT_CANCELLED if server.stopped_by is not None else 0

@@ -231,20 +231,24 @@ def warm_up() -> None:
 
     groups = {f"codex_orchestrator.{spec.name}" for spec in SLOTS}
     modules = [entry.value.split(":", 1)[0] for entry in refresh() if entry.group in groups]
-    for name in (*WARM_MODULES, *[name for name in modules if not _on_pythonpath(name)]):
+    folders = _pythonpath_folders()
+    for name in (*WARM_MODULES, *[name for name in modules if not _found_in(name, folders)]):
         try:
             importlib.import_module(name)
         except Exception:  # a broken plugin stays its commands' business, not the launcher's
             continue
 
 
-def _on_pythonpath(module: str) -> bool:
-    """Whether ``module``'s top-level package is found in a ``PYTHONPATH`` folder (found
-    without importing it)."""
+def _pythonpath_folders() -> list[Path]:
+    folders = [Path(part).resolve() for part in os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+    return [folder for folder in folders if str(folder) != os.sep and folder.is_dir()]
+
+
+def _found_in(module: str, folders: list[Path]) -> bool:
+    """Whether ``module``'s top-level package is found in one of ``folders`` (found without
+    importing it)."""
     import importlib.util
 
-    folders = [Path(part).resolve() for part in os.environ.get("PYTHONPATH", "").split(os.pathsep)]
-    folders = [folder for folder in folders if str(folder) != os.sep and folder.is_dir()]
     if not folders:
         return False
     try:
@@ -473,18 +477,15 @@ class Launcher:
             if launcher is None:
                 cls._asked[key] = cls._asked.get(key, 0) + 1
                 if cls._instances and cls._asked[key] < 2:
-                    launcher = next(reversed(cls._instances.values()))
-                    launcher.calls += 1
-                    return launcher
-                base = {k: v for k, v in env.items() if k not in interpreter_settings(env)}
+                    return cls._borrowed()
+                own = interpreter_settings(env)
+                base = {k: v for k, v in env.items() if k not in own}
                 try:
                     launcher = cls({**base, **settings})
                 except RuntimeError:
                     if not cls._instances:  # (what its settings break is the call's to see)
                         raise
-                    launcher = next(reversed(cls._instances.values()))
-                    launcher.calls += 1
-                    return launcher
+                    return cls._borrowed()
                 if not cls._stopped_at_exit:  # never left running, even without a fixture
                     import atexit
 
@@ -496,6 +497,14 @@ class Launcher:
             cls._instances[key] = launcher  # (re)inserted last: the most recently used
             launcher.calls += 1
             return launcher
+
+    @classmethod
+    def _borrowed(cls) -> Launcher:
+        """The most recently used launcher, for a call of other settings (its child ``exec``\\ s
+        a new interpreter); the caller holds ``_lock``."""
+        launcher = next(reversed(cls._instances.values()))
+        launcher.calls += 1
+        return launcher
 
     @classmethod
     def call(
@@ -587,6 +596,25 @@ class Launcher:
                 os.close(fd)
         return connection
 
+    def _open(
+        self, request: dict[str, Any], stdin_pipe: bool
+    ) -> tuple[socket.socket, int, int, int]:
+        """Send ``request`` with the child's three standard streams: ``/dev/null`` or a pipe for
+        its input, pipes for its output and error. The connection, and this side's ends of
+        the pipes (``-1`` for the input without a pipe); on failure none is left open."""
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        if stdin_pipe:
+            in_read, in_write = os.pipe()
+        else:
+            in_read, in_write = os.open(os.devnull, os.O_RDONLY), -1
+        try:
+            connection = self._call(request, [in_read, out_write, err_write])
+        except BaseException:
+            _close(in_write, out_read, err_read)
+            raise
+        return connection, in_write, out_read, err_read
+
     def start(
         self,
         module: str,
@@ -598,13 +626,6 @@ class Launcher:
         """``python -m MODULE ARGS`` as ``Popen(..., stdin=stdin, stdout=PIPE, stderr=PIPE,
         text=True, start_new_session=True)`` would start it, forked from this launcher;
         ``stdin`` is ``subprocess.DEVNULL`` or ``subprocess.PIPE``."""
-        out_read, out_write = os.pipe()
-        err_read, err_write = os.pipe()
-        in_write = -1
-        if stdin == subprocess.PIPE:
-            in_read, in_write = os.pipe()
-        else:
-            in_read = os.open(os.devnull, os.O_RDONLY)
         request = {
             "args": list(args),
             "cwd": str(cwd),
@@ -613,19 +634,15 @@ class Launcher:
             "session": True,
             "show_environment": True,
         }
+        connection, in_write, out_read, err_read = self._open(request, stdin == subprocess.PIPE)
+        pid_line = b""
         try:
-            connection = self._call(request, [in_read, out_write, err_write])
             pid_line = _read_line(connection)
-        except BaseException:
-            for fd in (out_read, err_read, in_write):
-                if fd != -1:
-                    os.close(fd)
-            raise
+        finally:
+            if not pid_line:  # no process: nothing of this call stays open
+                connection.close()
+                _close(in_write, out_read, err_read)
         if not pid_line:
-            connection.close()
-            for fd in (out_read, err_read, in_write):
-                if fd != -1:
-                    os.close(fd)
             raise RuntimeError("the warm launcher did not start the process")
         return WarmProcess(
             [sys.executable, "-m", module, *args],
@@ -644,23 +661,17 @@ class Launcher:
         input: str | None,
         timeout: float,
     ) -> tuple[int, bytes, bytes]:
-        out_read, out_write = os.pipe()
-        err_read, err_write = os.pipe()
-        if input is None:
-            in_read, in_write = os.open(os.devnull, os.O_RDONLY), -1
-        else:
-            in_read, in_write = os.pipe()
         request = {"args": list(args), "cwd": str(cwd), "env": dict(env)}
-        try:
-            connection = self._call(request, [in_read, out_write, err_write])
-        except BaseException:
-            for fd in (out_read, err_read, in_write):
-                if fd != -1:
-                    os.close(fd)
-            raise
+        connection, in_write, out_read, err_read = self._open(request, input is not None)
         if in_write != -1:
             threading.Thread(target=_feed, args=(in_write, input or ""), daemon=True).start()
         return _collect(connection, out_read, err_read, timeout)
+
+
+def _close(*fds: int) -> None:
+    for fd in fds:
+        if fd != -1:
+            os.close(fd)
 
 
 def _feed(fd: int, text: str) -> None:
