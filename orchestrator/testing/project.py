@@ -106,7 +106,10 @@ class Project:
         timeout: float = 120,
         input: str | None = None,
         cwd: Path | None = None,
-    ) -> subprocess.CompletedProcess[str]:
+        text: bool = True,
+    ) -> subprocess.CompletedProcess[Any]:
+        """The CLI run to its end: exit code, output and error as text (as
+        ``subprocess.run(..., text=True)`` decodes them), or as bytes with ``text=False``."""
         merged = {**self.env, **(env or {})}
         arguments = self.cli_arguments(*args) if self.warm else None
         if arguments is not None:
@@ -115,15 +118,17 @@ class Project:
             code, out, err = Launcher.call(
                 clean_environment(self.home), arguments, cwd or self.root, merged, input, timeout
             )
-            return subprocess.CompletedProcess(
-                self.command(*args), code, as_text(out), as_text(err)
-            )
+            if text:
+                return subprocess.CompletedProcess(
+                    self.command(*args), code, as_text(out), as_text(err)
+                )
+            return subprocess.CompletedProcess(self.command(*args), code, out, err)
         return subprocess.run(
             self.command(*args),
             cwd=cwd or self.root,
             env=merged,
             capture_output=True,
-            text=True,
+            text=text,
             timeout=timeout,
             input=input,
             stdin=None if input is not None else subprocess.DEVNULL,
