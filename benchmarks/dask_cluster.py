@@ -9,9 +9,11 @@ at the end) and measures, for the ``dask`` runner against the built-in ``subproc
 - streaming: seconds and MiB/s for a command writing 64 MiB, the time to the first byte of a
   command that writes one line, and how much the client process grew while 64 MiB streamed.
 
-    .venv/bin/python benchmarks/dask_cluster.py [--quick] [--json FILE]
+    .venv/bin/python benchmarks/dask_cluster.py [--quick] [--json FILE] [--scheduler ADDRESS]
 
-Needs ``pip install ./plugins/dask``. Exits 2 with one line when it is not installed.
+``--quick`` takes 3 samples of each in-process figure and one ``start`` per runner (20 and 5
+without it); ``--scheduler`` measures a running cluster instead of starting one (the tests pass
+theirs). Needs ``pip install ./plugins/dask``. Exits 2 with one line when it is not installed.
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ import argparse
 import json
 import os
 import resource
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +140,27 @@ def cli_start(runner_name: str, scheduler: str, count: int, base: Path) -> list[
     return times
 
 
+class NoScheduler(Exception):
+    """The scheduler given with ``--scheduler`` cannot be reached."""
+
+
+@contextmanager
+def scheduler_address(given: str | None, base: Path) -> Iterator[str]:
+    """``given`` once it answers on its port, or the address of a cluster started for the run."""
+    if given:
+        host, _, port = given.removeprefix("tcp://").rpartition(":")
+        if not given.startswith("tcp://") or not host or not port.isdigit():
+            raise NoScheduler(f"--scheduler: {given!r} is not an address like tcp://HOST:PORT")
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=10).close()
+        except OSError as exc:
+            raise NoScheduler(f"--scheduler: cannot reach {given}: {exc.strerror or exc}") from None
+        yield given
+        return
+    with LocalTestCluster(base / "cluster") as cluster:
+        yield cluster.address
+
+
 def summary(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
     return {
@@ -148,27 +174,36 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="measure this running cluster (tcp://HOST:PORT) instead of starting one",
+    )
     args = parser.parse_args()
     if args.json is not None:
         args.json = args.json.resolve()
     repeat = 3 if args.quick else 20
-    cli_repeat = 2 if args.quick else 5
+    cli_repeat = 1 if args.quick else 5
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="dask-bench-") as folder:
         base = Path(folder)
         os.chdir(base)
-        with LocalTestCluster(base / "cluster") as cluster:
-            for name in ("subprocess", "dask"):
-                runner = build_runner(name, cluster.address)
-                results[name] = {
-                    "true_stage_s": summary(stage_latency(runner, repeat)),
-                    "first_byte_s": summary(first_byte(runner, repeat)),
-                    "cli_start_s": summary(cli_start(name, cluster.address, cli_repeat, base)),
-                    "flood": flood(name, cluster.address),
-                }
-            from codex_orchestrator_dask.cluster import close_all
+        try:
+            with scheduler_address(args.scheduler, base) as address:
+                for name in ("subprocess", "dask"):
+                    runner = build_runner(name, address)
+                    results[name] = {
+                        "true_stage_s": summary(stage_latency(runner, repeat)),
+                        "first_byte_s": summary(first_byte(runner, repeat)),
+                        "cli_start_s": summary(cli_start(name, address, cli_repeat, base)),
+                        "flood": flood(name, address),
+                    }
+                from codex_orchestrator_dask.cluster import close_all
 
-            close_all()
+                close_all()
+        except NoScheduler as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     results["peak_rss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     rows = [
         ("`true` stage through the runner (median s)", "true_stage_s", "median"),

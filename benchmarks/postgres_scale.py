@@ -218,7 +218,9 @@ def drop_schema(dsn: str, schema: str) -> None:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="10 starts, a 4 MiB flood (CI)")
+    parser.add_argument(
+        "--quick", action="store_true", help="4 starts (2 per checkout), a 1 MiB flood (CI)"
+    )
     parser.add_argument("--starts", type=int, default=200, help="concurrent starts (200)")
     parser.add_argument("--flood-mib", type=int, default=64, help="MiB one stage prints (64)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
@@ -232,7 +234,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    starts, flood = (10, 4) if args.quick else (args.starts, args.flood_mib)
+    starts, flood = (4, 1) if args.quick else (args.starts, args.flood_mib)
     try:
         from codex_orchestrator_postgres.testing import ServerUnavailable
     except ImportError:

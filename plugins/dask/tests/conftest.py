@@ -26,10 +26,15 @@ def start_cluster(base: Path, **kwargs: object) -> LocalTestCluster:
         pytest.skip(message)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTestCluster]:
-    """One scheduler with one worker (4 threads), Dask's default configuration."""
-    running = start_cluster(tmp_path_factory.mktemp("dask-cluster"))
+    """One scheduler with two workers (4 threads each; the second offers ``GPU=1``), Dask's
+    default configuration, shared by every test that neither kills a worker nor needs a cluster
+    without one (starting a cluster costs seconds of CPU: three interpreters importing Dask)."""
+    running = start_cluster(
+        tmp_path_factory.mktemp("dask-cluster"),
+        workers=[WorkerSpec(name="plain"), WorkerSpec(name="gpu", resources="GPU=1")],
+    )
     try:
         yield running
     finally:
@@ -39,8 +44,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTestClust
 
 @pytest.fixture
 def two_workers(tmp_path: Path) -> Iterator[LocalTestCluster]:
-    """A scheduler (default allowed-failures, i.e. it would re-run a lost worker's task) with
-    two workers; the second offers ``GPU=1``."""
+    """A fresh scheduler (default allowed-failures, i.e. it would re-run a lost worker's task)
+    with two workers, the second offering ``GPU=1``: for a test that kills one of them."""
     running = start_cluster(
         tmp_path / "dask-cluster",
         workers=[WorkerSpec(name="plain"), WorkerSpec(name="gpu", resources="GPU=1")],

@@ -19,7 +19,7 @@ from orchestrator.testing.conformance._support import patience, wait_for
 from orchestrator.testing.conformance.command_runner import logged_output
 from orchestrator.testing.project import process_running
 
-pytestmark = pytest.mark.slow  # a real Dask cluster per test: scheduled first (conftest.py)
+pytestmark = pytest.mark.slow  # real Dask clusters: scheduled first (conftest.py)
 
 
 def dask_project(base: Path, **options: Any) -> SlotProject:
@@ -107,10 +107,8 @@ def test_a_worker_killed_mid_stage_fails_the_stage_once_and_its_command_ends(
     assert len((marks / "attempts").read_text().split()) == 1, "the stage ran more than once"
 
 
-def test_stage_resources_reach_dask_scheduling(
-    tmp_path: Path, two_workers: LocalTestCluster
-) -> None:
-    project = dask_project(tmp_path, scheduler=two_workers.address)
+def test_stage_resources_reach_dask_scheduling(tmp_path: Path, cluster: LocalTestCluster) -> None:
+    project = dask_project(tmp_path, scheduler=cluster.address)
     where = "tr '\\\\0' ' ' < /proc/$PPID/cmdline"
     stages = ", ".join(
         f'{{ id = "gpu{n}", command = "{where}", resources = {{ GPU = 1 }} }}' for n in range(5)
@@ -177,25 +175,45 @@ def test_scheduler_local_runs_stages_on_a_cluster_of_its_own_and_leaves_nothing(
     wait_for(lambda: not process_running(worker_pid), "the local cluster's worker to end")
 
 
-def test_the_cluster_benchmark_runs_and_loses_no_output(tmp_path: Path) -> None:
-    """benchmarks/dask_cluster.py --quick runs end to end (figures are never asserted)."""
+def test_the_cluster_benchmark_runs_and_loses_no_output(
+    tmp_path: Path, cluster: LocalTestCluster
+) -> None:
+    """benchmarks/dask_cluster.py --quick runs end to end (figures are never asserted), on the
+    session's cluster (--scheduler): starting one of its own is what the fixtures do."""
     script = Path(__file__).resolve().parents[3] / "benchmarks" / "dask_cluster.py"
     target = tmp_path / "figures.json"
+    options = ["--quick", "--json", str(target), "--scheduler", cluster.address]
     result = subprocess.run(
-        [sys.executable, str(script), "--quick", "--json", str(target)],
+        [sys.executable, str(script), *options],
         capture_output=True,
         text=True,
         timeout=patience() * 10,
         stdin=subprocess.DEVNULL,
     )
-    if result.returncode != 0 and "could not start" in result.stderr and not os.environ.get("CI"):
-        pytest.skip(f"no Dask cluster could start here: {result.stderr.strip()[-500:]}")
     assert result.returncode == 0, result.stdout + result.stderr
     figures = json.loads(target.read_text())
     for runner in ("subprocess", "dask"):
         assert figures[runner]["flood"]["bytes"] == 64 * 1024 * 1024
         assert figures[runner]["flood"]["exit_code"] == 0
     assert "64 MiB streamed (MiB/s)" in result.stdout
+
+
+def test_a_scheduler_the_benchmark_cannot_reach_is_one_line_and_exit_2() -> None:
+    script = Path(__file__).resolve().parents[3] / "benchmarks" / "dask_cluster.py"
+    for address, says in (
+        ("tcp://127.0.0.1:9", "cannot reach tcp://127.0.0.1:9"),
+        ("my-cluster", "'my-cluster' is not an address like tcp://HOST:PORT"),
+    ):
+        result = subprocess.run(
+            [sys.executable, str(script), "--quick", "--scheduler", address],
+            capture_output=True,
+            text=True,
+            timeout=patience(),
+            stdin=subprocess.DEVNULL,
+        )
+        assert result.returncode == 2, result.stdout + result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith("error: --scheduler: ") and says in line, line
 
 
 def test_ctrl_c_cancels_a_stage_on_the_local_cluster_cleanly(tmp_path: Path) -> None:

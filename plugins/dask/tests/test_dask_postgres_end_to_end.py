@@ -46,11 +46,10 @@ def checkout(base: Path, database: dict[str, Any], scheduler: str) -> Project:
 
 
 def test_two_checkouts_share_one_history_and_one_cluster(
-    tmp_path: Path, two_workers: LocalTestCluster, postgres_options: dict[str, Any]
+    tmp_path: Path, cluster: LocalTestCluster, postgres_options: dict[str, Any]
 ) -> None:
     checkouts = [
-        checkout(tmp_path / name, postgres_options, two_workers.address)
-        for name in ("laptop", "ci")
+        checkout(tmp_path / name, postgres_options, cluster.address) for name in ("laptop", "ci")
     ]
     runs_each = 2
     started = [
