@@ -40,14 +40,7 @@ def write_pipeline(project: Project) -> None:
 
 
 def logs(project: Project, *args: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        project.command("logs", *args),
-        cwd=project.root,
-        env=project.env,
-        capture_output=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    return project.run("logs", *args, text=False)
 
 
 def test_logs_prints_each_stream_byte_for_byte(project: Project) -> None:
@@ -85,14 +78,7 @@ def test_logs_follows_a_live_run_until_it_ends(project: Project) -> None:
     deadline = time.monotonic() + 60
     while not project.run_dirs() and time.monotonic() < deadline:
         time.sleep(0.05)
-    follower = subprocess.Popen(
-        project.command("logs", "--follow"),
-        cwd=project.root,
-        env=project.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-    )
+    follower = project.popen("logs", "--follow", text=False)
     assert follower.stdout is not None
     assert follower.stdout.readline() == b"first\n"  # live, before the stage ends
     assert follower.poll() is None

@@ -26,14 +26,7 @@ def test_logs_of_a_large_stage_and_a_torn_last_line(project: Project) -> None:
     (log,) = (project.runs_dir / "0101" / "cli" / summary["run_id"] / "commands").glob("*.ndjson")
     with log.open("ab") as handle:  # a writer killed in the middle of a chunk line
         handle.write(b'{"type":"exec:chunk","stream":"stdout","data":"never shown')
-    result = subprocess.run(
-        project.command("logs", summary["run_id"], "--stream", "stdout"),
-        cwd=project.root,
-        env=project.env,
-        capture_output=True,
-        timeout=300,
-        check=False,
-    )
+    result = project.run("logs", summary["run_id"], "--stream", "stdout", timeout=300, text=False)
     assert result.returncode == 0, result.stderr
     assert len(result.stdout) == len(expected)
     assert hashlib.sha256(result.stdout).digest() == hashlib.sha256(expected).digest()

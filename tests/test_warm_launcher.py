@@ -156,3 +156,43 @@ def wait_until_free(lock: Path) -> None:
             except BlockingIOError:
                 assert time.monotonic() < deadline, "the timed-out command is still running"
                 time.sleep(0.05)
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_popen_is_forked_warm_and_behaves_as_popen(tmp_path: Path) -> None:
+    """``project.popen`` forks the CLI from a launcher: a process of its own (its pid is the
+    stage's parent, /proc shows its own environment), with pipes, ``communicate``, bytes on
+    request, ``stderr=STDOUT`` and signals as ``subprocess.Popen`` gives them; ``fresh=True``
+    (or a stream the launcher cannot hand over) starts a new interpreter instead."""
+    project = Project(tmp_path)
+    project.write_config(
+        '[pipelines.p]\nstages = [{ id = "a", command = "echo $PPID; touch started; sleep 60" }]\n'
+        '[pipelines.q]\nstages = [{ id = "a", command = "echo $PPID" }]\n'
+    )
+    process = project.popen("start", "p", "--format", "json")
+    deadline = time.monotonic() + 120
+    while not (project.root / "started").exists():
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    assert parent_of(process.pid) != os.getpid(), "forked from the launcher"
+    environ = Path(f"/proc/{process.pid}/environ").read_bytes().split(b"\0")
+    assert f"CODEX_ORCHESTRATOR_ROOT={project.root}".encode() in environ
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    summary = json.loads(out)
+    assert summary["status"] == "cancelled"
+    assert project.stage_output(summary, 1)["stdout"].strip() == str(process.pid).encode()
+
+    merged = project.popen("start", "nope", stderr=subprocess.STDOUT, text=False)
+    out, err = merged.communicate(timeout=60)
+    assert (merged.returncode, err) == (2, None)
+    assert isinstance(out, bytes) and out.startswith(b"error: ") and b"nope" in out
+
+    fresh = project.popen("start", "q", "--format", "json", fresh=True)
+    out, _ = fresh.communicate(timeout=120)
+    assert isinstance(fresh, subprocess.Popen)  # a child of this process, reaped here
+    assert project.stage_output(json.loads(out), 1)["stdout"].strip() == str(fresh.pid).encode()

@@ -43,11 +43,14 @@ class _Stream(io.TextIOWrapper):
     def __init__(self, initial: bytes = b"") -> None:
         super().__init__(io.BytesIO(initial), encoding="utf-8", errors="surrogateescape")
 
-    def text(self) -> str:
+    def data(self) -> bytes:
         self.flush()
         raw = self.buffer
         assert isinstance(raw, io.BytesIO)
-        return raw.getvalue().decode("utf-8", errors="replace")
+        return raw.getvalue()
+
+    def text(self) -> str:
+        return self.data().decode("utf-8", errors="replace")
 
     def isatty(self) -> bool:
         return False
@@ -92,7 +95,8 @@ class InProcessProject(Project):
         timeout: float = 120,
         input: str | None = None,
         cwd: Path | None = None,
-    ) -> subprocess.CompletedProcess[str]:
+        text: bool = True,
+    ) -> subprocess.CompletedProcess[Any]:
         from orchestrator.cli.main import main
 
         del timeout  # a call in this process cannot be cut short; stages keep their own limits
@@ -102,7 +106,9 @@ class InProcessProject(Project):
                 code = main(list(args))
             except SystemExit as exc:  # --help and --version end through cyclopts' exit
                 code = exc.code if isinstance(exc.code, int) else 0
-        return subprocess.CompletedProcess([*CLI, *args], code, out.text(), err.text())
+        if text:
+            return subprocess.CompletedProcess([*CLI, *args], code, out.text(), err.text())
+        return subprocess.CompletedProcess([*CLI, *args], code, out.data(), err.data())
 
     def popen(self, *args: str, env: Mapping[str, str] | None = None, **kwargs: Any) -> Any:
         raise TypeError("InProcessProject runs no orchestrator process; use Project for popen")

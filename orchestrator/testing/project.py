@@ -37,6 +37,19 @@ def as_text(data: bytes) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
+_FORKABLE_STREAMS = (subprocess.PIPE, subprocess.DEVNULL)
+
+
+def _forkable(kwargs: Mapping[str, Any]) -> bool:
+    """Whether ``Popen`` options ask for nothing a warm launcher's child cannot give."""
+    return (
+        set(kwargs) <= {"stdin", "stdout", "stderr", "text", "start_new_session"}
+        and kwargs["stdin"] in _FORKABLE_STREAMS
+        and kwargs["stdout"] in _FORKABLE_STREAMS
+        and kwargs["stderr"] in (*_FORKABLE_STREAMS, subprocess.STDOUT)
+    )
+
+
 class Project:
     """A project root with its own config; ``run`` invokes the CLI there.
 
@@ -84,7 +97,7 @@ class Project:
     """Run each ``run`` call in a process forked from a launcher that imported the CLI once
     (:mod:`orchestrator.testing.warm`) instead of a new interpreter: the same command in a
     process of its own, without the interpreter start and imports. This project's test suite
-    turns it on; ``popen`` always starts a real interpreter."""
+    turns it on; ``popen`` forks the calls it can (see :meth:`popen`)."""
 
     def run(
         self,
@@ -93,7 +106,10 @@ class Project:
         timeout: float = 120,
         input: str | None = None,
         cwd: Path | None = None,
-    ) -> subprocess.CompletedProcess[str]:
+        text: bool = True,
+    ) -> subprocess.CompletedProcess[Any]:
+        """The CLI run to its end: exit code, output and error as text (as
+        ``subprocess.run(..., text=True)`` decodes them), or as bytes with ``text=False``."""
         merged = {**self.env, **(env or {})}
         arguments = self.cli_arguments(*args) if self.warm else None
         if arguments is not None:
@@ -102,28 +118,64 @@ class Project:
             code, out, err = Launcher.call(
                 clean_environment(self.home), arguments, cwd or self.root, merged, input, timeout
             )
-            return subprocess.CompletedProcess(
-                self.command(*args), code, as_text(out), as_text(err)
-            )
+            if text:
+                return subprocess.CompletedProcess(
+                    self.command(*args), code, as_text(out), as_text(err)
+                )
+            return subprocess.CompletedProcess(self.command(*args), code, out, err)
         return subprocess.run(
             self.command(*args),
             cwd=cwd or self.root,
             env=merged,
             capture_output=True,
-            text=True,
+            text=text,
             timeout=timeout,
             input=input,
             stdin=None if input is not None else subprocess.DEVNULL,
         )
 
     def popen(
-        self, *args: str, env: Mapping[str, str] | None = None, **kwargs: Any
-    ) -> subprocess.Popen[str]:
+        self,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        fresh: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        """The CLI as ``subprocess.Popen(...)`` with pipes to its output and error and
+        ``/dev/null`` as its input unless ``kwargs`` say otherwise; ``text=False`` for bytes.
+
+        With :attr:`warm`, a call whose streams are pipes or ``/dev/null`` (and ``stderr``
+        perhaps ``subprocess.STDOUT``) and whose other options are at most ``text`` and
+        ``start_new_session`` is forked from a launcher instead
+        (:class:`orchestrator.testing.warm.WarmProcess`: the same process, pid, signals, exit
+        code and ``/proc/<pid>/environ``, without an interpreter start); any other call (a
+        terminal, a file, ``preexec_fn``...) starts a new interpreter, and so does any call
+        with ``fresh=True`` (a check of what the interpreter's own start does)."""
         merged = {**self.env, **(env or {})}
         kwargs.setdefault("stdout", subprocess.PIPE)
         kwargs.setdefault("stderr", subprocess.PIPE)
         kwargs.setdefault("stdin", subprocess.DEVNULL)
         kwargs.setdefault("text", True)  # a caller may ask for bytes with text=False
+        forked = self.warm and not fresh and _forkable(kwargs)
+        arguments = self.cli_arguments(*args) if forked else None
+        if arguments is not None:
+            from orchestrator.testing.warm import Launcher
+
+            try:
+                return Launcher.popen(
+                    clean_environment(self.home),
+                    "orchestrator",
+                    arguments,
+                    self.root,
+                    merged,
+                    kwargs["stdin"],
+                    stdout=kwargs["stdout"],
+                    stderr=kwargs["stderr"],
+                    text=bool(kwargs["text"]),
+                    session=bool(kwargs.get("start_new_session", False)),
+                )
+            except (OSError, RuntimeError):
+                pass  # no launcher here: a new interpreter, as without it
         return subprocess.Popen(self.command(*args), cwd=self.root, env=merged, **kwargs)
 
     def start_json(self, *args: str, expect: int | None = 0, **kwargs: Any) -> dict[str, Any]:

@@ -16,13 +16,11 @@ removed on ``sys.path`` (the entry-point cache's key changed), ``exec``\\ s
 ``python -m orchestrator`` in place, same pid. Calls that keep coming with the same such
 settings (a module's tests putting their plugins on ``PYTHONPATH``) get a launcher of their own,
 started with those settings, so they are forked warm too.
-Signals and ``popen`` are not offered for CLI calls: tests that signal or kill the CLI use real
-subprocesses.
-
-The same launchers also run other modules as ``python -m MODULE ARGS`` would
-(:meth:`Launcher.popen`, for the conformance kit's helper processes): such a child leads a
-session of its own (``os.killpg(pid, SIGKILL)`` ends it and whatever it started), its caller
-holds pipes to its three standard streams and can poll, wait for and kill it, and its
+The same launchers also start processes the caller keeps handling, as ``subprocess.Popen``
+would (:meth:`Launcher.popen`: ``project.popen`` of the CLI, serve, the conformance kit's helper
+processes): the caller holds pipes to (or ``/dev/null`` as) its standard streams and can
+``communicate`` with it, poll, wait for, signal and kill it; with ``session`` it leads a session
+of its own (``os.killpg(pid, SIGKILL)`` ends it and whatever it started); and its
 ``/proc/<pid>/environ`` shows its own environment, not the launcher's: the launcher starts
 with room reserved in its environment block (:data:`ROOM_VARIABLE`) and the child writes its
 environment there. Where it does not fit, the child ``exec``\\ s a new interpreter instead.
@@ -534,11 +532,17 @@ class Launcher:
         cwd: str | Path,
         call_env: Mapping[str, str],
         stdin: int = subprocess.DEVNULL,
+        *,
+        stdout: int = subprocess.PIPE,
+        stderr: int = subprocess.PIPE,
+        text: bool = True,
+        session: bool = True,
     ) -> WarmProcess:
         """``python -m MODULE ARGS`` with environment ``call_env``, as ``Popen(...,
-        stdin=stdin, stdout=PIPE, stderr=PIPE, text=True, start_new_session=True)`` would start
-        it, forked from the right launcher (see :meth:`get`); ``stdin`` is
-        ``subprocess.DEVNULL`` or ``subprocess.PIPE``. The call runs until the process ends."""
+        stdin=stdin, stdout=stdout, stderr=stderr, text=text, start_new_session=session)``
+        would start it, forked from the right launcher (see :meth:`get`). Each stream is
+        ``subprocess.PIPE`` or ``subprocess.DEVNULL`` (``stderr`` may also be
+        ``subprocess.STDOUT``). The call runs until the process ends."""
         launcher = cls.get(env, call_env)
 
         def ended() -> None:
@@ -546,7 +550,9 @@ class Launcher:
                 launcher.calls -= 1
 
         try:
-            process = launcher.start(module, args, cwd, call_env, stdin)
+            process = launcher.start(
+                module, args, cwd, call_env, stdin, stdout, stderr, text=text, session=session
+            )
         except BaseException:
             ended()
             raise
@@ -597,23 +603,41 @@ class Launcher:
         return connection
 
     def _open(
-        self, request: dict[str, Any], stdin_pipe: bool
+        self,
+        request: dict[str, Any],
+        stdin: int = subprocess.DEVNULL,
+        stdout: int = subprocess.PIPE,
+        stderr: int = subprocess.PIPE,
     ) -> tuple[socket.socket, int, int, int]:
-        """Send ``request`` with the child's three standard streams: ``/dev/null`` or a pipe for
-        its input, pipes for its output and error. The connection, and this side's ends of
-        the pipes (``-1`` for the input without a pipe); on failure none is left open."""
-        out_read, out_write = os.pipe()
-        err_read, err_write = os.pipe()
-        if stdin_pipe:
-            in_read, in_write = os.pipe()
-        else:
-            in_read, in_write = os.open(os.devnull, os.O_RDONLY), -1
+        """Send ``request`` with the child's three standard streams, each a pipe
+        (``subprocess.PIPE``) or ``/dev/null`` (``subprocess.DEVNULL``; ``stderr`` may be
+        ``subprocess.STDOUT``). The connection, and this side's ends of the pipes (``-1`` where
+        there is none); on failure none is left open."""
+        ours: list[int] = []
+        theirs: list[int] = []
         try:
-            connection = self._call(request, [in_read, out_write, err_write])
+            for number, how in enumerate((stdin, stdout, stderr)):
+                if how == subprocess.PIPE:
+                    read, write = os.pipe()
+                    ours.append(write if number == 0 else read)
+                    theirs.append(read if number == 0 else write)
+                elif how == subprocess.DEVNULL:
+                    ours.append(-1)
+                    theirs.append(os.open(os.devnull, os.O_RDONLY if number == 0 else os.O_WRONLY))
+                elif how == subprocess.STDOUT and number == 2:
+                    ours.append(-1)
+                    theirs.append(theirs[1])
+                else:
+                    raise ValueError(f"a warm process's stream {number} cannot be {how!r}")
         except BaseException:
-            _close(in_write, out_read, err_read)
+            _close(*ours, *set(theirs))
             raise
-        return connection, in_write, out_read, err_read
+        try:
+            connection = self._call(request, theirs)  # (it closes theirs)
+        except BaseException:
+            _close(*ours)
+            raise
+        return connection, ours[0], ours[1], ours[2]
 
     def start(
         self,
@@ -622,19 +646,24 @@ class Launcher:
         cwd: str | Path,
         env: Mapping[str, str],
         stdin: int = subprocess.DEVNULL,
+        stdout: int = subprocess.PIPE,
+        stderr: int = subprocess.PIPE,
+        *,
+        text: bool = True,
+        session: bool = True,
     ) -> WarmProcess:
-        """``python -m MODULE ARGS`` as ``Popen(..., stdin=stdin, stdout=PIPE, stderr=PIPE,
-        text=True, start_new_session=True)`` would start it, forked from this launcher;
-        ``stdin`` is ``subprocess.DEVNULL`` or ``subprocess.PIPE``."""
+        """``python -m MODULE ARGS`` as ``Popen(..., stdin=stdin, stdout=stdout,
+        stderr=stderr, text=text, start_new_session=session)`` would start it, forked from this
+        launcher (streams as :meth:`_open` takes them)."""
         request = {
             "args": list(args),
             "cwd": str(cwd),
             "env": dict(env),
             "module": module,
-            "session": True,
+            "session": session,
             "show_environment": True,
         }
-        connection, in_write, out_read, err_read = self._open(request, stdin == subprocess.PIPE)
+        connection, in_write, out_read, err_read = self._open(request, stdin, stdout, stderr)
         pid_line = b""
         try:
             pid_line = _read_line(connection)
@@ -651,6 +680,7 @@ class Launcher:
             in_write,
             out_read,
             err_read,
+            text=text,
         )
 
     def run(
@@ -662,7 +692,8 @@ class Launcher:
         timeout: float,
     ) -> tuple[int, bytes, bytes]:
         request = {"args": list(args), "cwd": str(cwd), "env": dict(env)}
-        connection, in_write, out_read, err_read = self._open(request, input is not None)
+        stdin = subprocess.PIPE if input is not None else subprocess.DEVNULL
+        connection, in_write, out_read, err_read = self._open(request, stdin)
         if in_write != -1:
             threading.Thread(target=_feed, args=(in_write, input or ""), daemon=True).start()
         return _collect(connection, out_read, err_read, timeout)
@@ -680,6 +711,22 @@ def _feed(fd: int, text: str) -> None:
             stream.write(text)
     except BrokenPipeError:
         pass
+
+
+def _write_and_close(stream: Any, data: str | bytes | None) -> None:
+    with contextlib.suppress(BrokenPipeError, OSError, ValueError):
+        if data:
+            stream.write(data)
+    with contextlib.suppress(BrokenPipeError, OSError, ValueError):
+        stream.close()
+
+
+def _read_all(stream: Any, box: list[Any]) -> None:
+    try:
+        box.append(stream.read())
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            stream.close()
 
 
 def _collect(
@@ -737,10 +784,15 @@ def _read_line(connection: socket.socket) -> bytes:
     return line.strip()
 
 
-def _text(fd: int, mode: str, encoding: str) -> Any:
-    """A pipe's end as ``Popen(text=True)`` wraps it (writes go straight through)."""
+def _stream(fd: int, mode: str, encoding: str | None) -> Any:
+    """A pipe's end as ``Popen`` wraps it: text (``encoding`` given; writes go straight
+    through) or bytes; None where there is no pipe."""
     import io
 
+    if fd == -1:
+        return None
+    if encoding is None:
+        return open(fd, mode)
     raw = open(fd, mode)  # noqa: SIM115 (the stream lives as long as the process object)
     if mode == "wb":
         return io.TextIOWrapper(raw, encoding=encoding, write_through=True)
@@ -748,10 +800,11 @@ def _text(fd: int, mode: str, encoding: str) -> Any:
 
 
 class WarmProcess:
-    """A process started by :meth:`Launcher.start`, handled as a ``subprocess.Popen`` with
-    text pipes: ``pid``, ``stdin``/``stdout``/``stderr``, ``poll``, ``wait``, ``returncode``,
-    ``kill`` (its process group: it leads one). Its parent is the launcher, which reaps it and
-    reports its exit code (negative: the signal that ended it)."""
+    """A process started by :meth:`Launcher.start`, handled as a ``subprocess.Popen``: ``pid``,
+    ``stdin``/``stdout``/``stderr`` (text or bytes, None where not a pipe), ``poll``, ``wait``,
+    ``communicate``, ``returncode``, ``send_signal``/``terminate``/``kill`` (the process only,
+    as ``Popen``'s do), and ``with``. Its parent is the launcher, which reaps it and reports its
+    exit code (negative: the signal that ended it)."""
 
     def __init__(
         self,
@@ -761,22 +814,56 @@ class WarmProcess:
         in_write: int,
         out_read: int,
         err_read: int,
+        *,
+        text: bool = True,
     ) -> None:
-        import io
         import locale
 
-        encoding = locale.getpreferredencoding(False)  # as Popen(text=True) decodes
+        encoding = locale.getpreferredencoding(False) if text else None  # as Popen decodes
         self.args = args
         self.pid = pid
         self.returncode: int | None = None
         self._connection: socket.socket | None = connection
         self._reply = b""
+        self._readers: dict[str, tuple[threading.Thread, list[Any]]] = {}
         self.on_end: Callable[[], None] | None = None  # told once, when the process has ended
-        self.stdin: io.TextIOWrapper | None = None
-        if in_write != -1:
-            self.stdin = _text(in_write, "wb", encoding)
-        self.stdout: io.TextIOWrapper | None = _text(out_read, "rb", encoding)
-        self.stderr: io.TextIOWrapper | None = _text(err_read, "rb", encoding)
+        self.stdin: Any = _stream(in_write, "wb", encoding)
+        self.stdout: Any = _stream(out_read, "rb", encoding)
+        self.stderr: Any = _stream(err_read, "rb", encoding)
+
+    def __enter__(self) -> WarmProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for stream in (self.stdout, self.stderr, self.stdin):
+            if stream is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    stream.close()
+        self.wait()
+
+    def communicate(
+        self, input: str | bytes | None = None, timeout: float | None = None
+    ) -> tuple[Any, Any]:
+        """As ``Popen.communicate``: send ``input`` and close the input, read both outputs
+        to their end, wait for the exit; after ``TimeoutExpired`` it can be called again."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if self.stdin is not None and not self._readers:
+            stdin, self.stdin = self.stdin, None
+            threading.Thread(target=_write_and_close, args=(stdin, input), daemon=True).start()
+        for name in ("stdout", "stderr"):
+            stream = getattr(self, name)
+            if name not in self._readers and stream is not None and not stream.closed:
+                box: list[Any] = []
+                reader = threading.Thread(target=_read_all, args=(stream, box), daemon=True)
+                reader.start()
+                self._readers[name] = (reader, box)
+        for reader, _ in self._readers.values():
+            reader.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if reader.is_alive():
+                raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        self.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        results = {name: box[0] if box else None for name, (_, box) in self._readers.items()}
+        return results.get("stdout"), results.get("stderr")
 
     def _receive(self, timeout: float | None) -> None:
         connection = self._connection
