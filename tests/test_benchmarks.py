@@ -19,18 +19,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = {"startup", "stages", "output", "contention", "history", "heartbeat"}
 
 
-@pytest.fixture(scope="module")
-def pycache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One bytecode cache for the three scripts' commands: each compiles what it imports into a
-    fresh one otherwise (~1.5 s of CPU, standard library included; the figures do not care)."""
-    return tmp_path_factory.mktemp("pycache")
-
-
-def run_script(name: str, pycache: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def run_script(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    # the commands use the bytecode pip and conftest.py compiled (an empty PYTHONPYCACHEPREFIX):
+    # in a fresh cache folder of its own each script's first command compiles everything it
+    # imports, the standard library included (~1.5 s of CPU; the figures do not care)
     return subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / name), *args],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPYCACHEPREFIX": str(pycache)},
+        env={**os.environ, "PYTHONPYCACHEPREFIX": ""},
         capture_output=True,
         text=True,
         timeout=600,
@@ -39,13 +35,10 @@ def run_script(name: str, pycache: Path, *args: str) -> subprocess.CompletedProc
 
 
 @pytest.mark.slow
-def test_quick_suite_runs_every_scenario_and_prints_its_figures(
-    tmp_path: Path, pycache: Path
-) -> None:
+def test_quick_suite_runs_every_scenario_and_prints_its_figures(tmp_path: Path) -> None:
     target = tmp_path / "quick.json"
     result = run_script(  # every scenario once, at the smallest sizes that still exercise it
         "run.py",
-        pycache,
         "--quick",
         "--repeats",
         "1",
@@ -91,15 +84,11 @@ def test_quick_suite_runs_every_scenario_and_prints_its_figures(
 
 
 @pytest.mark.slow
-def test_soak_kills_runs_and_every_one_is_intact_and_resumable(
-    tmp_path: Path, pycache: Path
-) -> None:
+def test_soak_kills_runs_and_every_one_is_intact_and_resumable(tmp_path: Path) -> None:
     target = tmp_path / "soak.json"
     # seed 148 kills at 40%, 64% and 97% of a whole run's time: two runs killed mid-stage, one
     # as it ends (finished or not, resume must do the right thing)
-    result = run_script(
-        "soak.py", pycache, "--quick", "--runs", "3", "--seed", "148", "--json", str(target)
-    )
+    result = run_script("soak.py", "--quick", "--runs", "3", "--seed", "148", "--json", str(target))
     assert result.returncode == 0, result.stdout + result.stderr
     document = json.loads(target.read_text(encoding="utf-8"))
     summary = document["summary"]
@@ -114,12 +103,12 @@ def test_soak_kills_runs_and_every_one_is_intact_and_resumable(
 
 
 @pytest.mark.slow
-def test_graph_benchmark_runs_and_every_byte_lands(tmp_path: Path, pycache: Path) -> None:
+def test_graph_benchmark_runs_and_every_byte_lands(tmp_path: Path) -> None:
     """benchmarks/graphs.py --quick: every graph scenario runs; the output stages' bytes are all
     in their logs (the script exits non-zero otherwise); 200 quick stages do not rewrite the
     manifest 200 times (writes are paced)."""
     target = tmp_path / "graphs.json"
-    result = run_script("graphs.py", pycache, "--quick", "--json", str(target))
+    result = run_script("graphs.py", "--quick", "--json", str(target))
     assert result.returncode == 0, result.stdout + result.stderr
     figures = json.loads(target.read_text(encoding="utf-8"))
     assert figures["bytes_checked"] == 9 * figures["output_bytes_per_stage"]  # 1 + 8 stages
