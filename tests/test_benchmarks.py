@@ -8,6 +8,7 @@ anything is, since these machines are shared and noisy. docs/performance.md has 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,9 +20,13 @@ SCENARIOS = {"startup", "stages", "output", "contention", "history", "heartbeat"
 
 
 def run_script(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    # the commands use the bytecode pip and conftest.py compiled (an empty PYTHONPYCACHEPREFIX):
+    # in a fresh cache folder of its own each script's first command compiles everything it
+    # imports, the standard library included (~1.5 s of CPU; the figures do not care)
     return subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / name), *args],
         cwd=ROOT,
+        env={**os.environ, "PYTHONPYCACHEPREFIX": ""},
         capture_output=True,
         text=True,
         timeout=600,
@@ -81,11 +86,13 @@ def test_quick_suite_runs_every_scenario_and_prints_its_figures(tmp_path: Path) 
 @pytest.mark.slow
 def test_soak_kills_runs_and_every_one_is_intact_and_resumable(tmp_path: Path) -> None:
     target = tmp_path / "soak.json"
-    result = run_script("soak.py", "--quick", "--runs", "4", "--seed", "3", "--json", str(target))
+    # seed 148 kills at 40%, 64% and 97% of a whole run's time: two runs killed mid-stage, one
+    # as it ends (finished or not, resume must do the right thing)
+    result = run_script("soak.py", "--quick", "--runs", "3", "--seed", "148", "--json", str(target))
     assert result.returncode == 0, result.stdout + result.stderr
     document = json.loads(target.read_text(encoding="utf-8"))
     summary = document["summary"]
-    assert summary["cycles"] == 4
+    assert summary["cycles"] == 3
     assert summary["torn_files"] == 0, summary["torn_examples"]
     assert summary["could_not_be_resumed"] == 0, document["cycles"]
     assert summary["succeeded_stages_rerun"] == 0
@@ -98,14 +105,14 @@ def test_soak_kills_runs_and_every_one_is_intact_and_resumable(tmp_path: Path) -
 @pytest.mark.slow
 def test_graph_benchmark_runs_and_every_byte_lands(tmp_path: Path) -> None:
     """benchmarks/graphs.py --quick: every graph scenario runs; the output stages' bytes are all
-    in their logs (the script exits non-zero otherwise); 300 quick stages do not rewrite the
-    manifest 300 times (writes are paced)."""
+    in their logs (the script exits non-zero otherwise); 200 quick stages do not rewrite the
+    manifest 200 times (writes are paced)."""
     target = tmp_path / "graphs.json"
     result = run_script("graphs.py", "--quick", "--json", str(target))
     assert result.returncode == 0, result.stdout + result.stderr
     figures = json.loads(target.read_text(encoding="utf-8"))
     assert figures["bytes_checked"] == 9 * figures["output_bytes_per_stage"]  # 1 + 8 stages
     wide = figures["wide_stages"]
-    assert wide >= 300 and 0 < figures["wide_manifest_writes"] < wide
+    assert wide >= 200 and 0 < figures["wide_manifest_writes"] < wide
     for label in ("8 x sleep 1", "chain of 100", f"{wide:,} independent", "MB output at once"):
         assert label in result.stdout

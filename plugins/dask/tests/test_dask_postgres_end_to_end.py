@@ -17,6 +17,7 @@ from codex_orchestrator_dask.testing import LocalTestCluster
 
 from orchestrator.testing import Project
 from orchestrator.testing.conformance._support import patience
+from orchestrator.testing.simultaneous import run_simultaneously
 
 pytest.importorskip(
     "codex_orchestrator_postgres", reason="needs codex-orchestrator-postgres (./plugins/postgres)"
@@ -52,15 +53,13 @@ def test_two_checkouts_share_one_history_and_one_cluster(
         checkout(tmp_path / name, postgres_options, cluster.address) for name in ("laptop", "ci")
     ]
     runs_each = 2
-    started = [
-        project.popen("start", "p", "--format", "json")
-        for project in checkouts
-        for _ in range(runs_each)
-    ]
+    started = run_simultaneously(  # four real CLI processes at once, forked after the imports
+        [(project, ("start", "p", "--format", "json")) for project in checkouts] * runs_each,
+        timeout=patience() * 3,
+    )
     run_ids = set()
-    for process in started:
-        out, err = process.communicate(timeout=patience() * 3)
-        assert process.returncode == 0, err
+    for code, out, err in started:
+        assert code == 0, err
         summary = json.loads(out)
         assert summary["status"] == "succeeded"
         run_ids.add(summary["run_id"])
