@@ -26,6 +26,11 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     package = Path(__file__).resolve().parent / "orchestrator"
     compileall.compile_dir(package, quiet=1)
+    if "--loadscope-reorder" not in config.invocation_params.args:
+        # keep the order pytest_collection_modifyitems gives (slow modules first): xdist's
+        # loadscope otherwise hands out the modules with the most tests first, which left the
+        # longest ones (a few slow tests each) to start last and finish alone
+        config.option.loadscopereorder = False
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -40,6 +45,7 @@ def _warm_cli() -> Iterator[None]:
     Launcher.stop()
 
 
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: unknown with -p no:xdist
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
     """``-n auto``: two workers per core (at most four more than the cores), not one.
 
@@ -61,9 +67,10 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Modules holding a ``slow`` test run first, every module's tests still together.
 
-    Under ``-n auto --dist loadscope`` each module goes to one worker, in collection order; a
-    long module handed out last leaves the other workers idle while it finishes. Longest first
-    is the classic way to pack work onto a few workers, and ``slow`` is what marks the long ones.
+    Under ``-n auto --dist loadscope`` each module goes to one worker, in collection order (see
+    :func:`pytest_configure`); a long module handed out last leaves the other workers idle while
+    it finishes. Longest first is the classic way to pack work onto a few workers, and ``slow``
+    is what marks the long ones (a module of 30 s or more).
     """
     slow = {item.nodeid.split("::", 1)[0] for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.nodeid.split("::", 1)[0] not in slow)  # stable: order kept

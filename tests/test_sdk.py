@@ -25,6 +25,8 @@ from orchestrator.sdk import (
 )
 from orchestrator.testing import Project
 
+pytestmark = pytest.mark.slow  # a long module: handed out first (the root conftest.py)
+
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "sdk.md"
 
 

@@ -14,6 +14,8 @@ import pytest
 from orchestrator.testing import Project
 from tests.serve_support import python_without, seeded_project, serving, stop_serve, wait_for
 
+pytestmark = pytest.mark.slow  # a long module: handed out first (the root conftest.py)
+
 VOLATILE = {"heartbeat_age_seconds", "heartbeat_at", "updated_at"}
 """What two reads a moment apart may differ in: ages are measured when asked, and a running run
 beats (and so updates its manifest) while the test reads it twice."""

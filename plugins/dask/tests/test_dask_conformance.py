@@ -10,6 +10,8 @@ from codex_orchestrator_dask.testing import LocalTestCluster
 
 from orchestrator.testing.conformance import CommandRunnerConformance
 
+pytestmark = pytest.mark.slow  # a long module: handed out first (the root conftest.py)
+
 
 class TestDaskRunner(CommandRunnerConformance):
     @pytest.fixture

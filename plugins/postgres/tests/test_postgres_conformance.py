@@ -8,6 +8,8 @@ import pytest
 
 from orchestrator.testing.conformance import PersistenceConformance
 
+pytestmark = pytest.mark.slow  # a long module: handed out first (the root conftest.py)
+
 
 class TestPostgresPersistence(PersistenceConformance):
     @pytest.fixture
