@@ -4,6 +4,7 @@ package compiled once, and CLI processes forked from a warm launcher."""
 from __future__ import annotations
 
 import compileall
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,6 +38,24 @@ def _warm_cli() -> Iterator[None]:
     yield
     Project.warm = False
     Launcher.stop()
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto``: two workers per core (at most four more than the cores), not one.
+
+    A good part of this suite's time is spent waiting, not computing: stages that sleep,
+    timeouts and kill graces, heartbeats, a server or a browser answering. With one worker per
+    core those waits leave the cores idle; with two, another test computes meanwhile (on 2
+    cores: 5 min 51 s against 6 min 40 s for the same tests, measured back to back on a loaded
+    machine, with the same CPU time). ``PYTEST_XDIST_AUTO_NUM_WORKERS`` still decides when set.
+    """
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None  # xdist's own hook reads it
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return min(2 * cores, cores + 4)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -54,8 +54,12 @@ def test_heartbeat_file_and_manifest_heartbeat_at(project: Project) -> None:
 def test_manifest_heartbeat_writes_are_throttled_from_config(project: Project) -> None:
     project.write_config(sleeping_stage(3))
     fast = "--set", "heartbeat.interval_seconds=0.1"
-    unthrottled = project.start_json("p", *fast, "--set", "heartbeat.manifest_throttle_seconds=0")
-    throttled = project.start_json("p", *fast)  # default throttle: 30 s
+    # the two runs side by side (each its own run folder and manifest writer)
+    runs = [
+        project.popen("start", "p", *fast, "--format", "json", *throttle)
+        for throttle in (("--set", "heartbeat.manifest_throttle_seconds=0"), ())  # default: 30 s
+    ]
+    unthrottled, throttled = (json.loads(run.communicate(timeout=120)[0]) for run in runs)
     many = run_end(project, unthrottled)["manifest_writes"]
     few = run_end(project, throttled)["manifest_writes"]
     # Unthrottled, every tick (about 30 of them) is written. Throttled, only the forced writes

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,24 +19,10 @@ pytestmark = pytest.mark.in_process
 CLI = f"{shlex.quote(sys.executable)} -m orchestrator"
 
 
-def _without_root(project: Project) -> dict[str, str]:
-    env = dict(project.env)
-    env.pop("CODEX_ORCHESTRATOR_ROOT", None)
-    return env
-
-
-def run_from(project: Project, cwd: Path, *args: str, env: dict[str, str] | None = None):
-    import subprocess
-
-    return subprocess.run(
-        project.command(*args),
-        cwd=cwd,
-        env=env if env is not None else _without_root(project),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+def run_from(project: Project, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``args`` run from folder ``cwd``, with no ``$CODEX_ORCHESTRATOR_ROOT`` to name the
+    project."""
+    return project.run(*args, cwd=cwd, env={"CODEX_ORCHESTRATOR_ROOT": None})
 
 
 def test_a_command_in_a_subfolder_finds_the_project_root_like_git(project: Project) -> None:

@@ -91,7 +91,7 @@ class InProcessProject(Project):
     def run(
         self,
         *args: str,
-        env: Mapping[str, str] | None = None,
+        env: Mapping[str, str | None] | None = None,
         timeout: float = 120,
         input: str | None = None,
         cwd: Path | None = None,
@@ -100,7 +100,7 @@ class InProcessProject(Project):
         from orchestrator.cli.main import main
 
         del timeout  # a call in this process cannot be cut short; stages keep their own limits
-        merged = {**self.env, **(env or {})}
+        merged = self.environment(env)
         with _swapped(merged, cwd or self.root, input or "") as (out, err):
             try:
                 code = main(list(args))
@@ -110,5 +110,5 @@ class InProcessProject(Project):
             return subprocess.CompletedProcess([*CLI, *args], code, out.text(), err.text())
         return subprocess.CompletedProcess([*CLI, *args], code, out.data(), err.data())
 
-    def popen(self, *args: str, env: Mapping[str, str] | None = None, **kwargs: Any) -> Any:
+    def popen(self, *args: str, env: Mapping[str, str | None] | None = None, **kwargs: Any) -> Any:
         raise TypeError("InProcessProject runs no orchestrator process; use Project for popen")

@@ -93,6 +93,12 @@ class Project:
         command = self.command(*args)
         return command[len(CLI) :] if command[: len(CLI)] == CLI else None
 
+    def environment(self, env: Mapping[str, str | None] | None = None) -> dict[str, str]:
+        """This project's environment for one call: ``env`` added to it, where a ``None``
+        value removes the variable."""
+        merged = {**self.env, **(env or {})}
+        return {key: value for key, value in merged.items() if value is not None}
+
     warm = False
     """Run each ``run`` call in a process forked from a launcher that imported the CLI once
     (:mod:`orchestrator.testing.warm`) instead of a new interpreter: the same command in a
@@ -102,15 +108,16 @@ class Project:
     def run(
         self,
         *args: str,
-        env: Mapping[str, str] | None = None,
+        env: Mapping[str, str | None] | None = None,
         timeout: float = 120,
         input: str | None = None,
         cwd: Path | None = None,
         text: bool = True,
     ) -> subprocess.CompletedProcess[Any]:
         """The CLI run to its end: exit code, output and error as text (as
-        ``subprocess.run(..., text=True)`` decodes them), or as bytes with ``text=False``."""
-        merged = {**self.env, **(env or {})}
+        ``subprocess.run(..., text=True)`` decodes them), or as bytes with ``text=False``;
+        ``env`` as :meth:`environment` takes it."""
+        merged = self.environment(env)
         arguments = self.cli_arguments(*args) if self.warm else None
         if arguments is not None:
             from orchestrator.testing.warm import Launcher
@@ -137,7 +144,7 @@ class Project:
     def popen(
         self,
         *args: str,
-        env: Mapping[str, str] | None = None,
+        env: Mapping[str, str | None] | None = None,
         fresh: bool = False,
         **kwargs: Any,
     ) -> Any:
@@ -151,7 +158,7 @@ class Project:
         code and ``/proc/<pid>/environ``, without an interpreter start); any other call (a
         terminal, a file, ``preexec_fn``...) starts a new interpreter, and so does any call
         with ``fresh=True`` (a check of what the interpreter's own start does)."""
-        merged = {**self.env, **(env or {})}
+        merged = self.environment(env)
         kwargs.setdefault("stdout", subprocess.PIPE)
         kwargs.setdefault("stderr", subprocess.PIPE)
         kwargs.setdefault("stdin", subprocess.DEVNULL)
