@@ -61,7 +61,7 @@ class Plan:
     peer_output_repeats: int = 1
     peer_concurrency: tuple[int, ...] = (50,)
     peer_concurrency_rounds: int = 1
-    warm_up: bool = True  # an uncounted first command where the first one pays for caches
+    warm_up: bool = True  # start-up and stages begin with an uncounted command (fills caches)
 
 
 QUICK = Plan(
