@@ -126,6 +126,9 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
         for line in lines
     ]
     rendered.insert(1, "-" * max(len(line) for line in rendered))
+    rendered += [  # a figure without a value says why under the table
+        f"{r['metric']}: {r['note']}" for r in rows if r["ours"] is None and r["note"]
+    ]
     return "\n".join(rendered)
 
 

@@ -362,7 +362,13 @@ def stage_overhead(work: Path, plan: Plan, peer: PeerSide | None, log: Log) -> t
             growth,
             target="flat (<= 1.25x)",
             met=None if growth is None else growth <= 1.25,
-            note="marginal cost per stage at the largest N over that at the smallest",
+            note="marginal cost per stage at the largest N over that at the smallest"
+            + (
+                ""
+                if growth is not None
+                else "; undefined this time: the cost at the smallest N was not above 0 ms "
+                "(the machine's noise was larger than it; use more --repeats)"
+            ),
         )
     )
     return results, rows

@@ -60,7 +60,11 @@ def test_quick_suite_runs_every_scenario_and_prints_its_figures(tmp_path: Path) 
     scenarios_in_rows = {row["scenario"].split()[0] for row in document["rows"]}
     assert scenarios_in_rows == {"1", "2", "3", "4", "5", "6"}
     for row in document["rows"]:
-        assert isinstance(row["ours"]["median"], int | float), row
+        if row["ours"] is None:  # a ratio noise made undefined (one repeat on a busy machine)
+            assert "undefined this time" in row["note"], row
+            assert f"{row['metric']}: {row['note']}" in result.stdout
+        else:
+            assert isinstance(row["ours"]["median"], int | float), row
         assert row["metric"] in result.stdout  # the table shows every figure
     assert f"JSON written to {target}" in result.stdout
 

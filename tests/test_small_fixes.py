@@ -70,9 +70,10 @@ def test_a_cancelled_stage_says_it_was_cancelled(project: Project) -> None:
     )
     process = project.popen("start", "p", "--format", "json")
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline:  # the stage's output in its log (not just its command)
         logs = list((project.runs_dir / "0101" / "cli").glob("*/commands/01-long.ndjson"))
-        if logs and "started" in logs[0].read_text():
+        lines = logs[0].read_text().splitlines() if logs else []
+        if any('"type":"exec:chunk"' in line and "started\\n" in line for line in lines):
             break
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
