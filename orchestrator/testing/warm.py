@@ -520,8 +520,7 @@ class Launcher:
         try:
             return launcher.run(args, cwd, call_env, input, timeout)
         finally:
-            with cls._lock:
-                launcher.calls -= 1
+            launcher.release()
 
     @classmethod
     def popen(
@@ -544,20 +543,20 @@ class Launcher:
         ``subprocess.PIPE`` or ``subprocess.DEVNULL`` (``stderr`` may also be
         ``subprocess.STDOUT``). The call runs until the process ends."""
         launcher = cls.get(env, call_env)
-
-        def ended() -> None:
-            with cls._lock:
-                launcher.calls -= 1
-
         try:
             process = launcher.start(
                 module, args, cwd, call_env, stdin, stdout, stderr, text=text, session=session
             )
         except BaseException:
-            ended()
+            launcher.release()
             raise
-        process.on_end = ended
+        process.on_end = launcher.release
         return process
+
+    def release(self) -> None:
+        """A call that :meth:`get` counted on this launcher has ended."""
+        with self._lock:
+            self.calls -= 1
 
     @classmethod
     def stop(cls) -> None:
@@ -695,7 +694,8 @@ class Launcher:
         stdin = subprocess.PIPE if input is not None else subprocess.DEVNULL
         connection, in_write, out_read, err_read = self._open(request, stdin)
         if in_write != -1:
-            threading.Thread(target=_feed, args=(in_write, input or ""), daemon=True).start()
+            writer = _stream(in_write, "wb", "utf-8")
+            threading.Thread(target=_write_and_close, args=(writer, input), daemon=True).start()
         return _collect(connection, out_read, err_read, timeout)
 
 
@@ -705,12 +705,10 @@ def _close(*fds: int) -> None:
             os.close(fd)
 
 
-def _feed(fd: int, text: str) -> None:
-    try:
-        with open(fd, "w", encoding="utf-8", closefd=True) as stream:
-            stream.write(text)
-    except BrokenPipeError:
-        pass
+def _left(deadline: float | None) -> float | None:
+    """Seconds left before ``deadline`` (a ``time.monotonic()`` value), never below 0; None
+    for no deadline."""
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 def _write_and_close(stream: Any, data: str | bytes | None) -> None:
@@ -791,9 +789,9 @@ def _stream(fd: int, mode: str, encoding: str | None) -> Any:
 
     if fd == -1:
         return None
-    if encoding is None:
-        return open(fd, mode)
     raw = open(fd, mode)  # noqa: SIM115 (the stream lives as long as the process object)
+    if encoding is None:
+        return raw
     if mode == "wb":
         return io.TextIOWrapper(raw, encoding=encoding, write_through=True)
     return io.TextIOWrapper(raw, encoding=encoding)
@@ -858,10 +856,10 @@ class WarmProcess:
                 reader.start()
                 self._readers[name] = (reader, box)
         for reader, _ in self._readers.values():
-            reader.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            reader.join(_left(deadline))
             if reader.is_alive():
                 raise subprocess.TimeoutExpired(self.args, timeout or 0)
-        self.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        self.wait(_left(deadline))
         results = {name: box[0] if box else None for name, (_, box) in self._readers.items()}
         return results.get("stdout"), results.get("stderr")
 
@@ -871,8 +869,7 @@ class WarmProcess:
             return
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready, _, _ = select.select([connection], [], [], left)
+            ready, _, _ = select.select([connection], [], [], _left(deadline))
             if not ready:
                 return
             data = connection.recv(64)
