@@ -8,13 +8,16 @@ third party's.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from orchestrator import entry_point_cache
 from orchestrator.contracts import BASE_OPTIONS, PLUGIN_API_VERSION, SLOT_GROUPS, SlotContext
 from orchestrator.errors import PluginLoadError
+
+if TYPE_CHECKING:
+    from importlib import metadata
 
 
 @dataclass(frozen=True)
@@ -64,9 +67,33 @@ def installed_names(group: str) -> list[str]:
     return sorted({ep.name for ep in entry_point_cache.select(group)})
 
 
+_driver: type[Any] | None = None
+
+
+def _driver_class() -> type[Any]:
+    """stevedore's ``DriverManager``, finding entry points in this tool's one scan
+    (``entry_point_cache``) instead of a scan of its own.
+
+    stevedore keeps its scan in ``~/.cache/python-entrypoints``, keyed by every ``sys.path``
+    entry and its mtime. Under ``python -m`` (the SDK, nested runs) the first entry is the
+    working folder: each new folder, or a file added to one, meant a full scan of every
+    installed distribution and one more 20 KB file that nothing removes. Its per-process copy
+    (``ENTRY_POINT_CACHE``) also missed an install made while the process lived. Loading,
+    failure callbacks and the name lookup stay stevedore's."""
+    global _driver
+    if _driver is None:
+        from stevedore import DriverManager
+
+        class CachedScanDriver(DriverManager[Any]):
+            def list_entry_points(self) -> list[metadata.EntryPoint]:
+                return [entry.entry_point() for entry in entry_point_cache.select(self.namespace)]
+
+        _driver = CachedScanDriver
+    return _driver
+
+
 def load_class(slot: str, name: str) -> tuple[type[Any], ImplementationInfo]:
     """Import the implementation class ``name`` of ``slot``, or raise one clear PluginLoadError."""
-    from stevedore import DriverManager
     from stevedore.exception import NoMatches
 
     group = SLOT_GROUPS[slot]
@@ -77,7 +104,7 @@ def load_class(slot: str, name: str) -> tuple[type[Any], ImplementationInfo]:
 
     manager: Any = None
     try:
-        manager = DriverManager(
+        manager = _driver_class()(
             namespace=group,
             name=name,
             invoke_on_load=False,

@@ -70,3 +70,26 @@ def test_an_unwritable_cache_only_costs_the_scan(project: Project) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert "strict" in result.stdout
+
+
+def test_commands_in_many_folders_keep_one_scan_in_the_cache(project: Project) -> None:
+    """The user's cache holds the one kept scan, however many folders commands run in.
+
+    stevedore keeps a scan of its own, keyed by ``sys.path`` and the mtime of every entry: under
+    ``python -m`` (the SDK, nested runs) the first entry is the working folder, so each new
+    folder, and each file added to one, cost a full scan and left a 20 KB file that nothing ever
+    removes (thousands of them in a busy home)."""
+    cache = project.home / ".cache"
+    project.env["XDG_CACHE_HOME"] = str(cache)
+    project.write_config('[pipelines.checks]\nstages = [{ id = "hi", command = "echo hi" }]\n')
+    for name in ("a", "b", "c"):
+        folder = project.root / name
+        folder.mkdir()
+        for command in ("plan", "start"):
+            result = project.run(command, "checks", cwd=folder)
+            assert result.returncode == 0, result.stderr
+        (folder / "touched").write_text("the folder changed")
+        assert project.run("start", "checks", cwd=folder).returncode == 0
+    kept = sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.is_file())
+    assert kept == [str(path.relative_to(cache)) for path in cache_files(project)], kept
+    assert len(kept) == 1

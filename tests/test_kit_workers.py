@@ -27,7 +27,7 @@ from orchestrator.testing.conformance._support import (
     wait_for,
     worker,
 )
-from orchestrator.testing.warm import ROOM_BYTES, WarmProcess
+from orchestrator.testing.warm import ROOM_BYTES, Launcher, WarmProcess
 
 
 def lock_spec(tmp_path: Path, token: str) -> dict[str, Any]:
@@ -128,6 +128,9 @@ def test_a_worker_whose_environment_does_not_fit_the_launchers_gets_a_new_interp
 ) -> None:
     """The environment a forked worker shows is written over the launcher's own block; one
     larger than the room reserved there ``exec``\\ s a new interpreter, same pid."""
+    # the launcher must exist before the variable does: one started with it in its own
+    # environment has room for it (run alone, or first in its worker, the check fit)
+    Launcher.get(dict(os.environ)).release()
     monkeypatch.setenv("KIT_LARGE_VALUE", "x" * (ROOM_BYTES + 1024))
     token = uuid.uuid4().hex
     with worker(lock_spec(tmp_path, token)) as holder:
