@@ -46,6 +46,10 @@ from typing import Any
 
 WARM_MODULES = (
     "orchestrator.cli.main",
+    "orchestrator.cli.reporter",
+    "orchestrator.cli.signals",
+    "orchestrator.cli.streams",
+    "ctypes",  # a stage's supervision (the parent-death signal)
     "orchestrator.pipeline",
     "orchestrator.run_plan",
     "orchestrator.engine",
@@ -218,19 +222,26 @@ def _reserve_environ_area() -> None:
 
 
 def warm_up() -> None:
-    """Import :data:`WARM_MODULES` and the module of every slot implementation installed here
-    (the plugin distributions import tenacity, sqlite3, psycopg...: 0.15 to 0.25 s a command).
+    """Import :data:`WARM_MODULES`, the module of every CLI command, and the module of every
+    slot implementation and observer installed here (the plugin distributions import tenacity,
+    sqlite3, psycopg...: 0.15 to 0.25 s a command).
     Plugins on ``PYTHONPATH`` are not among them: a test's own plugin may do things on import
     that it expects each command to do (log, fail, print), so each child imports it itself."""
     import importlib
 
-    from orchestrator.contracts import SLOTS
+    from orchestrator.cli.main import COMMANDS
+    from orchestrator.contracts import OBSERVER_GROUP, SLOTS
     from orchestrator.entry_point_cache import refresh
 
-    groups = {f"codex_orchestrator.{spec.name}" for spec in SLOTS}
+    groups = {f"codex_orchestrator.{spec.name}" for spec in SLOTS} | {OBSERVER_GROUP}
     modules = [entry.value.split(":", 1)[0] for entry in refresh() if entry.group in groups]
     folders = _pythonpath_folders()
-    for name in (*WARM_MODULES, *[name for name in modules if not _found_in(name, folders)]):
+    commands = [target.split(":", 1)[0] for target, _, _ in COMMANDS]  # cyclopts imports one
+    for name in (
+        *WARM_MODULES,
+        *commands,
+        *[name for name in modules if not _found_in(name, folders)],
+    ):
         try:
             importlib.import_module(name)
         except Exception:  # a broken plugin stays its commands' business, not the launcher's
