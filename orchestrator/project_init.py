@@ -23,6 +23,13 @@ class Detected:
     stage_id: str
     command: str
     why: str
+    summary_hint: str | None = None
+    """Where the tool's report ends with advice, not its finding: the line that sums it up."""
+
+
+RUFF_SUMMARY = r"^Found \d+ errors?"
+"""ruff's count ("Found 3 errors."), which advice about fixes follows; a clean run's last line
+("All checks passed!") is the summary when nothing matches."""
 
 
 def _read_text(path: Path) -> str:
@@ -53,9 +60,9 @@ def detect(folder: Path) -> list[Detected]:
     tool = _pyproject(folder).get("tool")
     tool = tool if isinstance(tool, dict) else {}
     if "ruff" in tool or (folder / "ruff.toml").is_file() or (folder / ".ruff.toml").is_file():
-        found.append(Detected("lint", "ruff check .", "ruff is configured"))
+        found.append(Detected("lint", "ruff check .", "ruff is configured", RUFF_SUMMARY))
     elif _mentions(folder, "ruff"):
-        found.append(Detected("lint", "ruff check .", "ruff is a dependency"))
+        found.append(Detected("lint", "ruff check .", "ruff is a dependency", RUFF_SUMMARY))
     pytest_config = (
         "pytest" in tool
         or (folder / "pytest.ini").is_file()
@@ -107,9 +114,12 @@ def render(detected: list[Detected]) -> str:
     if detected:
         for item in detected:
             lines.append(f"  # {item.why}")
+            hint = item.summary_hint
             lines.append(
                 f"  {{ id = {_toml_string(item.stage_id)}, "
-                f"command = {_toml_string(item.command)} }},"
+                f"command = {_toml_string(item.command)}"
+                + (f", summary_hint = {_toml_string(hint)}" if hint else "")
+                + " },"
             )
     else:
         lines += [

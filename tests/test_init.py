@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,6 +53,24 @@ def test_init_detects_the_projects_tools_and_the_result_runs(project: Project) -
     assert plan.returncode == 0, plan.stderr
     ids = [stage["id"] for stage in json.loads(plan.stdout)["stages"]]
     assert ids == ["lint", "test", "npm-lint", "npm-test", "make-check"]
+
+
+def test_the_lint_stage_init_writes_is_summed_up_by_ruffs_count(project: Project) -> None:
+    """ruff ends its report with advice (``[*] 1 fixable with the `--fix` option.``) after the
+    count; the summary a reviewer reads is the count, found by the stage's ``summary_hint``."""
+    root = project.root
+    (root / "pyproject.toml").write_text('[project]\nname = "demo"\n[tool.ruff]\n')
+    (root / "demo.py").write_text("import os\n")  # F401, which ruff can fix
+    result = run_in(project, root, "init")
+    assert result.returncode == 0, result.stderr
+    tools = Path(sys.executable).parent  # where the test environment's ruff is
+    env = {"PATH": f"{tools}:{os.environ.get('PATH', '')}"}
+    run = project.run("start", "--format", "json", env=env)
+    assert run.returncode == 1, run.stderr
+    (stage,) = json.loads(run.stdout)["commands"]
+    assert stage["summary"] == "exit 1: Found 1 error.", stage
+    human = project.run("start", env=env)
+    assert "lint FAILED" in human.stdout and "- exit 1: Found 1 error." in human.stdout
 
 
 def test_init_in_an_empty_folder_writes_a_config_that_starts(project: Project) -> None:
