@@ -76,8 +76,9 @@ def _driver_class() -> type[Any]:
 
     stevedore keeps its scan in ``~/.cache/python-entrypoints``, keyed by every ``sys.path``
     entry and its mtime. Under ``python -m`` (the SDK, nested runs) the first entry is the
-    working folder: each new folder, or a file added to one, meant a full scan of every
-    installed distribution and one more 20 KB file that nothing removes. Its per-process copy
+    working folder: each new folder (and one changed minutes later; stevedore keeps an mtime to
+    about two minutes) meant a full scan of every installed distribution and one more 20 KB file
+    that nothing removes. Its per-process copy
     (``ENTRY_POINT_CACHE``) also missed an install made while the process lived. Loading,
     failure callbacks and the name lookup stay stevedore's."""
     global _driver
