@@ -189,12 +189,17 @@ class StageCapture:
         self._splitters = {stream: Utf8Splitter() for stream in STREAMS}
         self.sequence = 0
         self.listener = listener
+        self.last_said: str | None = None
+        """The stream whose output was last more than blank space (a failure's summary is the
+        last line a stage wrote, on whichever stream)."""
 
     def event(self, type_: str, **fields: Any) -> None:
         self.log.write({"type": type_, "timestamp": now_iso(), **fields})
 
     def on_output(self, stream: str, data: bytes) -> None:
         self.tails[stream].add(data)
+        if data.strip():  # (bytes.isspace() is False for b"", which a reader may hand over)
+            self.last_said = stream
         complete, text = self._splitters[stream].feed(data)
         if not complete:
             return  # only part of a character so far

@@ -217,7 +217,7 @@ def run_command_stage(
         attempts=attempt,
         approval=approval,
         tails=capture.tails,
-        summary=stage_summary(stage, capture.tails, outcome),
+        summary=stage_summary(stage, capture.tails, outcome, capture.last_said),
         log_sha256=capture.log.sha256,
         artifacts=artifacts.collect_for_stage(session, stage) if attempt else [],
     )

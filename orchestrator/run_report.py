@@ -92,10 +92,19 @@ def visible_lines(text: str) -> list[str]:
 
 
 def stage_summary(
-    stage: ResolvedStage, tails: dict[str, BoundedTail], outcome: CommandOutcome
+    stage: ResolvedStage,
+    tails: dict[str, BoundedTail],
+    outcome: CommandOutcome,
+    last_said: str | None = None,
 ) -> str:
-    """The last output line matching ``summary_hint`` (else the last line), and how it ended;
-    the lines as a terminal shows them (:func:`visible_lines`)."""
+    """The last output line matching ``summary_hint``, else the last line, and how it ended;
+    the lines as a terminal shows them (:func:`visible_lines`).
+
+    The last line is standard output's for a stage that succeeded (what a tool prints on stderr
+    after its result is mostly advice: "a new version is available"). For one that did not, it
+    is the last line the stage wrote, ``last_said`` naming the stream: ``npm run test`` echoes
+    its script on stdout and the shell's "xo: not found" follows on stderr, while a test runner
+    prints its count on stdout after warnings on stderr."""
     shown = {
         stream: visible_lines(tails[stream].value(8192).decode("utf-8", "replace"))
         for stream in ("stdout", "stderr")
@@ -105,6 +114,11 @@ def stage_summary(
     if stage.summary_hint:
         pattern = re.compile(stage.summary_hint)
         chosen = next((line for line in reversed(lines) if pattern.search(line)), "")
+    succeeded = outcome.exit_code == 0 and not (
+        outcome.error or outcome.timed_out or outcome.cancelled or outcome.signal
+    )
+    if not chosen and not succeeded and last_said in shown and shown[last_said]:
+        chosen = shown[last_said][-1]
     if not chosen:
         chosen = shown["stdout"][-1] if shown["stdout"] else (lines[-1] if lines else "")
     if outcome.error:

@@ -52,3 +52,44 @@ def test_a_stage_summary_is_the_text_a_terminal_shows(project: Project) -> None:
     assert "\033" not in result.stdout + result.stderr
     logged = project.run("logs", "colored")
     assert "\033[32m\033[1m3 passed" in logged.stdout  # the log keeps every byte
+
+
+MARKER = "said-$((6 * 7))"
+"""Made by the shell ("said-42"), so a stage's logged command does not contain it."""
+
+
+def first_then(stage_id: str, first: str, then: str) -> str:
+    """A stage command that writes ``first`` and, once that is in its log, ``then`` (the two
+    streams never race)."""
+    log = f'"$CODEX_ORCHESTRATOR_RUN_DIR"/commands/*-{stage_id}.ndjson'
+    return f'{first}; until grep -qs "{MARKER}" {log}; do sleep 0.05; done; {then}'
+
+
+def test_a_failed_stage_is_summed_up_by_what_it_said_last(project: Project) -> None:
+    """A failure is summed up by the last line the stage wrote, whichever stream it went to:
+    ``npm run test`` echoes its script on stdout, then the shell's error comes on stderr. A
+    failure that ends on stdout (a test runner's count after warnings on stderr) still reads
+    as that count, and a success keeps its last line of standard output."""
+    stages = {
+        "npm": first_then(
+            "npm", f'echo "> xo {MARKER}"', 'echo "sh: 1: xo: not found" >&2; exit 127'
+        ),
+        "pytest": first_then("pytest", f'echo "Warning {MARKER}" >&2', 'echo "2 failed"; exit 1'),
+        "ok": first_then("ok", f'echo "3 passed {MARKER}"', 'echo "npm notice: new npm" >&2'),
+    }
+    project.write_config(
+        "[pipelines.p]\nstages = [\n"
+        + "".join(
+            f"  {{ id = {json.dumps(i)}, command = {json.dumps(c)}, allow_failure = true }},\n"
+            for i, c in stages.items()
+        )
+        + "]\n"
+    )
+    summary = project.start_json("p")
+    assert [c["summary"] for c in summary["commands"]] == [
+        "exit 127: sh: 1: xo: not found",
+        "exit 1: 2 failed",
+        "3 passed said-42",
+    ]
+    shown = project.run("start", "p").stdout
+    assert "npm failed (allowed)" in shown and "exit 127: sh: 1: xo: not found" in shown
