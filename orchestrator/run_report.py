@@ -91,6 +91,11 @@ def visible_lines(text: str) -> list[str]:
     return [line.strip() for line in terminal_lines(text) if line.strip()]
 
 
+FAILURE_ECHO = re.compile(r"(g?make(\[\d+\])?: \*\*\* |npm (ERR!|error) )")
+"""A line in which a wrapper only says that its command failed (``make: *** [Makefile:2: test]
+Error 1``, ``npm ERR! code 1``): the summary is what the command itself said last."""
+
+
 def stage_summary(
     stage: ResolvedStage,
     tails: dict[str, BoundedTail],
@@ -104,7 +109,8 @@ def stage_summary(
     after its result is mostly advice: "a new version is available"). For one that did not, it
     is the last line the stage wrote, ``last_said`` naming the stream: ``npm run test`` echoes
     its script on stdout and the shell's "xo: not found" follows on stderr, while a test runner
-    prints its count on stdout after warnings on stderr."""
+    prints its count on stdout after warnings on stderr. A last line that only says the command
+    failed (:data:`FAILURE_ECHO`) is passed over."""
     shown = {
         stream: visible_lines(tails[stream].value(8192).decode("utf-8", "replace"))
         for stream in ("stdout", "stderr")
@@ -118,7 +124,9 @@ def stage_summary(
         outcome.error or outcome.timed_out or outcome.cancelled or outcome.signal
     )
     if not chosen and not succeeded and last_said in shown and shown[last_said]:
-        chosen = shown[last_said][-1]
+        last = shown[last_said][-1]
+        if not FAILURE_ECHO.match(last):  # a wrapper repeating the exit: as if it were silent
+            chosen = last
     if not chosen:
         chosen = shown["stdout"][-1] if shown["stdout"] else (lines[-1] if lines else "")
     if outcome.error:

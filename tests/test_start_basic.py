@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 
 import pytest
 
@@ -93,3 +95,20 @@ def test_a_failed_stage_is_summed_up_by_what_it_said_last(project: Project) -> N
     ]
     shown = project.run("start", "p").stdout
     assert "npm failed (allowed)" in shown and "exit 127: sh: 1: xo: not found" in shown
+
+
+@pytest.mark.skipif(
+    shutil.which("make") is None and not os.environ.get("CI"),
+    reason="needs make (.ci/system-packages installs it in CI)",
+)
+def test_make_saying_its_target_failed_does_not_hide_what_the_target_said(
+    project: Project,
+) -> None:
+    """``make`` ends a failed target with its own line on stderr ("make: *** [Makefile:2:
+    test] Error 1"), which only repeats the exit; the summary is what the target said."""
+    project.write(
+        "Makefile", 'test:\n\t@echo "Warning: old API" >&2; echo "2 failed in 0.1s"; exit 1\n'
+    )
+    project.write_config('[pipelines.p]\nstages = [{ id = "make-test", command = "make test" }]\n')
+    summary = project.start_json("p", expect=1)
+    assert summary["commands"][0]["summary"] == "exit 2: 2 failed in 0.1s"
