@@ -52,7 +52,8 @@ class StageConfig(_Strict):
     summary_hint: str | None = Field(
         None,
         description="regular expression: the last output line matching it is the summary "
-        "(lines as a terminal shows them: colour codes and redrawn progress left out)",
+        "(lines as a terminal shows them: colour codes and redrawn progress left out); "
+        "without it, see Stage summaries",
     )
     stage_set: str | None = Field(None, description="expand the named [stage_sets] list here")
     pipeline: str | None = Field(None, description="run the named pipeline as a child run")
