@@ -1,7 +1,7 @@
 """``init``: a commented starting ``codex.orchestrator.toml`` for the project in a folder.
 
-It looks for the tools a project already uses (ruff, pytest, npm scripts, make targets) and turns
-each into a stage; the file is validated like any config before it is written, and the
+It looks for the tools a project already uses (ruff, pytest, cargo, go, npm scripts, make targets)
+and turns each into a stage; the file is validated like any config before it is written, and the
 ``.gitignore`` gains the entries for what the tool writes.
 """
 
@@ -54,6 +54,19 @@ def _mentions(folder: Path, word: str) -> bool:
     return any(pattern.search(text) for text in texts)
 
 
+def _holds_python(folder: Path, most: int = 2000) -> bool:
+    """Whether ``folder`` holds a ``.py`` file at any depth (looking at ``most`` entries)."""
+    try:
+        for seen, path in enumerate(folder.rglob("*")):
+            if path.suffix == ".py":
+                return True
+            if seen >= most:
+                break
+    except OSError:
+        pass
+    return False
+
+
 def detect(folder: Path) -> list[Detected]:
     """The checks the project in ``folder`` already has, in the order they should run."""
     found: list[Detected] = []
@@ -71,9 +84,15 @@ def detect(folder: Path) -> list[Detected]:
     )
     if pytest_config or (folder / "conftest.py").is_file():
         found.append(Detected("test", "python -m pytest -q", "pytest is configured"))
-    elif _mentions(folder, "pytest") or (folder / "tests").is_dir():
-        why = "pytest is a dependency" if _mentions(folder, "pytest") else "a tests/ folder"
-        found.append(Detected("test", "python -m pytest -q", why))
+    elif _mentions(folder, "pytest"):
+        found.append(Detected("test", "python -m pytest -q", "pytest is a dependency"))
+    elif _holds_python(folder / "tests"):  # a Rust or Go project's tests/ is not pytest's
+        found.append(Detected("test", "python -m pytest -q", "a tests/ folder of Python files"))
+    if (folder / "Cargo.toml").is_file():
+        found.append(Detected("cargo-test", "cargo test", "Cargo.toml"))
+    if (folder / "go.mod").is_file():
+        found.append(Detected("go-vet", "go vet ./...", "go.mod"))
+        found.append(Detected("go-test", "go test ./...", "go.mod"))
     try:
         package = json.loads(_read_text(folder / "package.json") or "{}")
     except ValueError:

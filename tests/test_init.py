@@ -89,3 +89,38 @@ def test_init_never_overwrites_a_config(project: Project) -> None:
     assert "already exists" in line
     assert (project.root / "codex.orchestrator.toml").read_text() == "# mine\n"
     assert not (project.root / ".gitignore").exists()
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        # a Rust crate with integration tests in tests/ (dtolnay/itoa got `python -m pytest`)
+        (
+            {"Cargo.toml": '[package]\nname = "demo"\n', "tests/test.rs": "#[test]\nfn t() {}\n"},
+            [("cargo-test", "cargo test")],
+        ),
+        (
+            {"go.mod": "module example.com/demo\n", "tests/x_test.go": "package tests\n"},
+            [("go-vet", "go vet ./..."), ("go-test", "go test ./...")],
+        ),
+        # a tests/ folder of Python files, with no other sign of Python, is still pytest's
+        ({"tests/test_x.py": "def test_x():\n    pass\n"}, [("test", "python -m pytest -q")]),
+        # a tests/ folder of something else is no test suite init knows how to run
+        ({"tests/run.sh": "#!/bin/sh\n"}, [("hello", None)]),
+    ],
+    ids=["cargo", "go", "python-tests-folder", "unknown-tests-folder"],
+)
+def test_init_runs_each_language_with_its_own_tools(
+    project: Project, files: dict[str, str], expected: list[tuple[str, str | None]]
+) -> None:
+    for relative, text in files.items():
+        project.write(relative, text)
+    result = run_in(project, project.root, "init")
+    assert result.returncode == 0, result.stderr
+    plan = run_in(project, project.root, "plan", "--format", "json")
+    assert plan.returncode == 0, plan.stderr
+    stages = json.loads(plan.stdout)["stages"]
+    assert [stage["id"] for stage in stages] == [stage_id for stage_id, _ in expected]
+    for stage, (_, command) in zip(stages, expected, strict=True):
+        if command is not None:
+            assert stage["command"] == command
