@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -176,6 +177,20 @@ def event_bytes(event: dict[str, Any]) -> bytes:
     return base64.b64decode(event["data_b64"])
 
 
+FAILURE_ECHO = re.compile(r"\s*(g?make(\[\d+\])?: \*\*\* |npm (ERR!|error) )")
+"""A line in which a wrapper only says that its command failed (``make: *** [Makefile:2: test]
+Error 1``, ``npm ERR! code 1``): it says nothing the exit code does not."""
+
+
+def says_something(data: bytes) -> bool:
+    """Whether output ``data`` holds a line with more than blank space and more than a
+    wrapper's :data:`FAILURE_ECHO`."""
+    if b"*** " not in data and b"npm " not in data:  # the usual chunk: no line to look at
+        return not data.isspace() and bool(data)
+    text = data.decode("utf-8", "replace")
+    return any(line.strip() and not FAILURE_ECHO.match(line) for line in text.splitlines())
+
+
 class StageCapture:
     def __init__(
         self,
@@ -190,15 +205,15 @@ class StageCapture:
         self.sequence = 0
         self.listener = listener
         self.last_said: str | None = None
-        """The stream whose output was last more than blank space (a failure's summary is the
-        last line a stage wrote, on whichever stream)."""
+        """The stream that last said something (:func:`says_something`): a failure's summary
+        is the last line a stage wrote, on whichever stream."""
 
     def event(self, type_: str, **fields: Any) -> None:
         self.log.write({"type": type_, "timestamp": now_iso(), **fields})
 
     def on_output(self, stream: str, data: bytes) -> None:
         self.tails[stream].add(data)
-        if data.strip():  # (bytes.isspace() is False for b"", which a reader may hand over)
+        if says_something(data):
             self.last_said = stream
         complete, text = self._splitters[stream].feed(data)
         if not complete:

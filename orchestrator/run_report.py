@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from orchestrator.capture import FAILURE_ECHO
 from orchestrator.clock import now_iso
 from orchestrator.contracts import CommandOutcome
 from orchestrator.errors import EXIT_CANCELLED, EXIT_OK, EXIT_RUN_FAILED
@@ -91,11 +92,6 @@ def visible_lines(text: str) -> list[str]:
     return [line.strip() for line in terminal_lines(text) if line.strip()]
 
 
-FAILURE_ECHO = re.compile(r"(g?make(\[\d+\])?: \*\*\* |npm (ERR!|error) )")
-"""A line in which a wrapper only says that its command failed (``make: *** [Makefile:2: test]
-Error 1``, ``npm ERR! code 1``): the summary is what the command itself said last."""
-
-
 def stage_summary(
     stage: ResolvedStage,
     tails: dict[str, BoundedTail],
@@ -109,8 +105,9 @@ def stage_summary(
     after its result is mostly advice: "a new version is available"). For one that did not, it
     is the last line the stage wrote, ``last_said`` naming the stream: ``npm run test`` echoes
     its script on stdout and the shell's "xo: not found" follows on stderr, while a test runner
-    prints its count on stdout after warnings on stderr. A last line that only says the command
-    failed (:data:`FAILURE_ECHO`) is passed over."""
+    prints its count on stdout after warnings on stderr. Lines in which a wrapper only says the
+    command failed (``make: *** ...``, :data:`~orchestrator.capture.FAILURE_ECHO`) count for
+    neither: ``make`` after a target's count on stdout still reads as the count."""
     shown = {
         stream: visible_lines(tails[stream].value(8192).decode("utf-8", "replace"))
         for stream in ("stdout", "stderr")
@@ -123,10 +120,9 @@ def stage_summary(
     succeeded = outcome.exit_code == 0 and not (
         outcome.error or outcome.timed_out or outcome.cancelled or outcome.signal
     )
-    if not chosen and not succeeded and last_said in shown and shown[last_said]:
-        last = shown[last_said][-1]
-        if not FAILURE_ECHO.match(last):  # a wrapper repeating the exit: as if it were silent
-            chosen = last
+    if not chosen and not succeeded and last_said in shown:
+        said = [line for line in shown[last_said] if not FAILURE_ECHO.match(line)]
+        chosen = said[-1] if said else ""
     if not chosen:
         chosen = shown["stdout"][-1] if shown["stdout"] else (lines[-1] if lines else "")
     if outcome.error:

@@ -105,10 +105,27 @@ def test_make_saying_its_target_failed_does_not_hide_what_the_target_said(
     project: Project,
 ) -> None:
     """``make`` ends a failed target with its own line on stderr ("make: *** [Makefile:2:
-    test] Error 1"), which only repeats the exit; the summary is what the target said."""
-    project.write(
-        "Makefile", 'test:\n\t@echo "Warning: old API" >&2; echo "2 failed in 0.1s"; exit 1\n'
+    test] Error 1"), which only repeats the exit; the summary is what was said before it:
+    the target's count on stdout after a warning on stderr, or make's own word that the tool
+    is missing (after it echoed the command line on stdout)."""
+    recipe = first_then(
+        "make-test", f'echo "Warning: old API {MARKER}" >&2', 'echo "2 failed in 0.1s"; exit 1'
     )
-    project.write_config('[pipelines.p]\nstages = [{ id = "make-test", command = "make test" }]\n')
-    summary = project.start_json("p", expect=1)
-    assert summary["commands"][0]["summary"] == "exit 2: 2 failed in 0.1s"
+    lint = first_then("make-lint", f'echo "linting {MARKER}"', "true")
+    # make's own expansion; the linter's line is not echoed, so stdout is logged before it runs
+    recipes = [recipe.replace("$", "$$"), lint.replace("$", "$$")]
+    project.write(
+        "Makefile",
+        f"test:\n\t@{recipes[0]}\nlint:\n\t@{recipes[1]}\n\t@no-such-linter --check\n",
+    )
+    project.write_config(
+        "[pipelines.p]\nstages = [\n"
+        '  { id = "make-test", command = "make test", allow_failure = true },\n'
+        '  { id = "make-lint", command = "make lint", allow_failure = true },\n'
+        "]\n"
+    )
+    summary = project.start_json("p")
+    assert [c["summary"] for c in summary["commands"]] == [
+        "exit 2: 2 failed in 0.1s",
+        "exit 2: make: no-such-linter: No such file or directory",
+    ]
