@@ -90,6 +90,12 @@ class SummaryCommand(_Payload):
     duration_ms: int | None = None
     summary: str | None = None
     sub_run_id: str | None = Field(None, description="the child run of a subpipeline stage")
+    status_detail: str | None = Field(
+        None, description="why it ended as it did (not-selected, not-approved, upstream failed)"
+    )
+    needs: list[str] = Field(
+        default_factory=list, description="the stages it waited for (a stage graph)"
+    )
 
 
 class RunSummaryPayload(_Payload):

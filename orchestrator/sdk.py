@@ -42,6 +42,7 @@ __all__ = [
     "Run",
     "RunBegin",
     "RunSummary",
+    "StageSummary",
     "parse_event",
 ]
 
@@ -149,6 +150,39 @@ class ExecEnd(Event):
 
 
 @dataclass(frozen=True)
+class StageSummary(Mapping[str, Any]):
+    """One stage of a :class:`RunSummary`, typed; also read as the mapping the CLI printed
+    (``stage["id"]``, ``dict(stage)``), keys the CLI added since included."""
+
+    index: int
+    id: str
+    status: str
+    exit_code: int | None
+    duration_ms: int | None
+    summary: str | None
+    sub_run_id: str | None
+    status_detail: str | None
+    needs: list[str]
+    raw: Mapping[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_payload(cls, entry: Mapping[str, Any]) -> StageSummary:
+        names = [name for name in cls.__dataclass_fields__ if name != "raw"]
+        values: dict[str, Any] = {name: entry.get(name) for name in names}
+        values["needs"] = list(values["needs"] or [])
+        return cls(**values, raw=entry)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.raw[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.raw)
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+
+@dataclass(frozen=True)
 class RunSummary(Event):
     """The last event: the run as ``start --format json`` prints it."""
 
@@ -164,7 +198,7 @@ class RunSummary(Event):
     started_at: str | None
     completed_at: str | None
     exit_code: int
-    commands: list[dict[str, Any]]
+    commands: list[StageSummary]
 
     @property
     def succeeded(self) -> bool:
@@ -190,7 +224,10 @@ def parse_event(document: Mapping[str, Any]) -> Event:
     if cls is Event:
         return Event(type_, timestamp, payload)
     names = [name for name in cls.__dataclass_fields__ if name not in Event.__dataclass_fields__]
-    return cls(type_, timestamp, payload, **{name: payload.get(name) for name in names})
+    values = {name: payload.get(name) for name in names}
+    if cls is RunSummary:
+        values["commands"] = [StageSummary.from_payload(c) for c in values["commands"] or []]
+    return cls(type_, timestamp, payload, **values)
 
 
 # ---------------------------------------------------------------------------- a running run

@@ -21,6 +21,7 @@ from orchestrator.sdk import (
     OrchestratorCLIError,
     RunBegin,
     RunSummary,
+    StageSummary,
     parse_event,
 )
 from orchestrator.testing import Project
@@ -99,7 +100,11 @@ def test_start_a_pipeline_with_retries_and_a_child_run(project: Project) -> None
     (retry,) = [e for e in events if isinstance(e, ExecRetry)]
     assert (retry.stage_id, retry.attempt, retry.previous_exit_code) == ("flaky", 2, 9)
     assert summary.status == "succeeded" and summary.pipeline_id == "p"
-    assert [c["id"] for c in summary.commands] == ["flaky", "sub"]
+    assert [c["id"] for c in summary.commands] == ["flaky", "sub"]  # read as the CLI printed it
+    flaky, sub = summary.commands  # or typed, as every event is
+    assert isinstance(flaky, StageSummary) and flaky.summary == "" and flaky.exit_code == 0
+    assert (sub.id, sub.status, sub.needs) == ("sub", "succeeded", [])
+    assert sub.sub_run_id == begins[1].run_id and dict(sub)["sub_run_id"] == sub.sub_run_id
 
 
 def test_resume_and_retry_a_failed_run(project: Project) -> None:
@@ -208,3 +213,20 @@ def test_the_sdk_and_the_stream_share_one_event_vocabulary() -> None:
     for type_, model in models.items():
         fields = set(sdk._TYPES[type_].__dataclass_fields__) - base
         assert fields == set(model.model_fields), type_
+    stage_fields = set(sdk.StageSummary.__dataclass_fields__) - {"raw"}
+    assert stage_fields == set(events.SummaryCommand.model_fields)
+
+
+def test_the_summary_the_cli_prints_declares_every_field(project: Project) -> None:
+    """``start --format json`` (the ``run:summary`` payload) sends only fields its model, and so
+    ``schemas/events.schema.json``, declares: a reader of the schema sees every one."""
+    from orchestrator import events
+
+    project.write_config(
+        '[pipelines.p]\nstages = [{ id = "a", command = "true" },'
+        ' { id = "b", command = "false", needs = ["a"], allow_failure = true }]\n'
+    )
+    summary = project.start_json("p")
+    assert set(summary) <= set(events.RunSummaryPayload.model_fields)
+    for command in summary["commands"]:
+        assert set(command) <= set(events.SummaryCommand.model_fields), command
