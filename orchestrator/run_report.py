@@ -92,6 +92,22 @@ def visible_lines(text: str) -> list[str]:
     return [line.strip() for line in terminal_lines(text) if line.strip()]
 
 
+CANCELLED = "cancelled (the run was interrupted)"
+
+
+def stage_ending(outcome: CommandOutcome) -> str:
+    """How a command ended, as its summary starts; empty for a clean exit 0."""
+    if outcome.error:
+        return outcome.error
+    if outcome.timed_out:
+        return "timed out"
+    if outcome.cancelled:
+        return CANCELLED
+    if outcome.signal:
+        return f"killed by {outcome.signal}"
+    return "" if outcome.exit_code == 0 else f"exit {outcome.exit_code}"
+
+
 def stage_summary(
     stage: ResolvedStage,
     tails: dict[str, BoundedTail],
@@ -117,28 +133,14 @@ def stage_summary(
     if stage.summary_hint:
         pattern = re.compile(stage.summary_hint)
         chosen = next((line for line in reversed(lines) if pattern.search(line)), "")
-    succeeded = outcome.exit_code == 0 and not (
-        outcome.error or outcome.timed_out or outcome.cancelled or outcome.signal
-    )
-    if not chosen and not succeeded and last_said in shown:
+    ending = stage_ending(outcome)
+    if not chosen and ending and last_said in shown:  # a failure: what the stage said last
         said = [line for line in shown[last_said] if not FAILURE_ECHO.match(line)]
         chosen = said[-1] if said else ""
     if not chosen:
         chosen = shown["stdout"][-1] if shown["stdout"] else (lines[-1] if lines else "")
-    if outcome.error:
-        ending = outcome.error
-    elif outcome.timed_out:
-        ending = "timed out"
-    elif outcome.cancelled:  # the output is not the reason: say what was last seen as such
-        ending = "cancelled (the run was interrupted)"
-        if chosen:
-            ending, chosen = f"{ending}; last output", chosen
-    elif outcome.signal:
-        ending = f"killed by {outcome.signal}"
-    elif outcome.exit_code == 0:
-        ending = ""
-    else:
-        ending = f"exit {outcome.exit_code}"
+    if ending == CANCELLED and chosen:  # the output is not the reason: say it was seen last
+        ending = f"{ending}; last output"
     text = f"{ending}: {chosen}" if ending and chosen else (ending or chosen)
     return text if len(text) <= SUMMARY_LIMIT else text[: SUMMARY_LIMIT - 1] + "…"
 

@@ -7,6 +7,7 @@ third party's.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -42,12 +43,8 @@ class LoadedSlot:
 
 
 def _distribution_of(entry_point: Any) -> tuple[str | None, str | None]:
-    dist = getattr(entry_point, "dist", None)
-    if dist is not None:
-        meta = dist.metadata
-        return meta["Name"], meta["Version"]
-    # stevedore's cached entry points carry no distribution: the same entry point in the
-    # cached scan (entry_point_cache.py) has it, without opening every installed distribution
+    # the driver's entry points come from the cached scan (entry_point_cache.py), which names
+    # each one's distribution without opening every installed distribution
     for cached in entry_point_cache.select(entry_point.group):
         same = (cached.name, cached.value) == (entry_point.name, entry_point.value)
         if same and cached.distribution is not None:
@@ -67,9 +64,7 @@ def installed_names(group: str) -> list[str]:
     return sorted({ep.name for ep in entry_point_cache.select(group)})
 
 
-_driver: type[Any] | None = None
-
-
+@functools.cache
 def _driver_class() -> type[Any]:
     """stevedore's ``DriverManager``, finding entry points in this tool's one scan
     (``entry_point_cache``) instead of a scan of its own.
@@ -78,19 +73,17 @@ def _driver_class() -> type[Any]:
     entry and its mtime. Under ``python -m`` (the SDK, nested runs) the first entry is the
     working folder: each new folder (and one changed minutes later; stevedore keeps an mtime to
     about two minutes) meant a full scan of every installed distribution and one more 20 KB file
-    that nothing removes. Its per-process copy
-    (``ENTRY_POINT_CACHE``) also missed an install made while the process lived. Loading,
-    failure callbacks and the name lookup stay stevedore's."""
-    global _driver
-    if _driver is None:
-        from stevedore import DriverManager
+    that nothing removes. Its per-process copy (``ENTRY_POINT_CACHE``) also missed an install
+    made while the process lived. Loading, failure callbacks and the name lookup stay
+    stevedore's. Built at the first use: importing stevedore is left to the commands that load
+    a slot."""
+    from stevedore import DriverManager
 
-        class CachedScanDriver(DriverManager[Any]):
-            def list_entry_points(self) -> list[metadata.EntryPoint]:
-                return [entry.entry_point() for entry in entry_point_cache.select(self.namespace)]
+    class CachedScanDriver(DriverManager[Any]):
+        def list_entry_points(self) -> list[metadata.EntryPoint]:
+            return [entry.entry_point() for entry in entry_point_cache.select(self.namespace)]
 
-        _driver = CachedScanDriver
-    return _driver
+    return CachedScanDriver
 
 
 def load_class(slot: str, name: str) -> tuple[type[Any], ImplementationInfo]:

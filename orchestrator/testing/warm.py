@@ -233,7 +233,7 @@ def warm_up() -> None:
     from orchestrator.contracts import OBSERVER_GROUP, SLOTS
     from orchestrator.entry_point_cache import refresh
 
-    groups = {f"codex_orchestrator.{spec.name}" for spec in SLOTS} | {OBSERVER_GROUP}
+    groups = {spec.group for spec in SLOTS} | {OBSERVER_GROUP}
     modules = [entry.value.split(":", 1)[0] for entry in refresh() if entry.group in groups]
     folders = _pythonpath_folders()
     commands = [target.split(":", 1)[0] for target, _, _ in COMMANDS]  # cyclopts imports one
